@@ -1,0 +1,102 @@
+// safetensors: 8-byte little-endian header length, a JSON header, then raw tensor bytes.
+// Sharded checkpoints add model.safetensors.index.json mapping tensor names to shard files.
+import { ModelFileError } from '../errors.ts';
+import { readJson, type ByteSource, type FileFolder } from './byte-source.ts';
+import { DTYPE_BYTES, numel, type DType, type RawTensor, type TensorInfo, type TensorReader } from './tensor.ts';
+
+const DTYPES: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+const MAX_HEADER = 100 * 1024 * 1024;
+
+interface Entry extends TensorInfo {
+  source: ByteSource;
+  /** Absolute byte offset in the file. */
+  offset: number;
+  length: number;
+}
+
+class SafetensorsReader implements TensorReader {
+  constructor(
+    readonly file: string,
+    private readonly entries: Map<string, Entry>,
+  ) {}
+  list(): TensorInfo[] {
+    return [...this.entries.values()].map(({ name, dtype, shape }) => ({ name, dtype, shape }));
+  }
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+  async read(name: string, signal?: AbortSignal): Promise<RawTensor> {
+    const e = this.entries.get(name);
+    if (!e) throw new ModelFileError(this.file, 'tensor not found', name, 'ModelFileMissing');
+    const bytes = await e.source.read(e.offset, e.length, signal);
+    return { name, dtype: e.dtype, shape: e.shape, bytes };
+  }
+  async readRows(name: string, rowStart: number, rowCount: number, signal?: AbortSignal): Promise<RawTensor> {
+    const e = this.entries.get(name);
+    if (!e) throw new ModelFileError(this.file, 'tensor not found', name, 'ModelFileMissing');
+    const rows = e.shape[0] ?? 1;
+    if (rowStart < 0 || rowCount < 0 || rowStart + rowCount > rows) {
+      throw new ModelFileError(this.file, `rows ${rowStart}+${rowCount} out of range (${rows})`, name);
+    }
+    const rowBytes = e.length / rows;
+    const bytes = await e.source.read(e.offset + rowStart * rowBytes, rowCount * rowBytes, signal);
+    return { name, dtype: e.dtype, shape: [rowCount, ...e.shape.slice(1)], bytes };
+  }
+}
+
+async function readHeader(source: ByteSource, signal?: AbortSignal): Promise<Entry[]> {
+  const fileSize = await source.size(signal);
+  if (fileSize < 8) throw new ModelFileError(source.name, `not a safetensors file (${fileSize} bytes)`);
+  const lenBytes = await source.read(0, 8, signal);
+  const headerLen = Number(new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true));
+  if (headerLen <= 0 || headerLen > MAX_HEADER || 8 + headerLen > fileSize) {
+    throw new ModelFileError(source.name, `not a safetensors file (header length ${headerLen})`);
+  }
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  try {
+    header = JSON.parse(new TextDecoder().decode(await source.read(8, headerLen, signal)));
+  } catch (e) {
+    throw new ModelFileError(source.name, `header is not JSON (${(e as Error).message})`);
+  }
+  const dataStart = 8 + headerLen;
+  const entries: Entry[] = [];
+  for (const [name, h] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const dtype = DTYPES[h.dtype];
+    if (!dtype) throw new ModelFileError(source.name, `unsupported dtype ${h.dtype}`, name, 'UnsupportedDType');
+    const [begin, end] = h.data_offsets;
+    const length = end - begin;
+    if (length !== numel(h.shape) * DTYPE_BYTES[dtype]) {
+      throw new ModelFileError(source.name, `shape ${JSON.stringify(h.shape)} does not match ${length} bytes`, name);
+    }
+    if (dataStart + end > fileSize) {
+      throw new ModelFileError(source.name, `truncated: tensor ends at ${dataStart + end}, file is ${fileSize} bytes`, name);
+    }
+    entries.push({ name, dtype, shape: h.shape, source, offset: dataStart + begin, length });
+  }
+  return entries;
+}
+
+/** Opens `model.safetensors`, or the shards listed in `model.safetensors.index.json`. */
+export async function openSafetensors(folder: FileFolder, signal?: AbortSignal): Promise<TensorReader> {
+  const index = await readJson<{ weight_map: Record<string, string> }>(folder, 'model.safetensors.index.json', signal);
+  const files = index ? [...new Set(Object.values(index.weight_map))] : ['model.safetensors'];
+  const entries = new Map<string, Entry>();
+  for (const file of files) {
+    for (const e of await readHeader(folder.open(file), signal)) entries.set(e.name, e);
+  }
+  if (index) {
+    for (const [name, file] of Object.entries(index.weight_map)) {
+      if (!entries.has(name)) {
+        throw new ModelFileError(`${folder.base}/${file}`, 'listed in the index but missing from the shard', name);
+      }
+    }
+  }
+  return new SafetensorsReader(`${folder.base}/${files.length === 1 ? files[0] : 'model.safetensors.index.json'}`, entries);
+}
+
+/** One safetensors file on its own. */
+export async function openSafetensorsFile(source: ByteSource, signal?: AbortSignal): Promise<TensorReader> {
+  const entries = new Map((await readHeader(source, signal)).map((e) => [e.name, e]));
+  return new SafetensorsReader(source.name, entries);
+}
