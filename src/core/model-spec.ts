@@ -1,0 +1,31 @@
+// What a converted model is, read from its files (never hard-coded).
+
+/** The Qwen2 language model, from config.json (+ the tokenizer's length). */
+export interface LmSpec {
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** Rows of the (tied) embedding: text + special + visual. */
+  vocabSize: number;
+  /** Id of visual code 0 = vocabSize - visualCount = len(tokenizer). */
+  visualOffset: number;
+  /** Number of visual codes (64,000 for Cosmos DV: FSQ levels 8·8·8·5·5·5). */
+  visualCount: number;
+  tieWordEmbeddings: boolean;
+}
+
+export const VISUAL_CODES = 64000;
+
+/** Named tensor as stored in a converted bundle and fed to graph builders. */
+export type { TensorInit } from './convert/onnx/builder.ts';
+export interface NamedTensor {
+  name: string;
+  type: import('./convert/onnx/builder.ts').ElemType;
+  dims: number[];
+  raw: Uint8Array;
+}
