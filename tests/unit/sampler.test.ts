@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { CpuSampler, type SamplingParams } from '../../src/core/sampling/sampler.ts';
+import { Pcg32, stepUniforms } from '../../src/core/sampling/prng.ts';
+
+/** The target distribution, computed independently in float64 the way the reference does it (sort-based). */
+function expectedDistribution(c: Float32Array, n: Float32Array, p: SamplingParams): Float64Array {
+  const V = c.length;
+  const s = Array.from({ length: V }, (_, i) => (n[i]! + p.cfg * (c[i]! - n[i]!)) / p.temperature);
+  const order = [...s.keys()].sort((a, b) => s[b]! - s[a]!);
+  const keep = new Set(order.slice(0, Math.min(p.topK, V)));
+  const max = s[order[0]!]!;
+  const w = s.map((v, i) => (keep.has(i) ? Math.exp(v - max) : 0));
+  const z = w.reduce((a, b) => a + b, 0);
+  const probs = w.map((v) => v / z);
+  if (p.topP < 1) {
+    // HF TopP: drop the smallest tokens while the dropped mass stays <= 1 - top_p.
+    const asc = [...order].reverse().filter((i) => probs[i]! > 0);
+    let dropped = 0;
+    for (const i of asc) {
+      if (dropped + probs[i]! > 1 - p.topP) break;
+      dropped += probs[i]!;
+      probs[i] = 0;
+    }
+    const z2 = probs.reduce((a, b) => a + b, 0);
+    for (let i = 0; i < V; i++) probs[i]! /= z2;
+  }
+  return Float64Array.from(probs);
+}
+
+function randomLogits(rng: Pcg32, V: number, scale: number): Float32Array {
+  // Box-Muller normals from the PRNG: a deterministic, realistic logit spread.
+  const out = new Float32Array(V);
+  for (let i = 0; i < V; i++) {
+    const u1 = Math.max(rng.nextUniform(), 1e-9);
+    const u2 = rng.nextUniform();
+    out[i] = scale * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
+  }
+  return out;
+}
+
+/** Pearson chi-square over cells with expected count >= 5 (rarer cells pooled). */
+function chiSquare(counts: Float64Array, probs: Float64Array, N: number): { stat: number; dof: number } {
+  let stat = 0;
+  let dof = -1;
+  let pooledObs = 0;
+  let pooledExp = 0;
+  for (let i = 0; i < probs.length; i++) {
+    const e = probs[i]! * N;
+    if (e >= 5) {
+      stat += (counts[i]! - e) ** 2 / e;
+      dof++;
+    } else {
+      pooledObs += counts[i]!;
+      pooledExp += e;
+    }
+  }
+  if (pooledExp > 0) {
+    stat += (pooledObs - pooledExp) ** 2 / Math.max(pooledExp, 1e-12);
+    dof++;
+  }
+  return { stat, dof };
+}
+
+/** Upper critical value of chi-square at significance 1e-6 (Wilson–Hilferty approximation). */
+function chiSquareCritical(dof: number): number {
+  const z = 4.753; // one-sided normal quantile for 1e-6
+  const a = 2 / (9 * dof);
+  return dof * (1 - a + z * Math.sqrt(a)) ** 3;
+}
+
+describe('CpuSampler', () => {
+  const V = 200;
+  const rng = new Pcg32(7);
+  const cond = randomLogits(rng, V, 1.2);
+  const uncond = randomLogits(rng, V, 1.2);
+  const cases: [string, SamplingParams][] = [
+    ['plain CFG, T=1', { cfg: 6, temperature: 1, topK: V, topP: 1 }],
+    ['T=0.7, top-k 40', { cfg: 3, temperature: 0.7, topK: 40, topP: 1 }],
+    ['top-p 0.8', { cfg: 2, temperature: 1.3, topK: V, topP: 0.8 }],
+    ['top-k 60 and top-p 0.9', { cfg: 6, temperature: 2, topK: 60, topP: 0.9 }],
+    ['cfg 1 (conditional only)', { cfg: 1, temperature: 1, topK: V, topP: 1 }],
+  ];
+
+  for (const [name, params] of cases) {
+    it(`draws follow softmax(CFG/T) restricted by top-k/top-p: ${name}`, () => {
+      const sampler = new CpuSampler(V);
+      const N = 60_000;
+      const u = stepUniforms(1234, N);
+      const counts = new Float64Array(V);
+      for (let i = 0; i < N; i++) counts[sampler.sample(cond, uncond, params, u[i]!)]!++;
+      const probs = expectedDistribution(cond, uncond, params);
+      // Nothing outside the allowed set is ever drawn.
+      for (let i = 0; i < V; i++) if (probs[i] === 0) expect(counts[i], `token ${i} is excluded`).toBe(0);
+      const { stat, dof } = chiSquare(counts, probs, N);
+      console.log(`sampler ${name}: chi2=${stat.toFixed(1)} dof=${dof} critical(1e-6)=${chiSquareCritical(dof).toFixed(1)}`);
+      expect(stat).toBeLessThan(chiSquareCritical(dof));
+    });
+  }
+
+  it('detects a wrong distribution (the test has power)', () => {
+    const sampler = new CpuSampler(V);
+    const N = 60_000;
+    const u = stepUniforms(99, N);
+    const counts = new Float64Array(V);
+    const params = { cfg: 6, temperature: 1, topK: V, topP: 1 };
+    for (let i = 0; i < N; i++) counts[sampler.sample(cond, uncond, params, u[i]!)]!++;
+    const wrong = expectedDistribution(cond, uncond, { ...params, temperature: 1.1 });
+    const { stat, dof } = chiSquare(counts, wrong, N);
+    expect(stat).toBeGreaterThan(chiSquareCritical(dof));
+  });
+
+  it('temperature 0 is greedy over the CFG scores, first index on ties', () => {
+    const sampler = new CpuSampler(4);
+    const c = Float32Array.from([0, 3, 3, 1]);
+    const n = Float32Array.from([0, 0, 0, 0]);
+    expect(sampler.sample(c, n, { cfg: 2, temperature: 0, topK: 4, topP: 1 }, 0.99)).toBe(1);
+    // CFG pushes away from the negative stream: 0 + 2·(1 − 5) < 0 + 2·(0 − (−1)).
+    const c2 = Float32Array.from([1, 0]);
+    const n2 = Float32Array.from([5, -1]);
+    expect(sampler.sample(c2, n2, { cfg: 2, temperature: 0, topK: 2, topP: 1 }, 0.5)).toBe(1);
+  });
+
+  it('top-k 1 always returns the best token whatever the uniform', () => {
+    const sampler = new CpuSampler(V);
+    const params = { cfg: 6, temperature: 1, topK: 1, topP: 1 };
+    const greedy = sampler.sample(cond, uncond, { ...params, temperature: 0 }, 0);
+    for (const u of [0, 0.25, 0.5, 0.999999]) expect(sampler.sample(cond, uncond, params, u)).toBe(greedy);
+  });
+});
+
+describe('stepUniforms', () => {
+  it('is reproducible per seed, differs across seeds, and stays in [0, 1) as exact f32', () => {
+    const a = stepUniforms(42, 4096);
+    expect(stepUniforms(42, 4096)).toEqual(a);
+    expect(stepUniforms(43, 4096)).not.toEqual(a);
+    for (const v of a) {
+      expect(v).toBeGreaterThanOrEqual(0);
+      expect(v).toBeLessThan(1);
+      expect(Math.fround(v)).toBe(v);
+    }
+    const mean = a.reduce((x, y) => x + y, 0) / a.length;
+    expect(Math.abs(mean - 0.5)).toBeLessThan(0.02);
+  });
+});
