@@ -1,0 +1,251 @@
+// The sampler of sampler.ts as one WebGPU compute pass: one work-group of SAMPLER_THREADS threads
+// reads the step's logits where ONNX Runtime left them, draws the token with this step's uniform,
+// and writes it straight into the next step's input_ids (and bumps the per-row lengths), so the
+// decode loop never reads logits back. The f32 arithmetic and summation order mirror CpuSampler.
+import { SAMPLER_THREADS } from './sampler.ts';
+
+/** Byte layout of the params uniform buffer (16-byte aligned). */
+export const SAMPLER_PARAMS_BYTES = 48;
+
+export interface SamplerParamsData {
+  cfg: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  vocab: number;
+  /** Token id of visual code 0 (written to input_ids as code + offset). */
+  visualOffset: number;
+  /** Rows of input_ids / seqlens to feed (2 with CFG). */
+  rows: number;
+  /** Element offset of the unconditional logits row (vocab for [2,1,V] logits). */
+  uncondOffset: number;
+}
+
+export function packSamplerParams(p: SamplerParamsData): ArrayBuffer {
+  const buf = new ArrayBuffer(SAMPLER_PARAMS_BYTES);
+  const f = new Float32Array(buf);
+  const u = new Uint32Array(buf);
+  f[0] = p.cfg;
+  f[1] = p.temperature === 0 ? 0 : 1 / p.temperature;
+  u[2] = p.temperature === 0 ? 1 : 0;
+  u[3] = Math.min(Math.max(1, Math.floor(p.topK)), p.vocab);
+  f[4] = p.topP;
+  u[5] = p.vocab;
+  u[6] = p.visualOffset;
+  u[7] = p.rows;
+  u[8] = p.uncondOffset;
+  return buf;
+}
+
+export const SAMPLER_WGSL = /* wgsl */ `
+const THREADS: u32 = ${SAMPLER_THREADS}u;
+
+struct Params {
+  cfg: f32,
+  inv_temp: f32,
+  greedy: u32,
+  top_k: u32,
+  top_p: f32,
+  vocab: u32,
+  visual_offset: u32,
+  rows: u32,
+  uncond_offset: u32,
+  _pad0: u32, _pad1: u32, _pad2: u32,
+};
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(3) var<storage, read> draws: array<f32>;
+// [0] = step counter, [1..] = generated codes
+@group(0) @binding(4) var<storage, read_write> tokens: array<u32>;
+// int64 input_ids of the next step, as (low, high) u32 pairs per row
+@group(0) @binding(5) var<storage, read_write> input_ids: array<u32>;
+@group(0) @binding(6) var<storage, read_write> seqlens: array<i32>;
+
+var<workgroup> red_f: array<f32, ${SAMPLER_THREADS}>;
+var<workgroup> red_i: array<u32, ${SAMPLER_THREADS}>;
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> shared_u: array<u32, 4>;
+var<workgroup> shared_f: array<f32, 4>;
+
+fn float_key(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x80000000u) != 0u) { return ~b; }
+  return b | 0x80000000u;
+}
+
+fn chunk_bounds(t: u32) -> vec2<u32> {
+  let chunk = (params.vocab + THREADS - 1u) / THREADS;
+  return vec2<u32>(min(params.vocab, t * chunk), min(params.vocab, (t + 1u) * chunk));
+}
+
+fn kept(w: f32, floor: f32) -> bool { return w >= floor && w > 0.0; }
+
+// Chunk sums of weights >= floor into red_f; thread 0 returns the sequential total in shared_f[0].
+fn mass_above(t: u32, floor: f32) {
+  let b = chunk_bounds(t);
+  var acc = 0.0;
+  for (var i = b.x; i < b.y; i++) {
+    let w = scratch[i];
+    if (kept(w, floor)) { acc = acc + w; }
+  }
+  red_f[t] = acc;
+  workgroupBarrier();
+  if (t == 0u) {
+    var total = 0.0;
+    for (var j = 0u; j < THREADS; j++) { total = total + red_f[j]; }
+    shared_f[0] = total;
+  }
+  workgroupBarrier();
+}
+
+@compute @workgroup_size(${SAMPLER_THREADS})
+fn main(@builtin(local_invocation_index) t: u32) {
+  let V = params.vocab;
+  let step = tokens[0];
+
+  // 1. CFG scores (before temperature) and their maximum / first argmax.
+  var best = -3.4028235e38;
+  var best_i = 0xffffffffu;
+  for (var i = t; i < V; i += THREADS) {
+    let c = logits[i];
+    let n = logits[params.uncond_offset + i];
+    var s = n + params.cfg * (c - n);
+    if (params.greedy == 0u) { s = s * params.inv_temp; }
+    scratch[i] = s;
+    if (s > best) { best = s; best_i = i; }
+  }
+  red_f[t] = best;
+  red_i[t] = best_i;
+  workgroupBarrier();
+  for (var stride = THREADS / 2u; stride > 0u; stride = stride / 2u) {
+    if (t < stride) {
+      let of = red_f[t + stride];
+      let oi = red_i[t + stride];
+      if (of > red_f[t] || (of == red_f[t] && oi < red_i[t])) { red_f[t] = of; red_i[t] = oi; }
+    }
+    workgroupBarrier();
+  }
+  let max_s = red_f[0];
+  var token = red_i[0];
+  workgroupBarrier();
+
+  if (params.greedy == 0u) {
+    // 2. Top-k: key of the k-th largest score, by radix select over 8-bit digits.
+    var k_min = 0u;
+    if (params.top_k < V) {
+      var prefix = 0u;
+      var prefix_mask = 0u;
+      var remaining = params.top_k;
+      for (var pass = 0u; pass < 4u; pass++) {
+        let shift = 24u - 8u * pass;
+        atomicStore(&hist[t], 0u);
+        workgroupBarrier();
+        for (var i = t; i < V; i += THREADS) {
+          let key = float_key(scratch[i]);
+          if ((key & prefix_mask) == prefix) { atomicAdd(&hist[(key >> shift) & 0xffu], 1u); }
+        }
+        workgroupBarrier();
+        if (t == 0u) {
+          var digit = 255u;
+          for (; digit > 0u; digit--) {
+            let h = atomicLoad(&hist[digit]);
+            if (h >= remaining) { break; }
+            remaining = remaining - h;
+          }
+          shared_u[0] = digit;
+          shared_u[1] = remaining;
+        }
+        workgroupBarrier();
+        prefix = prefix | (shared_u[0] << shift);
+        prefix_mask = prefix_mask | (0xffu << shift);
+        remaining = shared_u[1];
+        workgroupBarrier();
+      }
+      k_min = prefix;
+    }
+
+    // 3. Unnormalised probabilities of the kept tokens.
+    for (var i = t; i < V; i += THREADS) {
+      let s = scratch[i];
+      var w = 0.0;
+      if (float_key(s) >= k_min) { w = exp(s - max_s); }
+      scratch[i] = w;
+    }
+    storageBarrier();
+    workgroupBarrier();
+
+    // 4. Top-p: the largest weight floor keeping mass >= p · total, by bisection on f32 bits.
+    var floor = 0.0;
+    if (params.top_p < 1.0) {
+      mass_above(t, 0.0);
+      let target = params.top_p * shared_f[0];
+      var lo = 0u;
+      var hi = 0x3f800001u;
+      loop {
+        if (hi - lo <= 1u) { break; }
+        let mid = (lo + hi) >> 1u;
+        workgroupBarrier();
+        mass_above(t, bitcast<f32>(mid));
+        if (shared_f[0] >= target) { lo = mid; } else { hi = mid; }
+      }
+      floor = bitcast<f32>(lo);
+    }
+
+    // 5. Inverse-CDF draw in index order.
+    let b = chunk_bounds(t);
+    var acc = 0.0;
+    for (var i = b.x; i < b.y; i++) {
+      let w = scratch[i];
+      if (kept(w, floor)) { acc = acc + w; }
+    }
+    red_f[t] = acc;
+    workgroupBarrier();
+    if (t == 0u) {
+      var total = 0.0;
+      for (var j = 0u; j < THREADS; j++) { total = total + red_f[j]; }
+      let target = draws[step] * total;
+      var prefix_sum = 0.0;
+      var last = 0xffffffffu;
+      var found = false;
+      for (var j = 0u; j < THREADS && !found; j++) {
+        let cb = chunk_bounds(j);
+        let next = prefix_sum + red_f[j];
+        if (next > target) {
+          var a = prefix_sum;
+          for (var i = cb.x; i < cb.y; i++) {
+            let w = scratch[i];
+            if (!kept(w, floor)) { continue; }
+            a = a + w;
+            last = i;
+            if (a > target) { break; }
+          }
+          found = true;
+        } else {
+          prefix_sum = next;
+          if (red_f[j] > 0.0) {
+            for (var i = cb.y; i > cb.x; i--) {
+              if (kept(scratch[i - 1u], floor)) { last = i - 1u; break; }
+            }
+          }
+        }
+      }
+      shared_u[2] = last;
+    }
+    workgroupBarrier();
+    token = shared_u[2];
+  }
+
+  // 6. Feed the token to the next step: both CFG rows see the same token.
+  if (t == 0u) {
+    tokens[1u + step] = token;
+    tokens[0] = step + 1u;
+    for (var r = 0u; r < params.rows; r++) {
+      input_ids[2u * r] = token + params.visual_offset;
+      input_ids[2u * r + 1u] = 0u;
+      seqlens[r] = seqlens[r] + 1;
+    }
+  }
+}
+`;

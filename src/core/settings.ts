@@ -1,0 +1,70 @@
+// Generation settings: defaults from the reference (SPEC B.5, SA:generate.py) and validation
+// that runs before any work starts, so bad input fails fast with a message that says what to do.
+import { SimpleARError } from './errors.ts';
+import { VISUAL_CODES } from './model-spec.ts';
+
+export interface SjdSettings {
+  /** Draft tokens verified per model run. */
+  window: number;
+}
+
+export interface GenerationSettings {
+  prompt: string;
+  /** Negative prompt text without the template; undefined = the reference negative prompt. */
+  negativePrompt?: string;
+  /** Image side in pixels: a multiple of 16 (one token per 16×16 block). */
+  size: number;
+  cfg: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  /** uint32. */
+  seed: number;
+  sjd?: SjdSettings;
+}
+
+export const DEFAULT_SETTINGS = {
+  size: 1024,
+  cfg: 6,
+  temperature: 1,
+  topK: VISUAL_CODES,
+  topP: 1,
+} as const;
+
+export const SIZE_LIMITS = { min: 16, max: 2048 } as const;
+export const SJD_WINDOW_LIMITS = { min: 2, max: 64 } as const;
+
+function invalid(field: string, message: string): SimpleARError {
+  return new SimpleARError('InvalidSettings', `${field}: ${message}`, { field });
+}
+
+/** Fills defaults and checks every field; throws InvalidSettings naming the field. */
+export function resolveSettings(input: Partial<GenerationSettings> & { prompt: string; seed: number }): GenerationSettings {
+  const s: GenerationSettings = { ...DEFAULT_SETTINGS, ...stripUndefined(input), prompt: input.prompt, seed: input.seed };
+  if (typeof s.prompt !== 'string' || s.prompt.trim() === '') throw invalid('prompt', 'type a prompt describing the image');
+  if (!Number.isInteger(s.size) || s.size % 16 !== 0 || s.size < SIZE_LIMITS.min || s.size > SIZE_LIMITS.max) {
+    throw invalid('size', `must be a multiple of 16 between ${SIZE_LIMITS.min} and ${SIZE_LIMITS.max} pixels (got ${s.size})`);
+  }
+  if (!Number.isFinite(s.cfg) || s.cfg < 0 || s.cfg > 50) throw invalid('cfg', `must be between 0 and 50 (got ${s.cfg}); 6 is the reference`);
+  if (!Number.isFinite(s.temperature) || s.temperature < 0 || s.temperature > 10) {
+    throw invalid('temperature', `must be between 0 (greedy) and 10 (got ${s.temperature})`);
+  }
+  if (!Number.isInteger(s.topK) || s.topK < 1) throw invalid('topK', `must be a whole number >= 1 (got ${s.topK}); ${VISUAL_CODES} = off`);
+  s.topK = Math.min(s.topK, VISUAL_CODES);
+  if (!Number.isFinite(s.topP) || s.topP <= 0 || s.topP > 1) throw invalid('topP', `must be in (0, 1] (got ${s.topP}); 1 = off`);
+  if (!Number.isInteger(s.seed) || s.seed < 0 || s.seed > 0xffffffff) throw invalid('seed', `must be a whole number from 0 to 4294967295 (got ${s.seed})`);
+  if (s.sjd) {
+    const w = s.sjd.window;
+    if (!Number.isInteger(w) || w < SJD_WINDOW_LIMITS.min || w > SJD_WINDOW_LIMITS.max) {
+      throw invalid('sjd', `window must be a whole number from ${SJD_WINDOW_LIMITS.min} to ${SJD_WINDOW_LIMITS.max} (got ${w})`);
+    }
+  }
+  return s;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Latent grid side: one visual token per 16×16 pixels. */
+export const latentSide = (size: number): number => size / 16;
