@@ -20,9 +20,74 @@ export interface FileFolder {
 
 const isUrl = (s: string) => /^(https?|blob|data):/i.test(s);
 
-export function openFolder(base: string, fetchImpl: typeof fetch = globalThis.fetch): FileFolder {
-  return isUrl(base) ? new HttpFolder(base, fetchImpl) : new LocalFolder(base);
+/** Retries of transient HTTP failures (network errors, dropped connections, 408/429/5xx). */
+export interface HttpOptions {
+  /** Extra attempts after the first (default 3). */
+  retries?: number;
+  /** First back-off delay; doubles on each retry (default 500 ms). */
+  retryDelayMs?: number;
 }
+
+export function openFolder(base: string, fetchImpl: typeof fetch = globalThis.fetch, options: HttpOptions = {}): FileFolder {
+  return isUrl(base) ? new HttpFolder(base, fetchImpl, options) : new LocalFolder(base);
+}
+
+const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+/**
+ * A fetch whose body is read to the end, retried on transient failures. Network errors
+ * (fetch rejecting, or the connection dropping mid-body) become HttpError with status 0.
+ * `fetchImpl` is always called as a plain function: window.fetch throws "Illegal invocation"
+ * when called as a method of another object.
+ */
+async function fetchBytes(
+  fetchImpl: typeof fetch,
+  url: string,
+  init: RequestInit,
+  options: HttpOptions,
+  accept: (res: Response) => boolean = (res) => res.ok,
+): Promise<{ res: Response; body: Uint8Array | null }> {
+  const retries = options.retries ?? 3;
+  let delay = options.retryDelayMs ?? 500;
+  for (let attempt = 0; ; attempt++) {
+    init.signal?.throwIfAborted();
+    let failure: HttpError;
+    try {
+      const res = await fetchImpl(url, init);
+      if (accept(res)) {
+        const body = init.method === 'HEAD' ? null : new Uint8Array(await res.arrayBuffer());
+        return { res, body };
+      }
+      await res.body?.cancel().catch(() => {});
+      failure = new HttpError(url, res.status);
+      if (!RETRY_STATUS.has(res.status)) throw failure;
+    } catch (e) {
+      if (e instanceof HttpError) throw e;
+      if ((e as Error)?.name === 'AbortError' || init.signal?.aborted) throw e;
+      failure = new HttpError(url, 0, `network error (${(e as Error)?.message ?? e})`);
+    }
+    if (attempt >= retries) throw failure;
+    await sleep(delay, init.signal);
+    delay *= 2;
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal | null): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** `base/file` for messages (no doubled slash when the base ends in '/'). */
+export const folderFile = (folder: FileFolder, file: string): string => `${folder.base.replace(/\/+$/, '')}/${file}`;
 
 export async function readJson<T>(folder: FileFolder, file: string, signal?: AbortSignal): Promise<T | null> {
   const bytes = await folder.readOptional(file, signal);
@@ -30,44 +95,62 @@ export async function readJson<T>(folder: FileFolder, file: string, signal?: Abo
   try {
     return JSON.parse(new TextDecoder().decode(bytes)) as T;
   } catch (e) {
-    throw new ModelFileError(`${folder.base}/${file}`, `not valid JSON (${(e as Error).message})`);
+    throw new ModelFileError(folderFile(folder, file), `not valid JSON (${(e as Error).message})`);
   }
 }
 
 class HttpFolder implements FileFolder {
   readonly base: string;
-  constructor(base: string, private readonly fetchImpl: typeof fetch) {
+  private readonly fetchImpl: typeof fetch;
+  constructor(
+    base: string,
+    fetchImpl: typeof fetch,
+    private readonly options: HttpOptions = {},
+  ) {
     this.base = base.endsWith('/') ? base : `${base}/`;
+    this.fetchImpl = (input, init) => fetchImpl(input, init);
   }
   open(file: string): ByteSource {
-    return new HttpSource(new URL(file, this.base).href, this.fetchImpl);
+    return new HttpSource(new URL(file, this.base).href, this.fetchImpl, this.options);
   }
   async readOptional(file: string, signal?: AbortSignal): Promise<Uint8Array | null> {
     const url = new URL(file, this.base).href;
-    const res = await this.fetchImpl(url, { signal });
-    if (res.status === 404) return null;
-    if (!res.ok) throw new HttpError(url, res.status);
-    return new Uint8Array(await res.arrayBuffer());
+    const { res, body } = await fetchBytes(this.fetchImpl, url, { signal }, this.options, (r) => r.ok || r.status === 404);
+    return res.status === 404 ? null : body;
   }
 }
 
 export class HttpSource implements ByteSource {
   private knownSize: number | undefined;
+  private readonly fetchImpl: typeof fetch;
   constructor(
     readonly name: string,
-    private readonly fetchImpl: typeof fetch = globalThis.fetch,
-  ) {}
+    fetchImpl: typeof fetch = globalThis.fetch,
+    private readonly options: HttpOptions = {},
+  ) {
+    this.fetchImpl = (input, init) => fetchImpl(input, init);
+  }
 
   async size(signal?: AbortSignal): Promise<number> {
     if (this.knownSize !== undefined) return this.knownSize;
-    const res = await this.fetchImpl(this.name, { method: 'HEAD', signal });
-    if (!res.ok) throw new HttpError(this.name, res.status, 'cannot read the file size');
-    const len = Number(res.headers.get('content-length'));
+    let res: Response;
+    try {
+      ({ res } = await fetchBytes(this.fetchImpl, this.name, { method: 'HEAD', signal }, this.options));
+    } catch (e) {
+      if (e instanceof HttpError) throw new HttpError(this.name, e.status, 'cannot read the file size');
+      throw e;
+    }
+    const len = Number(res.headers.get('content-length') ?? NaN);
     if (!Number.isFinite(len) || len <= 0) {
       // Some servers omit Content-Length on HEAD: a 1-byte range reply carries the total.
-      const r = await this.fetchImpl(this.name, { headers: { Range: 'bytes=0-0' }, signal });
-      const total = Number(r.headers.get('content-range')?.split('/')[1]);
-      await r.body?.cancel();
+      const { res: r } = await fetchBytes(
+        this.fetchImpl,
+        this.name,
+        { headers: { Range: 'bytes=0-0' }, signal },
+        this.options,
+        (x) => x.ok || x.status === 416,
+      );
+      const total = Number(r.headers.get('content-range')?.split('/')[1] ?? NaN);
       if (!Number.isFinite(total)) throw new HttpError(this.name, r.status, 'no Content-Length or Content-Range');
       this.knownSize = total;
     } else {
@@ -78,13 +161,15 @@ export class HttpSource implements ByteSource {
 
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     if (length === 0) return new Uint8Array(0);
-    const res = await this.fetchImpl(this.name, {
-      headers: { Range: `bytes=${offset}-${offset + length - 1}` },
-      signal,
-    });
+    const { res, body } = await fetchBytes(
+      this.fetchImpl,
+      this.name,
+      { headers: { Range: `bytes=${offset}-${offset + length - 1}` }, signal },
+      this.options,
+      (r) => r.ok || r.status === 416,
+    );
     if (res.status === 416) throw new ModelFileError(this.name, `truncated: no bytes at offset ${offset}`);
-    if (!res.ok) throw new HttpError(this.name, res.status);
-    const buf = new Uint8Array(await res.arrayBuffer());
+    const buf = body!;
     // A server that ignores Range answers 200 with the whole file: slice what we asked for.
     const bytes = res.status === 206 ? buf : buf.subarray(offset, offset + length);
     if (bytes.byteLength !== length) {

@@ -1,0 +1,170 @@
+// A real node:http static server for tests: serves a directory with HEAD, Range (206/416),
+// Content-Length and ETag; counts requests per path; injects failures on demand.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { join, normalize } from 'node:path';
+import type { AddressInfo } from 'node:net';
+
+export interface RequestRecord {
+  method: string;
+  /** URL path without the leading slash, decoded (e.g. "model.safetensors"). */
+  path: string;
+  /** The Range header, if any. */
+  range?: string;
+  status: number;
+  /** Body bytes actually sent (0 for HEAD and dropped connections before the body). */
+  bytesSent: number;
+}
+
+/** A failure to inject for requests whose path equals `path` (or every path for '*'). */
+export interface FailureRule {
+  path: string;
+  /** Answer the first `times` matching requests with this status (e.g. 503) and no body. */
+  status?: number;
+  /** Or: send headers and this many body bytes, then destroy the socket. */
+  dropAfterBytes?: number;
+  /** How many matching requests fail (default: all). */
+  times?: number;
+  /** Only GET, only HEAD… (default: any method). */
+  method?: string;
+}
+
+export interface TestServerOptions {
+  /** Pretend Range is unsupported: always answer 200 with the whole file. */
+  ignoreRange?: boolean;
+  /** Omit Content-Length on HEAD (some CDNs do). */
+  noContentLengthOnHead?: boolean;
+  failures?: FailureRule[];
+}
+
+export interface TestServer {
+  /** Base URL ending in '/'. */
+  readonly url: string;
+  readonly requests: RequestRecord[];
+  /** Requests for `path` (optionally of one method). */
+  count(path: string, method?: string): number;
+  /** Requests for `path` that had no Range header and got a body (full downloads). */
+  fullGets(path: string): number;
+  /** Total body bytes sent for `path`. */
+  bytesSent(path: string): number;
+  /** Replaces the failure rules (counters restart). */
+  setFailures(rules: FailureRule[]): void;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+interface LiveRule extends FailureRule {
+  used: number;
+}
+
+export async function startTestServer(root: string, options: TestServerOptions = {}): Promise<TestServer> {
+  const requests: RequestRecord[] = [];
+  let rules: LiveRule[] = (options.failures ?? []).map((r) => ({ ...r, used: 0 }));
+
+  const takeRule = (path: string, method: string): LiveRule | undefined => {
+    const r = rules.find(
+      (x) =>
+        (x.path === path || x.path === '*') &&
+        (!x.method || x.method === method) &&
+        (x.times === undefined || x.used < x.times),
+    );
+    if (r) r.used++;
+    return r;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const method = req.method ?? 'GET';
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
+    const range = req.headers.range;
+    const rec: RequestRecord = { method, path, ...(range ? { range } : {}), status: 0, bytesSent: 0 };
+    requests.push(rec);
+    const finish = (status: number, headers: Record<string, string | number> = {}, body?: Uint8Array) => {
+      rec.status = status;
+      res.writeHead(status, headers);
+      if (body && method !== 'HEAD') {
+        rec.bytesSent = body.byteLength;
+        res.end(body);
+      } else {
+        res.end();
+      }
+    };
+
+    if (method !== 'GET' && method !== 'HEAD') return finish(405, { Allow: 'GET, HEAD' });
+    const file = normalize(join(root, path));
+    if (!file.startsWith(normalize(root)) || path.includes('\0')) return finish(403);
+    let data: Uint8Array;
+    try {
+      if (!(await stat(file)).isFile()) return finish(404);
+      data = new Uint8Array(await readFile(file));
+    } catch {
+      return finish(404);
+    }
+
+    const rule = takeRule(path, method);
+    if (rule?.status !== undefined) return finish(rule.status, { 'Content-Length': 0 });
+
+    const etag = `"${createHash('sha1').update(data).digest('hex')}"`;
+    const common = { 'Accept-Ranges': options.ignoreRange ? 'none' : 'bytes', ETag: etag, 'Content-Type': 'application/octet-stream' };
+    let status = 200;
+    let body = data;
+    let headers: Record<string, string | number> = { ...common };
+    if (range && !options.ignoreRange) {
+      const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+      const size = data.byteLength;
+      let start: number;
+      let end: number;
+      if (!m || (m[1] === '' && m[2] === '')) return finish(416, { 'Content-Range': `bytes */${size}` });
+      if (m[1] === '') {
+        // suffix range: last N bytes
+        start = Math.max(0, size - Number(m[2]));
+        end = size - 1;
+      } else {
+        start = Number(m[1]);
+        end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+      }
+      if (start >= size || start > end) return finish(416, { 'Content-Range': `bytes */${size}` });
+      status = 206;
+      body = data.subarray(start, end + 1);
+      headers = { ...common, 'Content-Range': `bytes ${start}-${end}/${size}` };
+    }
+    if (!(method === 'HEAD' && options.noContentLengthOnHead)) headers['Content-Length'] = body.byteLength;
+
+    if (rule?.dropAfterBytes !== undefined && method === 'GET') {
+      rec.status = status;
+      res.writeHead(status, headers);
+      const n = Math.min(rule.dropAfterBytes, body.byteLength);
+      rec.bytesSent = n;
+      res.write(body.subarray(0, n), () => res.destroy());
+      return;
+    }
+    finish(status, headers, body);
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e) => {
+      res.destroy(e as Error);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    requests,
+    count: (path, method) => requests.filter((r) => r.path === path && (!method || r.method === method)).length,
+    fullGets: (path) => requests.filter((r) => r.path === path && r.method === 'GET' && !r.range && r.bytesSent > 0).length,
+    bytesSent: (path) => requests.filter((r) => r.path === path).reduce((a, r) => a + r.bytesSent, 0),
+    setFailures(next) {
+      rules = next.map((r) => ({ ...r, used: 0 }));
+    },
+    reset() {
+      requests.length = 0;
+    },
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}
