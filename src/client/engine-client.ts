@@ -1,0 +1,107 @@
+// The page's one handle on the engine: a typed bridge over the Comlink proxy of the engine
+// worker. It owns the worker's lifetime (started on first use, ended by dispose), turns a
+// worker that fails to start into rejected calls, and makes every call abortable.
+import * as Comlink from 'comlink';
+import { SimpleARError } from '../core/errors.ts';
+import type { DeviceFacts } from '../core/device.ts';
+import { installErrorTransfer } from './error-transfer.ts';
+import type { EngineWorkerApi, SelfTestReport } from './protocol.ts';
+
+export type { DeviceFacts } from '../core/device.ts';
+export type { SelfTestReport } from './protocol.ts';
+
+function startEngineWorker(): Worker {
+  // This exact `new Worker(new URL(...), { type: 'module' })` shape lets Vite bundle the worker.
+  return new Worker(new URL('../../workers/engine.worker.ts', import.meta.url), {
+    type: 'module',
+    name: 'simplear-engine',
+  });
+}
+
+export interface EngineClientOptions {
+  /** Starts the worker; tests and embedders may supply their own. */
+  startWorker?: () => Worker;
+}
+
+interface Connection {
+  worker: Worker;
+  remote: Comlink.Remote<EngineWorkerApi>;
+  /** Rejects when the worker dies or fails to load; calls race against it. */
+  failed: Promise<never>;
+}
+
+function aborted(signal: AbortSignal): SimpleARError {
+  return new SimpleARError('Aborted', 'The operation was cancelled.', { reason: String(signal.reason) });
+}
+
+export class EngineClient {
+  readonly #startWorker: () => Worker;
+  #connection: Connection | undefined;
+  #disposed = false;
+
+  constructor(options: EngineClientOptions = {}) {
+    this.#startWorker = options.startWorker ?? startEngineWorker;
+    installErrorTransfer();
+  }
+
+  /** WebGPU adapter, features and limits as the engine sees them, or why WebGPU is missing. */
+  getDeviceInfo(options: { signal?: AbortSignal } = {}): Promise<DeviceFacts> {
+    // Comlink.Remote distributes over the union; the value is a DeviceFacts all the same.
+    return this.#call((api) => api.getDeviceInfo() as Promise<DeviceFacts>, options.signal);
+  }
+
+  /** Runs a small ONNX graph on the GPU through ONNX Runtime Web and reports its numbers. */
+  selfTest(options: { signal?: AbortSignal } = {}): Promise<SelfTestReport> {
+    return this.#call((api) => api.selfTest(), options.signal);
+  }
+
+  /** Ends the worker and everything it holds. Later calls reject. */
+  dispose(): void {
+    this.#disposed = true;
+    if (!this.#connection) return;
+    this.#connection.remote[Comlink.releaseProxy]();
+    this.#connection.worker.terminate();
+    this.#connection = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #connect(): Connection {
+    if (this.#connection) return this.#connection;
+    const worker = this.#startWorker();
+    const failed = new Promise<never>((_, reject) => {
+      worker.addEventListener('error', (event) => {
+        event.preventDefault();
+        this.#connection = undefined;
+        worker.terminate();
+        reject(new Error(`The engine worker failed: ${event.message || 'it could not be loaded'}`));
+      });
+    });
+    failed.catch(() => {}); // observed by the calls that race against it
+    this.#connection = { worker, remote: Comlink.wrap<EngineWorkerApi>(worker), failed };
+    return this.#connection;
+  }
+
+  async #call<T>(invoke: (api: Comlink.Remote<EngineWorkerApi>) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (this.#disposed) throw new Error('EngineClient is disposed');
+    if (signal?.aborted) throw aborted(signal);
+    const { remote, failed } = this.#connect();
+    const racers: Promise<T>[] = [invoke(remote), failed];
+    let onAbort: (() => void) | undefined;
+    if (signal) {
+      racers.push(
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(aborted(signal));
+          signal.addEventListener('abort', onAbort, { once: true });
+        }),
+      );
+    }
+    try {
+      return await Promise.race(racers);
+    } finally {
+      if (onAbort) signal!.removeEventListener('abort', onAbort);
+    }
+  }
+}

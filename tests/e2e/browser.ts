@@ -1,0 +1,109 @@
+// Helpers for the browser tests: the system Chromium with real WebGPU (SwiftShader on
+// machines without a GPU), the built app served like `npm start` serves it, and a watch
+// on the console that fails a test on any error or warning.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { startServer, type RunningServer } from '../../tools/serve.ts';
+
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const DIST = resolve(import.meta.dirname, '../../dist');
+
+/** Flags for a quiet, offline, reproducible Chromium (the test machines have no network). */
+const BASE_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+export interface LaunchOptions {
+  /** Offer WebGPU (SwiftShader without a GPU). Default true. */
+  webgpu?: boolean;
+  extraArgs?: string[];
+}
+
+/** Launches the system Chromium headless; Playwright gives each launch a fresh temporary profile. */
+export async function launchChromium(options: LaunchOptions = {}): Promise<Browser> {
+  if (!existsSync(CHROMIUM_PATH)) {
+    throw new Error(`No Chromium at ${CHROMIUM_PATH}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`);
+  }
+  const webgpu = options.webgpu ?? true;
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [
+      ...BASE_ARGS,
+      ...(webgpu ? ['--enable-unsafe-webgpu'] : ['--disable-features=WebGPU']),
+      ...(options.extraArgs ?? []),
+    ],
+  });
+}
+
+/** Serves dist/ (the production build) on a free port, as `npm start` does. */
+export async function serveDist(): Promise<RunningServer> {
+  if (!existsSync(resolve(DIST, 'index.html'))) {
+    throw new Error(`${DIST}/index.html is missing: run \`npm run build\` before the browser tests`);
+  }
+  return startServer({ root: DIST, port: 0 });
+}
+
+/** Every console error/warning, uncaught error and failed request of a browser context. */
+export class ConsoleWatch {
+  readonly problems: string[] = [];
+  /** All console lines, for diagnostics when a test fails. */
+  readonly lines: string[] = [];
+
+  /** `allow`: messages the browser itself logs in the situation under test. */
+  constructor(context: BrowserContext, allow: RegExp[] = []) {
+    context.on('console', (msg) => {
+      const where = msg.worker() ? `worker ${msg.worker()!.url()}` : msg.location().url;
+      const line = `[${msg.type()}] ${msg.text()} (${where})`;
+      this.lines.push(line);
+      const isProblem = msg.type() === 'error' || msg.type() === 'warning';
+      if (isProblem && !allow.some((re) => re.test(msg.text()))) this.problems.push(line);
+    });
+    context.on('weberror', (e) => this.problems.push(`[uncaught] ${e.error().stack ?? e.error().message}`));
+    context.on('requestfailed', (r) => this.problems.push(`[request failed] ${r.url()}: ${r.failure()?.errorText}`));
+    context.on('response', (r) => {
+      if (r.status() >= 400) this.problems.push(`[HTTP ${r.status()}] ${r.url()}`);
+    });
+  }
+
+  /** Throws listing every problem seen so far. */
+  assertClean(): void {
+    if (this.problems.length > 0) {
+      throw new Error(`The page logged problems:\n  ${this.problems.join('\n  ')}`);
+    }
+  }
+}
+
+export interface AppSession {
+  context: BrowserContext;
+  page: Page;
+  console: ConsoleWatch;
+  close(): Promise<void>;
+}
+
+/** A fresh context with a console watch (ignoring messages matching `allow`), with the app at `url` loaded. */
+export async function openApp(browser: Browser, url: string, allow: RegExp[] = []): Promise<AppSession> {
+  const context = await browser.newContext();
+  const watch = new ConsoleWatch(context, allow);
+  const page = await context.newPage();
+  await page.goto(url);
+  return { context, page, console: watch, close: () => context.close() };
+}
+
+/** Waits until the status line has left its initial "Checking…" state; returns its text. */
+export async function waitForReady(page: Page): Promise<string> {
+  await page.locator('#status[data-tone]').waitFor({ timeout: 60_000 });
+  return (await page.locator('#status').textContent()) ?? '';
+}
+
+/** The value shown for one row of the "Your device" panel. */
+export async function deviceFact(page: Page, key: string): Promise<string> {
+  return ((await page.locator(`[data-fact="${key}"] dd`).textContent()) ?? '').trim();
+}
