@@ -1,7 +1,7 @@
 // safetensors: 8-byte little-endian header length, a JSON header, then raw tensor bytes.
 // Sharded checkpoints add model.safetensors.index.json mapping tensor names to shard files.
 import { ModelFileError } from '../errors.ts';
-import { readJson, type ByteSource, type FileFolder } from './byte-source.ts';
+import { folderFile, readJson, type ByteSource, type FileFolder } from './byte-source.ts';
 import { DTYPE_BYTES, numel, type DType, type RawTensor, type TensorInfo, type TensorReader } from './tensor.ts';
 
 const DTYPES: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
@@ -28,21 +28,35 @@ class SafetensorsReader implements TensorReader {
   async read(name: string, signal?: AbortSignal): Promise<RawTensor> {
     const e = this.entries.get(name);
     if (!e) throw new ModelFileError(this.file, 'tensor not found', name, 'ModelFileMissing');
-    const bytes = await e.source.read(e.offset, e.length, signal);
+    const bytes = await readNamed(e, e.offset, e.length, signal);
     return { name, dtype: e.dtype, shape: e.shape, bytes };
   }
   async readRows(name: string, rowStart: number, rowCount: number, signal?: AbortSignal): Promise<RawTensor> {
     const e = this.entries.get(name);
     if (!e) throw new ModelFileError(this.file, 'tensor not found', name, 'ModelFileMissing');
     const rows = e.shape[0] ?? 1;
-    if (rowStart < 0 || rowCount < 0 || rowStart + rowCount > rows) {
+    if (!Number.isInteger(rowStart) || !Number.isInteger(rowCount) || rowStart < 0 || rowCount < 0 || rowStart + rowCount > rows) {
       throw new ModelFileError(this.file, `rows ${rowStart}+${rowCount} out of range (${rows})`, name);
     }
     const rowBytes = e.length / rows;
-    const bytes = await e.source.read(e.offset + rowStart * rowBytes, rowCount * rowBytes, signal);
+    const bytes = await readNamed(e, e.offset + rowStart * rowBytes, rowCount * rowBytes, signal);
     return { name, dtype: e.dtype, shape: [rowCount, ...e.shape.slice(1)], bytes };
   }
 }
+
+/** A source read whose ModelFileError (e.g. truncation) also names the tensor. */
+async function readNamed(e: Entry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  try {
+    return await e.source.read(offset, length, signal);
+  } catch (err) {
+    if (err instanceof ModelFileError && !err.tensor) {
+      throw new ModelFileError(err.file, err.message.replace(`${err.file}: `, ''), e.name, err.code);
+    }
+    throw err;
+  }
+}
+
+const isNonNegInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
 async function readHeader(source: ByteSource, signal?: AbortSignal): Promise<Entry[]> {
   const fileSize = await source.size(signal);
@@ -56,12 +70,22 @@ async function readHeader(source: ByteSource, signal?: AbortSignal): Promise<Ent
   try {
     header = JSON.parse(new TextDecoder().decode(await source.read(8, headerLen, signal)));
   } catch (e) {
-    throw new ModelFileError(source.name, `header is not JSON (${(e as Error).message})`);
+    if (!(e instanceof SyntaxError)) throw e;
+    throw new ModelFileError(source.name, `header is not JSON (${e.message})`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new ModelFileError(source.name, 'header is not a JSON object');
   }
   const dataStart = 8 + headerLen;
   const entries: Entry[] = [];
   for (const [name, h] of Object.entries(header)) {
     if (name === '__metadata__') continue;
+    if (typeof h !== 'object' || h === null || !Array.isArray(h.shape) || !h.shape.every(isNonNegInt)) {
+      throw new ModelFileError(source.name, 'header entry has no valid shape', name);
+    }
+    if (!Array.isArray(h.data_offsets) || h.data_offsets.length !== 2 || !h.data_offsets.every(isNonNegInt)) {
+      throw new ModelFileError(source.name, 'header entry has no valid data_offsets', name);
+    }
     const dtype = DTYPES[h.dtype];
     if (!dtype) throw new ModelFileError(source.name, `unsupported dtype ${h.dtype}`, name, 'UnsupportedDType');
     const [begin, end] = h.data_offsets;
@@ -80,6 +104,9 @@ async function readHeader(source: ByteSource, signal?: AbortSignal): Promise<Ent
 /** Opens `model.safetensors`, or the shards listed in `model.safetensors.index.json`. */
 export async function openSafetensors(folder: FileFolder, signal?: AbortSignal): Promise<TensorReader> {
   const index = await readJson<{ weight_map: Record<string, string> }>(folder, 'model.safetensors.index.json', signal);
+  if (index && (typeof index.weight_map !== 'object' || index.weight_map === null)) {
+    throw new ModelFileError(folderFile(folder, 'model.safetensors.index.json'), 'no "weight_map" object');
+  }
   const files = index ? [...new Set(Object.values(index.weight_map))] : ['model.safetensors'];
   const entries = new Map<string, Entry>();
   for (const file of files) {
@@ -88,11 +115,11 @@ export async function openSafetensors(folder: FileFolder, signal?: AbortSignal):
   if (index) {
     for (const [name, file] of Object.entries(index.weight_map)) {
       if (!entries.has(name)) {
-        throw new ModelFileError(`${folder.base}/${file}`, 'listed in the index but missing from the shard', name);
+        throw new ModelFileError(folderFile(folder, file), 'listed in the index but missing from the shard', name);
       }
     }
   }
-  return new SafetensorsReader(`${folder.base}/${files.length === 1 ? files[0] : 'model.safetensors.index.json'}`, entries);
+  return new SafetensorsReader(folderFile(folder, index ? 'model.safetensors.index.json' : files[0]!), entries);
 }
 
 /** One safetensors file on its own. */
