@@ -66,7 +66,7 @@ describe.each([
     const f = openFolder(base());
     expect(await readJson(f, 'config.json')).toEqual({ a: 1 });
     expect(await readJson(f, 'missing.json')).toBeNull();
-    const err = await readJson(f, 'broken.json').catch((e) => e);
+    const err: any = await readJson(f, 'broken.json').catch((e) => e);
     expect(err).toBeInstanceOf(ModelFileError);
     expect(err.message).toMatch(/broken\.json: not valid JSON/);
     expect(err.message).not.toMatch(/\/\/broken/); // no doubled slash in the name
