@@ -138,13 +138,19 @@ export interface SelfTestResult {
  */
 export async function runSelfTest(
   ort: OrtModule,
-  options: { executionProviders: InferenceSession.SessionOptions['executionProviders']; strict?: boolean },
+  options: {
+    executionProviders: InferenceSession.SessionOptions['executionProviders'];
+    strict?: boolean;
+    /** Anything else for InferenceSession.create (e.g. logSeverityLevel). */
+    sessionOptions?: InferenceSession.SessionOptions;
+  },
 ): Promise<SelfTestResult> {
   const { batch, seq, hidden } = SELF_TEST_DIMS;
   const inputs = selfTestInputs();
   const dims = [batch, seq, hidden];
   const t0 = performance.now();
   const session = await ort.InferenceSession.create(buildSelfTestModel(), {
+    ...options.sessionOptions,
     executionProviders: options.executionProviders,
     ...(options.strict ? { extra: { session: { disable_cpu_ep_fallback: '1' } } } : {}),
   });
