@@ -1,0 +1,137 @@
+// Op plumbing for the LM graph (graph.ts reads like the forward pass because the details live here):
+// weight initializers in the activation dtype, linear layers (MatMulNBits or MatMul), RMSNorm,
+// SiLU, the quantized embedding lookup.
+import { GraphBuilder, float, type ElemType } from '../onnx/builder.ts';
+import type { NamedTensor } from '../../model-spec.ts';
+import { ModelFileError } from '../../errors.ts';
+import { f16BytesToFloat32, f16Bytes, f32Bytes } from '../quantize.ts';
+
+export type ActType = 'float32' | 'float16';
+
+/** Looks a converted tensor up by its stable name (see convert-weights.ts). */
+export type WeightGetter = (name: string) => NamedTensor | undefined;
+
+export class LmOps {
+  private readonly added = new Map<string, string>();
+  private consts = 0;
+
+  constructor(
+    readonly g: GraphBuilder,
+    readonly act: ActType,
+    private readonly get: WeightGetter,
+  ) {}
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  tensor(name: string): NamedTensor {
+    const t = this.get(name);
+    if (!t) throw new ModelFileError('converted LM weights', 'tensor missing', name, 'BundleInvalid');
+    return t;
+  }
+
+  /**
+   * Adds a converted tensor as an initializer (once; later calls return the same name). Float
+   * tensors are converted to the activation dtype; `dims` may re-view the same bytes (e.g. scales
+   * [N, k_blocks] for MatMulNBits and [N, k_blocks, 1] for GatherBlockQuantized), giving a second
+   * initializer under `${name}:${dims}`.
+   */
+  weight(name: string, opts: { dims?: number[]; type?: ElemType } = {}): string {
+    const t = this.tensor(name);
+    const dims = opts.dims ?? t.dims;
+    const key = opts.dims ? `${name}:${dims.join('x')}` : name;
+    const existing = this.added.get(key);
+    if (existing) return existing;
+    let { type, raw } = t;
+    const want = opts.type ?? (type === 'float32' || type === 'float16' ? this.act : type);
+    if (want !== type) {
+      if (type === 'float16' && want === 'float32') raw = f32Bytes(f16BytesToFloat32(raw));
+      else if (type === 'float32' && want === 'float16') raw = f16Bytes(new Float32Array(raw.slice().buffer));
+      else throw new Error(`weight ${name}: cannot convert ${type} to ${want}`);
+      type = want;
+    }
+    this.g.initializer(key, { type, dims, raw });
+    this.added.set(key, key);
+    return key;
+  }
+
+  /** A scalar or vector constant in the activation dtype. */
+  constAct(values: number[], dims: number[] = [values.length]): string {
+    const f = new Float32Array(values);
+    return this.g.initializer(`const.act.${this.consts++}`, {
+      type: this.act,
+      dims,
+      raw: this.act === 'float32' ? f32Bytes(f) : f16Bytes(f),
+    });
+  }
+
+  constInt32(values: number[], dims: number[] = [values.length]): string {
+    return this.g.initializer(`const.i32.${this.consts++}`, {
+      type: 'int32',
+      dims,
+      raw: new Uint8Array(new Int32Array(values).buffer),
+    });
+  }
+
+  /**
+   * y = x W^T (+ b) for a converted linear layer `prefix` ([N, K] in HF terms): MatMulNBits over
+   * `${prefix}.q/.scales[/.zp]`, or MatMul over `${prefix}.w` stored [K, N].
+   */
+  linear(x: string, prefix: string, k: number, bias?: string): string {
+    let y: string;
+    if (this.has(`${prefix}.q`)) {
+      const q = this.tensor(`${prefix}.q`);
+      const [n, , blob] = q.dims as [number, number, number];
+      const bits = (blob * 8) / 32;
+      const inputs = [x, this.weight(`${prefix}.q`), this.weight(`${prefix}.scales`)];
+      if (this.has(`${prefix}.zp`)) inputs.push(this.weight(`${prefix}.zp`));
+      y = this.g.ms('MatMulNBits', inputs, { K: k, N: n, bits, block_size: 32 })[0]!;
+    } else {
+      y = this.g.op1('MatMul', [x, this.weight(`${prefix}.w`)]);
+    }
+    return bias ? this.g.op1('Add', [y, this.weight(bias)]) : y;
+  }
+
+  rmsNorm(x: string, w: string, eps: number): string {
+    return this.g.op1('SimplifiedLayerNormalization', [x, this.weight(w)], { axis: -1, epsilon: float(eps), stash_type: 1 });
+  }
+
+  /** RMSNorm(x + skip) and the sum (the new residual stream). */
+  skipRmsNorm(x: string, skip: string, w: string, eps: number): { normed: string; sum: string } {
+    const [normed, , , sum] = this.g.ms('SkipSimplifiedLayerNormalization', [x, skip, this.weight(w)], { epsilon: float(eps) }, 4);
+    return { normed: normed!, sum: sum! };
+  }
+
+  /** silu(a) * b = a * sigmoid(a) * b. */
+  siluMul(a: string, b: string): string {
+    const g = this.g;
+    return g.op1('Mul', [g.op1('Mul', [a, g.op1('Sigmoid', [a])]), b]);
+  }
+
+  /**
+   * Embedding lookup from a converted table `prefix` for int32 `indices` [B, S]:
+   * GatherBlockQuantized over `${prefix}.q/.scales` (rank 2 [rows, H*bits/8] or the rank-3
+   * MatMulNBits layout [rows, k_blocks, blob], symmetric), or Gather over `${prefix}.w`.
+   * Returns [B, S, H] in the activation dtype. Out-of-range indices give zeros (GBQ) or garbage
+   * (Gather); callers mask them.
+   */
+  embed(indices: string, prefix: string, hidden: number): string {
+    const g = this.g;
+    if (!this.has(`${prefix}.q`)) return g.op1('Gather', [this.weight(`${prefix}.w`), indices], { axis: 0 });
+    const q = this.tensor(`${prefix}.q`);
+    const rank3 = q.dims.length === 3;
+    const bits = rank3 ? (q.dims[2]! * 8) / 32 : (q.dims[1]! * 8) / hidden;
+    const rows = q.dims[0]!;
+    const scales = rank3 ? this.weight(`${prefix}.scales`, { dims: [rows, q.dims[1]!, 1] }) : this.weight(`${prefix}.scales`);
+    const out = g.ms('GatherBlockQuantized', [this.weight(`${prefix}.q`), indices, scales], {
+      bits,
+      block_size: 32,
+      gather_axis: 0,
+      quantize_axis: rank3 ? 2 : 1,
+    })[0]!;
+    if (!rank3) return out;
+    // [B, S, k_blocks, 32] → [B, S, H]
+    return g.op1('Reshape', [out, g.constInt64([0, 0, hidden])]);
+  }
+}

@@ -1,0 +1,163 @@
+// A small CPU-side driver for the LM graph (graph.ts): static KV cache tensors, the feeds of
+// prefill and decode steps, and a runner used by the tests and the Node CLI. The GPU-resident
+// engine loop builds the same feeds from GPU buffers; the contract is documented in graph.ts.
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
+import type { LmSpec } from '../../model-spec.ts';
+import { pastKey, pastValue, presentKey, presentValue } from './graph.ts';
+
+/** The `Tensor` constructor of whichever onnxruntime package is in use (node or web). */
+export type TensorCtor = typeof Tensor;
+
+export interface KvCache {
+  /** past_key.{i}/past_value.{i} → tensor, [B, kvH, capacity, hd]. */
+  tensors: Record<string, Tensor>;
+  capacity: number;
+  batch: number;
+}
+
+/** Zeroed CPU cache tensors (f32, or f16 as Uint16Array bits). */
+export function createKvCache(ortTensor: TensorCtor, spec: LmSpec, batch: number, capacity: number, dtype: 'float32' | 'float16' = 'float32'): KvCache {
+  const dims = [batch, spec.numKvHeads, capacity, spec.headDim];
+  const n = dims.reduce((a, b) => a * b, 1);
+  const tensors: Record<string, Tensor> = {};
+  for (let i = 0; i < spec.numLayers; i++) {
+    for (const name of [pastKey(i), pastValue(i)]) {
+      tensors[name] = dtype === 'float32' ? new ortTensor('float32', new Float32Array(n), dims) : new ortTensor('float16', new Uint16Array(n), dims);
+    }
+  }
+  return { tensors, capacity, batch };
+}
+
+export interface StepFeeds {
+  input_ids: Int32Array;
+  seqlens_k: Int32Array;
+  total_sequence_length: number;
+  logits_index: Int32Array;
+  /** [B, S] and [B, R]. */
+  seq: number;
+  rows: number;
+}
+
+/**
+ * Prefill of one prompt per row, right-padded to the longest (pad id 0). Returns the feeds for
+ * the logits of each row's last real token.
+ */
+export function prefillFeeds(prompts: readonly (readonly number[])[], padId = 0): StepFeeds {
+  const B = prompts.length;
+  const S = Math.max(...prompts.map((p) => p.length));
+  if (S === 0) throw new Error('prefillFeeds: empty prompt');
+  const ids = new Int32Array(B * S).fill(padId);
+  const seqlens = new Int32Array(B);
+  const index = new Int32Array(B);
+  prompts.forEach((p, b) => {
+    if (p.length === 0) throw new Error(`prefillFeeds: prompt ${b} is empty`);
+    ids.set(p, b * S);
+    seqlens[b] = p.length - 1;
+    index[b] = b * S + p.length - 1;
+  });
+  return { input_ids: ids, seqlens_k: seqlens, total_sequence_length: S, logits_index: index, seq: S, rows: 1 };
+}
+
+/** One token per row, appended after `lengths[b]` tokens already in the cache. */
+export function decodeFeeds(tokens: readonly number[], lengths: readonly number[]): StepFeeds {
+  const B = tokens.length;
+  const seqlens = Int32Array.from(lengths);
+  return {
+    input_ids: Int32Array.from(tokens),
+    seqlens_k: seqlens,
+    total_sequence_length: Math.max(...lengths) + 1,
+    logits_index: Int32Array.from({ length: B }, (_, b) => b),
+    seq: 1,
+    rows: 1,
+  };
+}
+
+/**
+ * Runs the LM graph on a CPU session (onnxruntime-node or the wasm EP) with a static cache.
+ * The cache tensors are passed as both `past_*` feeds and `present_*` fetches; onnxruntime-node
+ * writes the present state into them in place. Where an ORT build returns fresh output tensors
+ * instead (onnxruntime-web ignores pre-allocated CPU fetches), the runner adopts them as the
+ * next step's past, so both behaviours give the same results.
+ */
+export class LmRunner {
+  readonly lengths: number[];
+  private readonly cache: KvCache;
+  constructor(
+    private readonly ort: { Tensor: TensorCtor },
+    private readonly session: InferenceSession,
+    private readonly spec: LmSpec,
+    opts: { batch?: number; capacity: number; dtype?: 'float32' | 'float16'; preallocateOutputs?: boolean },
+  ) {
+    this.cache = createKvCache(ort.Tensor, spec, opts.batch ?? 2, opts.capacity, opts.dtype ?? 'float32');
+    this.lengths = new Array(this.cache.batch).fill(0);
+    this.preallocate = opts.preallocateOutputs ?? true;
+  }
+  private readonly preallocate: boolean;
+
+  /** Logits [B * R * visualCount] of one graph call. */
+  async run(f: StepFeeds): Promise<Float32Array> {
+    const { Tensor } = this.ort;
+    const B = this.cache.batch;
+    if (f.input_ids.length !== B * f.seq) throw new Error(`feeds for batch ${f.input_ids.length / f.seq}, runner has ${B}`);
+    const need = Math.max(...Array.from(f.seqlens_k)) + 1;
+    if (need > this.cache.capacity) throw new Error(`KV cache overflow: ${need} > ${this.cache.capacity}`);
+    const feeds: Record<string, Tensor> = {
+      input_ids: new Tensor('int32', f.input_ids, [B, f.seq]),
+      seqlens_k: new Tensor('int32', f.seqlens_k, [B]),
+      total_sequence_length: new Tensor('int32', Int32Array.of(f.total_sequence_length), []),
+      logits_index: new Tensor('int32', f.logits_index, [B, f.rows]),
+      ...this.cache.tensors,
+    };
+    const fetches: Record<string, Tensor | null> = { logits: null };
+    for (let i = 0; i < this.spec.numLayers; i++) {
+      fetches[presentKey(i)] = this.preallocate ? this.cache.tensors[pastKey(i)]! : null;
+      fetches[presentValue(i)] = this.preallocate ? this.cache.tensors[pastValue(i)]! : null;
+    }
+    const out = await this.session.run(feeds, fetches);
+    for (let i = 0; i < this.spec.numLayers; i++) {
+      const k = out[presentKey(i)];
+      const v = out[presentValue(i)];
+      // Same buffer (written in place) or a fresh output: either way it is the new past.
+      if (k && k.data !== this.cache.tensors[pastKey(i)]!.data) this.cache.tensors[pastKey(i)] = k;
+      if (v && v.data !== this.cache.tensors[pastValue(i)]!.data) this.cache.tensors[pastValue(i)] = v;
+    }
+    return out.logits!.data as Float32Array;
+  }
+
+  /** Prefills one prompt per row; logits [B * visualCount] of each row's last token. */
+  async prefill(prompts: readonly (readonly number[])[]): Promise<Float32Array> {
+    const logits = await this.run(prefillFeeds(prompts));
+    prompts.forEach((p, b) => (this.lengths[b] = p.length));
+    return logits;
+  }
+
+  /** Appends one token per row; logits [B * visualCount]. */
+  async step(tokens: readonly number[]): Promise<Float32Array> {
+    const logits = await this.run(decodeFeeds(tokens, this.lengths));
+    for (let b = 0; b < tokens.length; b++) this.lengths[b]! += 1;
+    return logits;
+  }
+}
+
+/** log_softmax(u + cfg·(c − u)) over one row of V logits (SPEC B.5.2: same distribution as the
+ * log-prob form). */
+export function cfgLogProbs(cond: Float32Array, uncond: Float32Array, cfg: number): Float64Array {
+  const n = cond.length;
+  const s = new Float64Array(n);
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    s[i] = uncond[i]! + cfg * (cond[i]! - uncond[i]!);
+    if (s[i]! > max) max = s[i]!;
+  }
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(s[i]! - max);
+  const lse = max + Math.log(sum);
+  for (let i = 0; i < n; i++) s[i]! -= lse;
+  return s;
+}
+
+export function argmax(v: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
+  return best;
+}

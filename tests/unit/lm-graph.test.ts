@@ -1,0 +1,114 @@
+// The LM graph (src/core/convert/lm) on onnxruntime-node against a float64 TypeScript reference,
+// on a random tiny Qwen2 (no fixtures needed): f32 weights match to 1e-4; quantized variants are
+// measured and printed.
+import { describe, expect, it } from 'vitest';
+import * as ort from 'onnxruntime-node';
+import type { LmSpec } from '../../src/core/model-spec.ts';
+import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
+import { buildLmGraph } from '../../src/core/convert/lm/graph.ts';
+import { LmRunner } from '../../src/core/convert/lm/session-io.ts';
+import { Qwen2Reference } from '../../src/core/convert/lm/reference.ts';
+import { memoryReader, randomCheckpoint } from '../../src/core/convert/lm/random-model.ts';
+
+const spec: LmSpec = {
+  hiddenSize: 64,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 16,
+  intermediateSize: 80, // not a multiple of 32: exercises MatMulNBits K padding
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  vocabSize: 120 + 300,
+  visualOffset: 120,
+  visualCount: 300,
+  tieWordEmbeddings: true,
+};
+
+const cond = [5, 17, 3, 99, 118, 7, 64];
+const uncond = [11, 2, 40, 119];
+const steps = [120 + 5, 120 + 299, 120, 120 + 77, 120 + 150];
+
+async function runGraph(format: LmWeightFormat, s: LmSpec, ckpt: Map<string, Float32Array>) {
+  const weights = await collectLmWeights(memoryReader(s, ckpt), s, { weights: format, rowChunk: 50 });
+  const model = buildLmGraph(s, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 });
+  const session = await ort.InferenceSession.create(model);
+  const runner = new LmRunner(ort, session, s, { capacity: 32 });
+  const V = s.visualCount;
+  const out: Float32Array[][] = [[], []];
+  const push = (l: Float32Array) => {
+    out[0]!.push(l.slice(0, V));
+    out[1]!.push(l.slice(V, 2 * V));
+  };
+  push(await runner.prefill([cond, uncond]));
+  for (const t of steps) push(await runner.step([t, t]));
+  await session.release();
+  return out;
+}
+
+function reference(s: LmSpec, ckpt: Map<string, Float32Array>) {
+  const get = (n: string) => ckpt.get(n)!;
+  return [cond, uncond].map((prompt) => {
+    const ref = new Qwen2Reference(s, get, 64);
+    const rows = [ref.forward(prompt).at(-1)!];
+    for (const t of steps) rows.push(ref.forward([t])[0]!);
+    return rows;
+  });
+}
+
+function maxAbs(a: Float32Array[][], b: Float64Array[][]) {
+  let m = 0;
+  let scale = 0;
+  let mean = 0;
+  let n = 0;
+  let agree = 0;
+  let rows = 0;
+  for (let s = 0; s < a.length; s++) {
+    for (let t = 0; t < a[s]!.length; t++) {
+      const x = a[s]![t]!;
+      const y = b[s]![t]!;
+      let ax = 0;
+      let ay = 0;
+      for (let i = 0; i < x.length; i++) {
+        const d = Math.abs(x[i]! - y[i]!);
+        m = Math.max(m, d);
+        scale = Math.max(scale, Math.abs(y[i]!));
+        mean += d;
+        n++;
+        if (x[i]! > x[ax]!) ax = i;
+        if (y[i]! > y[ay]!) ay = i;
+      }
+      rows++;
+      if (ax === ay) agree++;
+    }
+  }
+  return { max: m, mean: mean / n, top1: agree / rows, scale };
+}
+
+describe('LM graph vs float64 reference (random tiny Qwen2)', () => {
+  const ckpt = randomCheckpoint(spec);
+  const ref = reference(spec, ckpt);
+
+  it('f32 weights: prefill (different prompt lengths) + decode through the static cache match to 1e-4', async () => {
+    const got = await runGraph('f32', spec, ckpt);
+    const e = maxAbs(got, ref);
+    console.log(`[lm-graph] f32: max abs ${e.max.toExponential(2)}, mean ${e.mean.toExponential(2)}`);
+    expect(e.max).toBeLessThan(1e-4);
+  });
+
+  it('untied head (lm_head.weight) is used when present', async () => {
+    const s2 = { ...spec, tieWordEmbeddings: false };
+    const c2 = randomCheckpoint(s2, 7);
+    const e = maxAbs(await runGraph('f32', s2, c2), reference(s2, c2));
+    expect(e.max).toBeLessThan(1e-4);
+  });
+
+  // Loose sanity bounds, relative to the largest |logit|; the golden tests report the real numbers.
+  for (const [format, bound] of [['f16', 0.01], ['q8', 0.05], ['q4', 0.5]] as const) {
+    it(`${format} weights stay close to the reference`, async () => {
+      const e = maxAbs(await runGraph(format, spec, ckpt), ref);
+      console.log(`[lm-graph] ${format}: max abs ${e.max.toExponential(2)}, mean ${e.mean.toExponential(2)} (logit scale ${e.scale.toFixed(2)}), top-1 agreement ${(e.top1 * 100).toFixed(0)}%`);
+      expect(e.max).toBeLessThan(bound * e.scale);
+    });
+  }
+});
