@@ -111,6 +111,11 @@ export class GraphBuilder {
     return this.addInit(this.fresh('c_i64'), { type: 'int64', dims, raw });
   }
 
+  /** A constant tensor of any type under a fresh name (`hint_N`). */
+  constTensor(hint: string, t: TensorInit): string {
+    return this.addInit(this.fresh(hint), t);
+  }
+
   constFloat32(values: number[], dims: number[] = [values.length]): string {
     return this.addInit(this.fresh('c_f32'), {
       type: 'float32',

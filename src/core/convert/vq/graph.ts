@@ -1,0 +1,330 @@
+// The Cosmos DV decoder as ONE ONNX graph, in its exact 2D single-frame form (SPEC C.3–C.8, C.11):
+//
+//   codes int64 [h, w]            visual codes 0..63999 (clamped), row-major latent grid
+//   → FSQ inverse                 6 digits by integer division, (d − ⌊L/2⌋)/⌊L/2⌋        6×h×w
+//   → post_quant_conv             1×1, 6→16                                              16×h×w
+//   → conv_in                     3×3 16→512, folded 1×1                                512×h×w
+//   → mid                         res block, spatial attention, temporal attention
+//                                 (= x + proj_out(v(norm x)) at T=1), res block         512×h×w
+//   → up levels 2, 1, 0           res blocks, then upsample (conv1 folded + residual if
+//                                 temporal; nearest 2×, 3×3 conv2 + residual; 1×1 conv3)  256×4h×4w
+//   → norm_out, swish, conv_out   3×3 256→192, folded 1×1                              192×4h×4w
+//   → inverse Haar × 2            closed form (SPEC C.7): 192 → 24×8h×8w → 3×16h×16w
+//   → bytes                       u8 = ⌊clamp((x+1)/2, 0, 1)·255 + 0.5⌋, alpha 255
+//   rgba uint8 [16h, 16w, 4]      ready for an ImageData
+//
+// GroupNorm(1 group) is a normalization over C×H×W per image (eps 1e-6) with per-channel affine;
+// its statistics are computed in fp32 in both variants.
+//
+// WebGPU memory (SPEC C.10): at 1024² (h = w = 64) the tensors after up.1's upsampler are
+// 512×256×256 — 128 MiB in fp32, exactly the default maxStorageBufferBindingSize — and a naive
+// schedule holds three of them. Use the f16 variant (64 MiB each) or request higher limits;
+// tiling the 256² stages by rows is a later concern.
+import { GraphBuilder, float, type ElemType } from '../onnx/builder.ts';
+import type { NamedTensor } from '../../model-spec.ts';
+import { ModelFileError } from '../../errors.ts';
+import { float32ToFloat16Bytes, halfToFloat } from '../../formats/tensor.ts';
+import type { AttentionSpec, CosmosDecoderSpec, ResBlockSpec, UpsampleSpec } from './describe.ts';
+import { convertedName, convertedShape, decoderWeightPlan } from './weights.ts';
+
+export type ActivationType = 'float32' | 'float16';
+
+export interface DecoderGraphOptions {
+  /** 'float16' on adapters with shader-f16 (weights and activations f16, statistics f32). */
+  activations: ActivationType;
+  /** Input `codes` as [h, w] (default) or [1, h, w]. */
+  codesRank?: 2 | 3;
+  /** Also output `image` float32 [3, H, W]: the decoder output before the byte mapping. */
+  floatImage?: boolean;
+}
+
+export const DECODER_INPUT = 'codes';
+export const DECODER_OUTPUT = 'rgba';
+export const DECODER_FLOAT_OUTPUT = 'image';
+
+const GROUP_NORM_EPS = 1e-6;
+
+/** Builds the decoder graph with the converted weights (any float type) embedded as initializers. */
+export function buildDecoderGraph(
+  spec: CosmosDecoderSpec,
+  weights: Iterable<NamedTensor> | ReadonlyMap<string, NamedTensor>,
+  options: DecoderGraphOptions,
+): Uint8Array {
+  const byName = weights instanceof Map ? (weights as ReadonlyMap<string, NamedTensor>) : new Map([...(weights as Iterable<NamedTensor>)].map((w) => [w.name, w]));
+  return new DecoderGraph(spec, byName, options).build();
+}
+
+class DecoderGraph {
+  private readonly g = new GraphBuilder('cosmos_dv_decoder');
+  private readonly act: ActivationType;
+  private readonly added = new Set<string>();
+
+  constructor(
+    private readonly spec: CosmosDecoderSpec,
+    private readonly weights: ReadonlyMap<string, NamedTensor>,
+    private readonly options: DecoderGraphOptions,
+  ) {
+    this.act = options.activations;
+    // Fail early, naming the first weight that is missing or mis-shaped.
+    for (const e of decoderWeightPlan(spec)) {
+      const w = weights.get(e.name);
+      if (!w) throw new ModelFileError('decoder weights', 'missing converted weight', e.name, 'BundleInvalid');
+      if (e.kind !== 'vector' && w.dims.length !== 4) {
+        throw new ModelFileError('decoder weights', `expected a 4-D conv weight, got ${JSON.stringify(w.dims)}`, e.name, 'BundleInvalid');
+      }
+    }
+  }
+
+  build(): Uint8Array {
+    const { g, spec } = this;
+    const rank = this.options.codesRank ?? 2;
+    const codesIn = g.input(DECODER_INPUT, 'int64', rank === 3 ? [1, 'h', 'w'] : ['h', 'w']);
+    const codes = rank === 3 ? g.op1('Squeeze', [codesIn, g.constInt64([0])]) : codesIn;
+
+    let x = this.fsqInverse(codes); //                                   [1, 6, h, w]
+    x = this.conv(x, 'post_quant_conv'); //                              [1, 16, h, w]
+    x = this.conv(this.conv(x, 'decoder.conv_in.0'), 'decoder.conv_in.1'); // [1, 512, h, w]
+
+    x = this.resBlock(x, spec.mid.block1);
+    x = this.attention(x, spec.mid.attention);
+    x = this.resBlock(x, spec.mid.block2);
+
+    for (const level of spec.up) {
+      level.blocks.forEach((block, i) => {
+        x = this.resBlock(x, block);
+        if (level.attentions[i]) x = this.attention(x, level.attentions[i]!);
+      });
+      if (level.upsample) x = this.upsample(x, level.upsample);
+    }
+
+    x = this.swish(this.groupNorm(x, 'decoder.norm_out', spec.finalChannels));
+    x = this.conv(this.conv(x, 'decoder.conv_out.0'), 'decoder.conv_out.1'); // [1, 192, 4h, 4w]
+
+    let image = this.act === 'float16' ? g.op1('Cast', [x], { to: 1 }) : x; // fp32 from here on
+    let channels = spec.outChannels;
+    for (let l = 0; l < spec.haarLevels; l++) {
+      image = this.inverseHaar(image, channels);
+      channels /= 8;
+    } //                                                                 [1, 3, 16h, 16w]
+
+    if (this.options.floatImage) {
+      g.op('Squeeze', [image, g.constInt64([0])], {}, [DECODER_FLOAT_OUTPUT]);
+      g.output(DECODER_FLOAT_OUTPUT, 'float32', [spec.imageChannels, 'H', 'W']);
+    }
+    this.toRgbaBytes(image);
+    g.output(DECODER_OUTPUT, 'uint8', ['H', 'W', 4]);
+    return g.toBytes();
+  }
+
+  // ---- weights ---------------------------------------------------------------------------
+
+  /** The converted weight `name` as an initializer of the activation type. */
+  private weight(name: string): string {
+    if (this.added.has(name)) return name;
+    const w = this.weights.get(name);
+    if (!w) throw new ModelFileError('decoder weights', 'missing converted weight', name, 'BundleInvalid');
+    this.g.initializer(name, { type: this.act, dims: w.dims, raw: castFloatBytes(w, this.act) });
+    this.added.add(name);
+    return name;
+  }
+
+  private constAct(values: number[], dims: number[] = [values.length]): string {
+    if (this.act === 'float32') return this.g.constFloat32(values, dims);
+    return this.g.constTensor('c_f16', { type: 'float16', dims, raw: float32ToFloat16Bytes(Float32Array.from(values)) });
+  }
+
+  // ---- building blocks -------------------------------------------------------------------
+
+  /** A converted conv (`prefix.weight` [O, I, k, k], `prefix.bias`), zero padding k/2. */
+  private conv(x: string, prefix: string): string {
+    const w = this.weight(`${prefix}.weight`);
+    const k = this.weights.get(w)!.dims[2]!;
+    const pad = (k - 1) / 2;
+    return this.g.op1('Conv', [x, w, this.weight(`${prefix}.bias`)], { kernel_shape: [k, k], pads: [pad, pad, pad, pad] });
+  }
+
+  /** x·sigmoid(x). */
+  private swish(x: string): string {
+    return this.g.op1('Mul', [x, this.g.op1('Sigmoid', [x])]);
+  }
+
+  /**
+   * GroupNorm with one group (SPEC C.6): y = (x − mean_CHW)/√(var_CHW + 1e-6)·γ_c + β_c.
+   * Statistics in fp32, per channel first (parallel over C, and no cross-channel cancellation):
+   * var = mean_c(var_c) + mean_c((mean_c − mean)²). Applied as one per-channel affine pass
+   * (BatchNormalization with mean 0, var 1, eps 0 computes exactly x·scale + shift).
+   */
+  private groupNorm(x: string, prefix: string, channels: number): string {
+    const g = this.g;
+    const xf = this.act === 'float16' ? g.op1('Cast', [x], { to: 1 }) : x;
+    const rows = g.op1('Reshape', [xf, g.constInt64([channels, -1])]); //   [C, HW]
+    const axis1 = g.constInt64([1]);
+    const meanC = g.op1('ReduceMean', [rows, axis1], { keepdims: 1 }); //   [C, 1]
+    const sumSqC = g.op1('ReduceSumSquare', [rows, axis1], { keepdims: 1 });
+    const count = g.op1('Cast', [g.op1('Gather', [g.op1('Shape', [rows]), g.constInt64([1], [])], { axis: 0 })], { to: 1 });
+    const varC = g.op1('Sub', [g.op1('Div', [sumSqC, count]), g.op1('Mul', [meanC, meanC])]);
+    const all = g.constInt64([0, 1]);
+    const mean = g.op1('ReduceMean', [meanC, all], { keepdims: 0 }); //      scalar
+    const dev = g.op1('Sub', [meanC, mean]);
+    const variance = g.op1('Add', [
+      g.op1('ReduceMean', [varC, all], { keepdims: 0 }),
+      g.op1('ReduceMean', [g.op1('Mul', [dev, dev]), all], { keepdims: 0 }),
+    ]);
+    const invStd = g.op1('Reciprocal', [g.op1('Sqrt', [g.op1('Add', [variance, g.constFloat32([GROUP_NORM_EPS], [])])])]);
+    const gamma = this.f32(this.weight(`${prefix}.weight`));
+    const beta = this.f32(this.weight(`${prefix}.bias`));
+    const scale = g.op1('Mul', [gamma, invStd]); //                          [C]
+    const shift = g.op1('Sub', [beta, g.op1('Mul', [mean, scale])]);
+    const zeros = this.constAct(new Array<number>(channels).fill(0));
+    const ones = this.constAct(new Array<number>(channels).fill(1));
+    return g.op1('BatchNormalization', [x, this.toAct(scale), this.toAct(shift), zeros, ones], { epsilon: float(0) });
+  }
+
+  private f32(x: string): string {
+    return this.act === 'float32' ? x : this.g.op1('Cast', [x], { to: 1 });
+  }
+
+  private toAct(x: string): string {
+    return this.act === 'float32' ? x : this.g.op1('Cast', [x], { to: 10 });
+  }
+
+  /** CausalResnetBlockFactorized3d at T=1: x' + conv2(swish(norm2(conv1(swish(norm1 x))))). */
+  private resBlock(x: string, b: ResBlockSpec): string {
+    let h = this.swish(this.groupNorm(x, `${b.prefix}.norm1`, b.inChannels));
+    h = this.conv(this.conv(h, `${b.prefix}.conv1.0`), `${b.prefix}.conv1.1`);
+    h = this.swish(this.groupNorm(h, `${b.prefix}.norm2`, b.outChannels));
+    h = this.conv(this.conv(h, `${b.prefix}.conv2.0`), `${b.prefix}.conv2.1`);
+    const skip = b.shortcut ? this.conv(x, `${b.prefix}.nin_shortcut`) : x;
+    return this.g.op1('Add', [skip, h]);
+  }
+
+  /** Spatial attention (one head, d = C, HW tokens) then temporal attention reduced to T=1. */
+  private attention(x: string, a: AttentionSpec): string {
+    const g = this.g;
+    const c = a.channels;
+    // CausalAttnBlock: x + proj_out(V·softmax(QᵀK/√C)ᵀ).
+    const h = this.groupNorm(x, `${a.prefix}.0.norm`, c);
+    const rows = (t: string) => g.op1('Reshape', [t, g.constInt64([c, -1])]); // [C, HW]
+    const q = rows(this.conv(h, `${a.prefix}.0.q`));
+    const k = rows(this.conv(h, `${a.prefix}.0.k`));
+    const v = rows(this.conv(h, `${a.prefix}.0.v`));
+    let scores = g.op1('Gemm', [q, k], { transA: 1, alpha: float(c ** -0.5) }); // [HW, HW]
+    scores = this.f32(scores); // fp32 softmax in the f16 variant
+    const probs = this.toAct(g.op1('Softmax', [scores], { axis: -1 }));
+    const attended = g.op1('Gemm', [v, probs], { transB: 1 }); //                [C, HW]
+    const back = g.op1('Reshape', [attended, g.op1('Shape', [x])]);
+    let y = g.op1('Add', [x, this.conv(back, `${a.prefix}.0.proj_out`)]);
+    // CausalTemporalAttnBlock: one frame attends to itself only (softmax of one score = 1).
+    const t = this.conv(this.groupNorm(y, `${a.prefix}.1.norm`, c), `${a.prefix}.1.v`);
+    y = g.op1('Add', [y, this.conv(t, `${a.prefix}.1.proj_out`)]);
+    return y;
+  }
+
+  /** CausalHybridUpsample3d at T=1 (SPEC C.6). */
+  private upsample(x: string, u: UpsampleSpec): string {
+    const g = this.g;
+    if (!u.temporal && !u.spatial) return x;
+    let y = x;
+    if (u.temporal) y = g.op1('Add', [this.conv(y, `${u.prefix}.conv1`), y]); // time factor 1 at T=1
+    if (u.spatial) {
+      y = g.op1('Resize', [y, '', g.constFloat32([1, 1, 2, 2])], {
+        mode: 'nearest',
+        coordinate_transformation_mode: 'asymmetric',
+        nearest_mode: 'floor',
+      });
+      y = g.op1('Add', [this.conv(y, `${u.prefix}.conv2`), y]);
+    }
+    return this.conv(y, `${u.prefix}.conv3`);
+  }
+
+  /**
+   * FSQ inverse (SPEC C.3): digit_i = ⌊n / basis_i⌋ mod L_i, code_i = (digit_i − ⌊L_i/2⌋) / ⌊L_i/2⌋,
+   * in int32 arithmetic (exact; the mod as a − ⌊a/L⌋·L). Channel 0 is the least significant digit.
+   */
+  private fsqInverse(codes: string): string {
+    const g = this.g;
+    const { levels, codebookSize } = this.spec.fsq;
+    const basis = levels.map((_, i) => levels.slice(0, i).reduce((a, b) => a * b, 1));
+    const int32 = (values: number[], dims = [values.length]) =>
+      g.constTensor('c_i32', { type: 'int32', dims, raw: new Uint8Array(Int32Array.from(values).buffer) });
+    let n = g.op1('Cast', [codes], { to: 6 }); //                        int32 [h, w]
+    n = g.op1('Clip', [n, int32([0], []), int32([codebookSize - 1], [])]);
+    n = g.op1('Unsqueeze', [n, g.constInt64([2])]); //                   [h, w, 1]
+    const above = g.op1('Div', [n, int32(basis)]); //                    ⌊n / basis_i⌋
+    const higher = g.op1('Div', [n, int32(basis.map((b, i) => b * levels[i]!))]);
+    const digit = g.op1('Sub', [above, g.op1('Mul', [higher, int32(levels)])]); // [h, w, 6]
+    const half = levels.map((l) => Math.floor(l / 2));
+    const codeValues = g.op1('Mul', [
+      g.op1('Sub', [g.op1('Cast', [digit], { to: elemCode(this.act) }), this.constAct(half)]),
+      this.constAct(half.map((h) => 1 / h)),
+    ]);
+    return g.op1('Unsqueeze', [g.op1('Transpose', [codeValues], { perm: [2, 0, 1] }), g.constInt64([0])]); // [1, 6, h, w]
+  }
+
+  /**
+   * One inverse Haar level in closed form (SPEC C.7): with g = C/8 and channel groups
+   * [lll, llh, lhl, lhh, hll, hlh, hhl, hhh], Z_k = X_k − X_{k+4} = (LL, LH, HL, HH) and
+   *   Y[2i+a, 2j+b] = LL + (−1)^b·LH + (−1)^a·HL + (−1)^(a+b)·HH.
+   * As a ±1 1×1 conv (8g → 4g, output channel (2a+b)·g + c) then DepthToSpace (DCR, block 2).
+   */
+  private inverseHaar(x: string, channels: number): string {
+    const g = this.g;
+    const group = channels / 8;
+    const w = new Float32Array(4 * group * channels);
+    for (let a = 0; a < 2; a++) {
+      for (let b = 0; b < 2; b++) {
+        const sign = [1, b ? -1 : 1, a ? -1 : 1, a === b ? 1 : -1]; // LL, LH (W-high), HL (H-high), HH
+        for (let c = 0; c < group; c++) {
+          const o = (2 * a + b) * group + c;
+          for (let k = 0; k < 4; k++) {
+            w[o * channels + k * group + c] = sign[k]!;
+            w[o * channels + (k + 4) * group + c] = -sign[k]!;
+          }
+        }
+      }
+    }
+    const name = g.constTensor('haar_synthesis', { type: 'float32', dims: [4 * group, channels, 1, 1], raw: new Uint8Array(w.buffer) });
+    const mixed = g.op1('Conv', [x, name], { kernel_shape: [1, 1] });
+    return g.op1('DepthToSpace', [mixed], { blocksize: 2, mode: 'DCR' });
+  }
+
+  /** [1, 3, H, W] float → `rgba` uint8 [H, W, 4] (SPEC C.11, alpha 255). */
+  private toRgbaBytes(image: string): void {
+    const g = this.g;
+    const c = (v: number) => g.constFloat32([v], []);
+    let y = g.op1('Mul', [g.op1('Add', [image, c(1)]), c(0.5)]);
+    y = g.op1('Clip', [y, c(0), c(1)]);
+    y = g.op1('Floor', [g.op1('Add', [g.op1('Mul', [y, c(255)]), c(0.5)])]);
+    y = g.op1('Pad', [y, g.constInt64([0, 0, 0, 0, 0, 1, 0, 0]), c(255)], { mode: 'constant' }); // [1, 4, H, W]
+    y = g.op1('Transpose', [y], { perm: [0, 2, 3, 1] }); //               [1, H, W, 4]
+    y = g.op1('Cast', [y], { to: 2 }); //                                 uint8
+    g.op('Squeeze', [y, g.constInt64([0])], {}, [DECODER_OUTPUT]);
+  }
+}
+
+const elemCode = (t: ActivationType) => (t === 'float16' ? 10 : 1);
+
+/** A NamedTensor's values as raw bytes of `to` (f16 ⇄ f32; bf16 sources widen exactly). */
+function castFloatBytes(w: NamedTensor, to: ElemType): Uint8Array {
+  if (w.type === to) return w.raw;
+  const n = w.dims.reduce((a, b) => a * b, 1);
+  const view = new DataView(w.raw.buffer, w.raw.byteOffset, w.raw.byteLength);
+  const f = new Float32Array(n);
+  if (w.type === 'float16') for (let i = 0; i < n; i++) f[i] = halfToFloat(view.getUint16(i * 2, true));
+  else if (w.type === 'float32') for (let i = 0; i < n; i++) f[i] = view.getFloat32(i * 4, true);
+  else throw new ModelFileError('decoder weights', `unsupported weight type ${w.type}`, w.name, 'BundleInvalid');
+  if (to === 'float32') return new Uint8Array(f.buffer);
+  if (to === 'float16') return float32ToFloat16Bytes(f);
+  throw new ModelFileError('decoder weights', `cannot store weights as ${to}`, w.name, 'BundleInvalid');
+}
+
+/** Converted shapes of every weight, from the source shapes (for size reports). */
+export function convertedWeightShapes(spec: CosmosDecoderSpec, sourceShapes: ReadonlyMap<string, readonly number[]>): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const e of decoderWeightPlan(spec)) {
+    const s = sourceShapes.get(e.source);
+    if (!s) throw new ModelFileError('decoder', 'missing tensor', e.source, 'ModelMismatch');
+    out.set(convertedName(e.source), convertedShape(e, s));
+  }
+  return out;
+}
