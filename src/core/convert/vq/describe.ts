@@ -169,8 +169,9 @@ export function describeCosmosDecoder(tensors: readonly ShapeInfo[], options: De
   if (convOutIn !== finalChannels0) fail(`conv_out takes ${convOutIn} channels, norm_out has ${finalChannels0}`, 'decoder.conv_out.0.conv3d.weight');
   const patchCube = outChannels / imageChannels;
   const patch = Math.round(Math.cbrt(patchCube));
-  const haarLevels = log2Int(patch);
-  if (patch ** 3 !== patchCube || haarLevels === null) fail(`conv_out has ${outChannels} channels: not ${imageChannels}·p³ for a power-of-two p`);
+  const haarLevels =
+    (patch ** 3 === patchCube ? log2Int(patch) : null) ??
+    fail(`conv_out has ${outChannels} channels: not ${imageChannels}·p³ for a power-of-two p`);
   const spatialUps = (log2Int(options.spatialCompression ?? 16) ?? fail('spatial compression must be a power of 2')) - haarLevels;
   const temporalUps = (log2Int(options.temporalCompression ?? 8) ?? fail('temporal compression must be a power of 2')) - haarLevels;
   const legacy = options.legacyMode ?? false;
