@@ -13,8 +13,13 @@ export default defineConfig({
   preview: { headers: isolationHeaders },
   // ES module workers: the engine worker imports ONNX Runtime lazily (code splitting).
   worker: { format: 'es' },
-  // Pre-bundling would break the relative URLs inside onnxruntime-web; it is ESM already.
-  optimizeDeps: { exclude: ['onnxruntime-web'] },
+  optimizeDeps: {
+    // Pre-bundling would break the relative URLs inside onnxruntime-web; it is ESM already.
+    exclude: ['onnxruntime-web'],
+    // Imported only from the worker, which the dev server's scan does not see up front
+    // (a late discovery reloads the page).
+    include: ['onnx-proto', 'comlink'],
+  },
   build: {
     target: 'es2022',
     // ORT's 26 MB wasm and its glue must stay separate files, never inlined.

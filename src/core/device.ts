@@ -122,7 +122,8 @@ function unavailable(
     'no-api': `This browser does not offer WebGPU. ${ADVICE}`,
     'no-adapter':
       'This browser supports WebGPU but found no usable GPU adapter (the GPU may be ' +
-      `blocklisted or hardware acceleration turned off). ${ADVICE}`,
+      `blocklisted or hardware acceleration turned off). ${ADVICE} On Linux, Chrome may need ` +
+      'WebGPU switched on at chrome://flags/#enable-unsafe-webgpu.',
     'adapter-request-failed':
       `Asking the browser for a GPU adapter failed${detail ? ` (${detail})` : ''}. ${ADVICE}`,
   };
