@@ -26,15 +26,19 @@ export class Qwen2Reference {
     return this.k[0]!.length;
   }
 
-  /** Appends `ids`; returns the visual logits [visualCount] of each new position. */
-  forward(ids: readonly number[]): Float64Array[] {
+  /**
+   * Appends `ids`; returns the visual logits [visualCount] of each new position (only of the
+   * last one with `lastOnly`).
+   */
+  forward(ids: readonly number[], lastOnly = false): Float64Array[] {
     const s = this.spec;
     const H = s.hiddenSize;
     const hd = s.headDim;
     const group = s.numHeads / s.numKvHeads;
     const embed = this.w('model.embed_tokens.weight');
     const out: Float64Array[] = [];
-    for (const id of ids) {
+    for (let n = 0; n < ids.length; n++) {
+      const id = ids[n]!;
       const pos = this.length;
       let h: Float64Array = Float64Array.from(embed.subarray(id * H, (id + 1) * H));
       for (let l = 0; l < s.numLayers; l++) {
@@ -77,6 +81,7 @@ export class Qwen2Reference {
         const down = lin(gate, this.w(`${p}mlp.down_proj.weight`));
         for (let i = 0; i < H; i++) h[i]! += down[i]!;
       }
+      if (lastOnly && n < ids.length - 1) continue;
       h = rms(h, this.w('model.norm.weight'), s.rmsNormEps);
       const head = s.tieWordEmbeddings ? embed : this.w('lm_head.weight');
       const logits = new Float64Array(s.visualCount);
