@@ -25,7 +25,7 @@ import type { NamedTensor } from '../../model-spec.ts';
 import { ModelFileError } from '../../errors.ts';
 import { float32ToFloat16Bytes, halfToFloat } from '../../formats/tensor.ts';
 import type { AttentionSpec, CosmosDecoderSpec, ResBlockSpec, UpsampleSpec } from './describe.ts';
-import { convertedName, convertedShape, decoderWeightPlan } from './weights.ts';
+import { decoderWeightPlan } from './weights.ts';
 
 export type ActivationType = 'float32' | 'float16';
 
@@ -316,15 +316,4 @@ function castFloatBytes(w: NamedTensor, to: ElemType): Uint8Array {
   if (to === 'float32') return new Uint8Array(f.buffer);
   if (to === 'float16') return float32ToFloat16Bytes(f);
   throw new ModelFileError('decoder weights', `cannot store weights as ${to}`, w.name, 'BundleInvalid');
-}
-
-/** Converted shapes of every weight, from the source shapes (for size reports). */
-export function convertedWeightShapes(spec: CosmosDecoderSpec, sourceShapes: ReadonlyMap<string, readonly number[]>): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  for (const e of decoderWeightPlan(spec)) {
-    const s = sourceShapes.get(e.source);
-    if (!s) throw new ModelFileError('decoder', 'missing tensor', e.source, 'ModelMismatch');
-    out.set(convertedName(e.source), convertedShape(e, s));
-  }
-  return out;
 }

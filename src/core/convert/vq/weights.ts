@@ -141,3 +141,14 @@ export function foldWeight(entry: WeightPlanEntry, shape: readonly number[], val
   if (numel(shape) !== values.length) throw new ModelFileError(file, 'size mismatch', entry.source);
   return out;
 }
+
+/** Converted shapes of every weight, from the source shapes (sizes can be known before reading). */
+export function convertedWeightShapes(spec: CosmosDecoderSpec, sourceShapes: ReadonlyMap<string, readonly number[]>): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const e of decoderWeightPlan(spec)) {
+    const s = sourceShapes.get(e.source);
+    if (!s) throw new ModelFileError('decoder', 'missing tensor', e.source, 'ModelMismatch');
+    out.set(e.name, convertedShape(e, s));
+  }
+  return out;
+}
