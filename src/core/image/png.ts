@@ -83,30 +83,37 @@ function textChunk(key: string, value: string): Uint8Array {
 function filterRows(data: Uint8Array, width: number, height: number, bpp: number): Uint8Array {
   const stride = width * bpp;
   const out = new Uint8Array(height * (stride + 1));
-  const candidate = new Uint8Array(stride);
+  const zero = new Uint8Array(stride);
+  const candidates = Array.from({ length: 5 }, () => new Uint8Array(stride));
   for (let y = 0; y < height; y++) {
     const row = data.subarray(y * stride, (y + 1) * stride);
-    const prev = y > 0 ? data.subarray((y - 1) * stride, y * stride) : null;
-    let best = -1;
+    const prev = y > 0 ? data.subarray((y - 1) * stride, y * stride) : zero;
+    const [none, sub, up, avg, paeth] = candidates as [Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+    for (let i = 0; i < stride; i++) {
+      const x = row[i]!;
+      const a = i >= bpp ? row[i - bpp]! : 0;
+      const b = prev[i]!;
+      const c = i >= bpp ? prev[i - bpp]! : 0;
+      none[i] = x;
+      sub[i] = x - a;
+      up[i] = x - b;
+      avg[i] = x - ((a + b) >> 1);
+      const p = a + b - c;
+      const pa = p > a ? p - a : a - p;
+      const pb = p > b ? p - b : b - p;
+      const pc = p > c ? p - c : c - p;
+      paeth[i] = x - (pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+    }
+    let best = 0;
     let bestCost = Infinity;
-    const dst = out.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
     for (let f = 0; f < 5; f++) {
+      const r = candidates[f]!;
       let cost = 0;
-      for (let i = 0; i < stride; i++) {
-        const a = i >= bpp ? row[i - bpp]! : 0;
-        const b = prev ? prev[i]! : 0;
-        const c = prev && i >= bpp ? prev[i - bpp]! : 0;
-        const r = (row[i]! - predict(f, a, b, c)) & 0xff;
-        candidate[i] = r;
-        cost += r < 128 ? r : 256 - r;
-      }
-      if (cost < bestCost) {
-        bestCost = cost;
-        best = f;
-        dst.set(candidate);
-      }
+      for (let i = 0; i < stride; i++) cost += r[i]! < 128 ? r[i]! : 256 - r[i]!;
+      if (cost < bestCost) (bestCost = cost), (best = f);
     }
     out[y * (stride + 1)] = best;
+    out.set(candidates[best]!, y * (stride + 1) + 1);
   }
   return out;
 }
