@@ -199,7 +199,7 @@ describe('decoder graph IO contract (onnxruntime-node)', () => {
   it('accepts [1, h, w] codes, clamps codes to 0..63999 and can also output the float image', async () => {
     const plain = await ort.InferenceSession.create(buildDecoderGraph(spec, weights, { activations: 'float32', floatImage: true }));
     const batched = await ort.InferenceSession.create(buildDecoderGraph(spec, weights, { activations: 'float32', codesRank: 3 }));
-    expect(plain.outputNames.sort()).toEqual(['image', 'rgba']);
+    expect([...plain.outputNames].sort()).toEqual(['image', 'rgba']);
     const grid = codes(2, 2, (i) => [0, 63999, 12345, 777][i]!);
     const a = await plain.run({ codes: new ort.Tensor('int64', grid, [2, 2]) });
     const b = await batched.run({ codes: new ort.Tensor('int64', grid, [1, 2, 2]) });
