@@ -182,11 +182,11 @@ export class BundleWriter {
   private async append(bytes: Uint8Array): Promise<BundleLocation> {
     this.busy = true;
     try {
-      if (bytes.byteLength === 0) return { chunk: this.chunkIndex, offset: this.fill, byteLength: 0 };
       const pad = (this.alignment - (this.fill % this.alignment)) % this.alignment;
       this.fill += pad; // the buffer is zero-filled; chunkSize % alignment == 0 keeps this in bounds
       if (this.fill === this.chunkSize) await this.flush();
       const loc = { chunk: this.chunkIndex, offset: this.fill, byteLength: bytes.byteLength };
+      if (bytes.byteLength === 0) return loc;
       let done = 0;
       while (done < bytes.byteLength) {
         const n = Math.min(this.chunkSize - this.fill, bytes.byteLength - done);
