@@ -64,10 +64,6 @@ export class EngineClient {
     this.#connection = undefined;
   }
 
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
-
   #connect(): Connection {
     if (this.#connection) return this.#connection;
     const worker = this.#startWorker();
