@@ -1,8 +1,7 @@
 // A real node:http static server for tests: serves a directory with HEAD, Range (206/416),
 // Content-Length and ETag; counts requests per path; injects failures on demand.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
 import type { AddressInfo } from 'node:net';
 
@@ -93,27 +92,45 @@ export async function startTestServer(root: string, options: TestServerOptions =
     if (method !== 'GET' && method !== 'HEAD') return finish(405, { Allow: 'GET, HEAD' });
     const file = normalize(join(root, path));
     if (!file.startsWith(normalize(root)) || path.includes('\0')) return finish(403);
-    let data: Uint8Array;
+    let size: number;
+    let mtime: number;
     try {
-      if (!(await stat(file)).isFile()) return finish(404);
-      data = new Uint8Array(await readFile(file));
+      const st = await stat(file);
+      if (!st.isFile()) return finish(404);
+      size = st.size;
+      mtime = st.mtimeMs;
     } catch {
       return finish(404);
     }
+    /** Bytes [start, end] of the file (read per request: files may change between requests). */
+    const slice = async (start: number, end: number): Promise<Uint8Array> => {
+      const out = new Uint8Array(Math.max(0, end - start + 1));
+      if (method === 'HEAD' || out.byteLength === 0) return out;
+      const fh = await open(file, 'r');
+      try {
+        let done = 0;
+        while (done < out.byteLength) {
+          const { bytesRead } = await fh.read(out, done, out.byteLength - done, start + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        return out.subarray(0, done);
+      } finally {
+        await fh.close();
+      }
+    };
 
     const rule = takeRule(path, method);
     if (rule?.status !== undefined) return finish(rule.status, { 'Content-Length': 0 });
 
-    const etag = `"${createHash('sha1').update(data).digest('hex')}"`;
+    const etag = `"${size.toString(16)}-${Math.floor(mtime).toString(16)}"`;
     const common = { 'Accept-Ranges': options.ignoreRange ? 'none' : 'bytes', ETag: etag, 'Content-Type': 'application/octet-stream' };
     let status = 200;
-    let body = data;
+    let start = 0;
+    let end = size - 1;
     let headers: Record<string, string | number> = { ...common };
     if (range && !options.ignoreRange) {
       const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
-      const size = data.byteLength;
-      let start: number;
-      let end: number;
       if (!m || (m[1] === '' && m[2] === '')) return finish(416, { 'Content-Range': `bytes */${size}` });
       if (m[1] === '') {
         // suffix range: last N bytes
@@ -125,10 +142,11 @@ export async function startTestServer(root: string, options: TestServerOptions =
       }
       if (start >= size || start > end) return finish(416, { 'Content-Range': `bytes */${size}` });
       status = 206;
-      body = data.subarray(start, end + 1);
       headers = { ...common, 'Content-Range': `bytes ${start}-${end}/${size}` };
     }
-    if (!(method === 'HEAD' && options.noContentLengthOnHead)) headers['Content-Length'] = body.byteLength;
+    const length = Math.max(0, end - start + 1);
+    if (!(method === 'HEAD' && options.noContentLengthOnHead)) headers['Content-Length'] = length;
+    const body = await slice(start, end);
 
     if (rule?.dropAfterBytes !== undefined && method === 'GET') {
       rec.status = status;

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +91,12 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
+/** Fast exact comparison of float arrays (vitest's toEqual walks element by element). */
+const expectSame = (got: Float32Array, want: Float32Array) => {
+  expect(got.length).toBe(want.length);
+  expect(Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(0);
+};
+
 const expectValues = async (folder: FileFolder) => {
   const r = await openSafetensors(folder);
   expect(r.list()).toEqual([
@@ -102,7 +110,7 @@ const expectValues = async (folder: FileFolder) => {
   expect(toFloat32(await r.read('model.b.bias'))).toEqual(B);
   expect(toFloat32(await r.read('model.c'))).toEqual(C);
   expect(toFloat32(await r.read('model.scalar'))).toEqual(new Float32Array([0.25]));
-  expect(toFloat32(await r.read('model.embed_tokens.weight'))).toEqual(BIG);
+  expectSame(toFloat32(await r.read('model.embed_tokens.weight')), BIG);
   expect(r.has('model.c')).toBe(true);
   expect(r.has('nope')).toBe(false);
   return r;
@@ -252,10 +260,50 @@ describe('safetensors specifics', () => {
       const r = await openSafetensors(openFolder(`${s.url}single/`, undefined, { retryDelayMs: 1 }));
       s.setFailures([{ path: 'single/model.safetensors', dropAfterBytes: 1000, times: 1, method: 'GET' }]);
       s.reset();
-      expect(toFloat32(await r.read('model.embed_tokens.weight'))).toEqual(BIG);
+      expectSame(toFloat32(await r.read('model.embed_tokens.weight')), BIG);
       expect(s.count('single/model.safetensors', 'GET')).toBe(2);
     } finally {
       await s.close();
     }
+  });
+});
+
+// The tiny fixture checkpoints (single file and sharded), checked against the per-tensor SHA-256
+// that the Python generator recorded in golden.json.
+const FIXTURES = join(import.meta.dirname, '../fixtures');
+const GOLDEN = join(FIXTURES, 'golden/golden.json');
+
+describe.skipIf(!existsSync(GOLDEN))('safetensors of the tiny fixture checkpoints', () => {
+  let fixtureServer: TestServer;
+  beforeAll(async () => {
+    fixtureServer = await startTestServer(FIXTURES);
+  });
+  afterAll(async () => {
+    await fixtureServer.close();
+  });
+
+  it('every tensor has the golden dtype, shape and SHA-256, locally and over HTTP', async () => {
+    const golden = JSON.parse(readFileSync(GOLDEN, 'utf8'));
+    for (const lm of golden.lm as { checkpoint: string; safetensors: { file: string; tensors: { name: string; dtype: string; shape: number[]; sha256: string }[] }[] }[]) {
+      const expected = lm.safetensors.flatMap((f) => f.tensors);
+      for (const folder of [openFolder(join(FIXTURES, lm.checkpoint)), openFolder(`${fixtureServer.url}${lm.checkpoint}/`)]) {
+        const r = await openSafetensors(folder);
+        expect(r.list().length).toBe(expected.length);
+        for (const t of expected) {
+          const got = await r.read(t.name);
+          expect(got.dtype).toBe(t.dtype.toLowerCase());
+          expect(got.shape).toEqual(t.shape);
+          expect(createHash('sha256').update(got.bytes).digest('hex'), t.name).toBe(t.sha256);
+        }
+      }
+    }
+  });
+
+  it('reading one layer norm over HTTP does not download the embedding', async () => {
+    fixtureServer.reset();
+    const r = await openSafetensors(openFolder(`${fixtureServer.url}tiny-simplear/`));
+    await r.read('model.norm.weight');
+    expect(fixtureServer.bytesSent('tiny-simplear/model.safetensors')).toBeLessThan(20_000);
+    expect(fixtureServer.fullGets('tiny-simplear/model.safetensors')).toBe(0);
   });
 });
