@@ -2,7 +2,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
-import { createTokenizer, loadTokenizer, tokenizerLength, type TextTokenizer } from '../../src/core/formats/tokenizer.ts';
+import {
+  createTokenizer,
+  loadTokenizer,
+  qwen2TokenizerJson,
+  tokenizerLength,
+  type TextTokenizer,
+} from '../../src/core/formats/tokenizer.ts';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
 import { SimpleARError } from '../../src/core/errors.ts';
 import { simplearQwenTokenizerFiles, SIMPLEAR_SPECIALS, QWEN25_LEN } from '../helpers/qwen-tokenizer.ts';
@@ -156,6 +164,54 @@ describe('tokenizer errors and length', () => {
   });
 });
 
+/** The files `Qwen2Tokenizer.save_pretrained` (slow) writes: no tokenizer.json. */
+async function writeSlowTokenizerFiles(dir: string, tj: any, tc: any, withDecoder: boolean) {
+  await writeFile(join(dir, 'vocab.json'), JSON.stringify(tj.model.vocab));
+  const merges = (tj.model.merges as (string | string[])[]).map((m) => (Array.isArray(m) ? m.join(' ') : m));
+  await writeFile(join(dir, 'merges.txt'), `#version: 0.2\n${merges.join('\n')}\n`);
+  const added: Record<string, number> = {};
+  for (const t of tj.added_tokens) added[t.content] = t.id;
+  await writeFile(join(dir, 'added_tokens.json'), JSON.stringify(added));
+  const config = { ...tc };
+  if (!withDecoder) delete config.added_tokens_decoder;
+  await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+}
+
+describe('slow-tokenizer checkpoints (vocab.json + merges.txt, no tokenizer.json)', () => {
+  it("rebuild HF's Qwen2Converter output: same pre-tokenizer as Qwen's tokenizer.json", () => {
+    const { tokenizerJson } = simplearQwenTokenizerFiles() as any;
+    const rebuilt = qwen2TokenizerJson({ a: 0 }, '#version: 0.2\na a\n', null, {});
+    expect(rebuilt.pre_tokenizer).toEqual(tokenizerJson.pre_tokenizer);
+    expect(rebuilt.normalizer).toEqual(tokenizerJson.normalizer);
+    expect(rebuilt.decoder).toEqual(tokenizerJson.decoder);
+    expect((rebuilt.model as any).merges).toEqual([['a', 'a']]);
+  });
+
+  it.each([true, false])('encode exactly like tokenizer.json (added_tokens_decoder in config: %s)', async (withDecoder) => {
+    const dir = await mkdtemp(join(tmpdir(), 'slow-tok-'));
+    try {
+      const files = simplearQwenTokenizerFiles();
+      await writeSlowTokenizerFiles(dir, files.tokenizerJson, files.tokenizerConfig, withDecoder);
+      const slow = await loadTokenizer(openFolder(dir));
+      expect(slow.length).toBe(151672);
+      expect(slow.specialIds).toEqual(qwen.specialIds);
+      for (const [text, ids] of PYTHON_REFERENCE) expect(slow.encode(text)).toEqual(ids);
+      for (const text of EXTRA_PROMPTS) expect(slow.encode(text)).toEqual(qwen.encode(text));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a folder with no tokenizer files at all is ModelFileMissing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'no-tok-'));
+    try {
+      await expect(loadTokenizer(openFolder(dir))).rejects.toMatchObject({ code: 'ModelFileMissing' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 // The tiny fixture checkpoint (tools/fixtures/make_fixtures.py) and its golden prompt ids.
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 const GOLDEN = join(FIXTURES, 'golden/golden.json');
@@ -186,6 +242,22 @@ describe.skipIf(!haveFixtures)('tokenizer of the tiny fixture checkpoint', () =>
       expect(tok.encode(c.text), JSON.stringify(c.text)).toEqual(c.ids);
       expect(c.ids.map((id) => tok.idToken(id))).toEqual(c.tokens);
       expect(tok.decode(c.ids)).toBe(c.text.normalize('NFC'));
+    }
+  });
+  it('gives the same golden ids when rebuilt from vocab.json + merges.txt + added_tokens.json', async () => {
+    const g = golden();
+    const src = join(FIXTURES, 'tiny-simplear');
+    const dir = await mkdtemp(join(tmpdir(), 'slow-fixture-'));
+    try {
+      const tj = JSON.parse(readFileSync(join(src, 'tokenizer.json'), 'utf8'));
+      const tc = JSON.parse(readFileSync(join(src, 'tokenizer_config.json'), 'utf8'));
+      await writeSlowTokenizerFiles(dir, tj, tc, false);
+      await writeFile(join(dir, 'added_tokens.json'), readFileSync(join(src, 'added_tokens.json')));
+      const tok = await loadTokenizer(openFolder(dir));
+      expect(tok.length).toBe(g.tokenizer.len);
+      for (const c of g.tokenizer.cases as { text: string; ids: number[] }[]) expect(tok.encode(c.text)).toEqual(c.ids);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

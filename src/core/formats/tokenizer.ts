@@ -112,15 +112,112 @@ export function createTokenizer(files: TokenizerFiles, source?: string): TextTok
   return new TextTokenizer(files, source);
 }
 
-/** Loads tokenizer.json (+ tokenizer_config.json, optional) from a checkpoint folder or bundle. */
+/**
+ * Loads tokenizer.json (+ tokenizer_config.json, optional) from a checkpoint folder. A folder
+ * saved by the slow Qwen2Tokenizer has no tokenizer.json: then it is rebuilt from vocab.json +
+ * merges.txt + the added tokens, exactly as HF's Qwen2Converter does (see qwen2TokenizerJson).
+ */
 export async function loadTokenizer(folder: FileFolder, signal?: AbortSignal): Promise<TextTokenizer> {
   const base = folder.base.replace(/\/+$/, '');
-  const tokenizerJson = await readJson<unknown>(folder, 'tokenizer.json', signal);
-  if (tokenizerJson === null) {
-    throw new ModelFileError(`${base}/tokenizer.json`, 'file not found', undefined, 'ModelFileMissing');
-  }
   const tokenizerConfig = (await readJson<unknown>(folder, 'tokenizer_config.json', signal)) ?? {};
-  return new TextTokenizer({ tokenizerJson, tokenizerConfig }, `${base}/tokenizer.json`);
+  let tokenizerJson = await readJson<unknown>(folder, 'tokenizer.json', signal);
+  let source = `${base}/tokenizer.json`;
+  if (tokenizerJson === null) {
+    const vocab = await readJson<Record<string, number>>(folder, 'vocab.json', signal);
+    const merges = await folder.readOptional('merges.txt', signal);
+    if (vocab === null || merges === null) {
+      throw new ModelFileError(
+        `${base}/tokenizer.json`,
+        'file not found (nor vocab.json + merges.txt)',
+        undefined,
+        'ModelFileMissing',
+      );
+    }
+    const addedTokensJson = await readJson<Record<string, number>>(folder, 'added_tokens.json', signal);
+    tokenizerJson = qwen2TokenizerJson(vocab, new TextDecoder().decode(merges), addedTokensJson, tokenizerConfig);
+    source = `${base}/vocab.json`;
+  }
+  return new TextTokenizer({ tokenizerJson, tokenizerConfig }, source);
+}
+
+// transformers: models/qwen2/tokenization_qwen2.py PRETOKENIZE_REGEX (SPEC B.1).
+const QWEN2_PRETOKENIZE_REGEX =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+interface AddedTokenDecoderEntry {
+  content: string;
+  special?: boolean;
+  lstrip?: boolean;
+  rstrip?: boolean;
+  normalized?: boolean;
+  single_word?: boolean;
+}
+
+/**
+ * The tokenizer.json that HF's `Qwen2Converter` (convert_slow_tokenizer.py) produces from the
+ * slow tokenizer's files: NFC normalizer, Split(PRETOKENIZE_REGEX, Isolated) + ByteLevel
+ * pre-tokenizer, byte-level BPE without unk, ByteLevel decoder. Added tokens come from
+ * tokenizer_config.json's added_tokens_decoder (with their flags) and added_tokens.json.
+ */
+export function qwen2TokenizerJson(
+  vocab: Record<string, number>,
+  mergesTxt: string,
+  addedTokensJson: Record<string, number> | null,
+  tokenizerConfig: unknown,
+): Record<string, unknown> {
+  const merges = mergesTxt
+    .split('\n')
+    .filter((line, i) => line.length > 0 && !(i === 0 && line.startsWith('#version')))
+    .map((line) => {
+      const sp = line.indexOf(' ');
+      return [line.slice(0, sp), line.slice(sp + 1)];
+    });
+  const added = new Map<number, Required<AddedTokenDecoderEntry>>();
+  const decoder = (tokenizerConfig as { added_tokens_decoder?: Record<string, AddedTokenDecoderEntry> })?.added_tokens_decoder ?? {};
+  for (const [id, t] of Object.entries(decoder)) {
+    added.set(Number(id), {
+      content: t.content,
+      special: t.special ?? false,
+      lstrip: t.lstrip ?? false,
+      rstrip: t.rstrip ?? false,
+      normalized: t.normalized ?? !(t.special ?? false),
+      single_word: t.single_word ?? false,
+    });
+  }
+  for (const [content, id] of Object.entries(addedTokensJson ?? {})) {
+    if (!added.has(id)) {
+      added.set(id, { content, special: true, lstrip: false, rstrip: false, normalized: false, single_word: false });
+    }
+  }
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [...added.entries()].sort((a, b) => a[0] - b[0]).map(([id, t]) => ({ id, ...t })),
+    normalizer: { type: 'NFC' },
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: QWEN2_PRETOKENIZE_REGEX }, behavior: 'Isolated', invert: false },
+        byteLevel,
+      ],
+    },
+    post_processor: byteLevel,
+    decoder: byteLevel,
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges,
+    },
+  };
 }
 
 /** max id + 1 over `model.vocab` and `added_tokens` (HF's len(tokenizer) for a dense vocabulary). */
