@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, truncate, writeFile, mkdir } from 'node:fs/promises';
@@ -19,6 +19,7 @@ import {
   type WriteBundleOptions,
 } from '../../src/core/bundle/index.ts';
 import { createNodeBundleSink } from '../../src/core/bundle/node-sink.ts';
+import { sha256, sha256Hex } from '../../src/core/bundle/sha256.ts';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
 import { openSafetensors } from '../../src/core/formats/safetensors.ts';
 import { toFloat32 } from '../../src/core/formats/tensor.ts';
@@ -310,6 +311,30 @@ describe('bundle writer input checks and failure handling', () => {
       expect(sameBytes((await r.read('huge')).raw, huge.raw)).toBe(true);
       expect((await r.read('q4.weight')).raw).toEqual(TENSORS[2]!.raw);
     }
+  });
+});
+
+describe('SHA-256', () => {
+  it('the plain-JS fallback matches node:crypto at every padding boundary', () => {
+    for (let n = 0; n <= 200; n++) {
+      const b = bytes(n, n);
+      expect(Buffer.from(sha256(b)).toString('hex')).toBe(sha(b));
+    }
+    const big = bytes(1_000_003, 3).subarray(5, 1_000_001); // unaligned view
+    expect(Buffer.from(sha256(big)).toString('hex')).toBe(sha(big));
+  });
+
+  it('sha256Hex works without WebCrypto (insecure http pages have no crypto.subtle)', async () => {
+    const b = bytes(5000, 1);
+    expect(await sha256Hex(b)).toBe(sha(b));
+    vi.stubGlobal('crypto', {});
+    try {
+      expect(globalThis.crypto.subtle).toBeUndefined();
+      expect(await sha256Hex(b)).toBe(sha(b));
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    expect(globalThis.crypto.subtle).toBeDefined();
   });
 });
 

@@ -13,6 +13,7 @@ import type { ElemType } from '../convert/onnx/builder.ts';
 import type { LmSpec } from '../model-spec.ts';
 import type { GenerationSettings } from '../formats/model-config.ts';
 import type { SpecialIds } from '../formats/tokenizer.ts';
+export { sha256Hex } from './sha256.ts';
 
 export const BUNDLE_FORMAT = 'simplear-bundle';
 export const BUNDLE_VERSION = 1;
@@ -221,10 +222,3 @@ export function parseManifest(json: unknown, where = MANIFEST_FILE): BundleManif
   return m;
 }
 
-/** Lower-case hex SHA-256 (WebCrypto: browsers and Node ≥ 20). */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
-  let hex = '';
-  for (const b of digest) hex += b.toString(16).padStart(2, '0');
-  return hex;
-}
