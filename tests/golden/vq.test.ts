@@ -126,6 +126,22 @@ for (const c of golden.decoder) {
       });
     }
 
+    it('optionally fuses each 3×3 conv with its 1×1 conv, as exactly', async () => {
+      reader ??= await openTorchScript(new LocalFileSource(join(FIXTURES, c.file)));
+      spec ??= await describeDecoderFile(reader);
+      const weights = await collectWeights(convertDecoderWeights(reader, spec, { dtype: 'f32', fuse: true }));
+      expect(weights.has('decoder.conv_in.1.weight')).toBe(false);
+      const model = buildDecoderGraph(spec, weights, { activations: 'float32', floatImage: true });
+      const s = (await ort.InferenceSession.create(model)) as unknown as Session;
+      for (const grid of c.grids) {
+        const { image, rgba } = await decode(s, ort.Tensor as unknown as TensorCtor, grid);
+        const r = compare(image, rgba, grid);
+        console.log(`[vq golden] ${c.checkpoint} ${grid.name} fused f32: max abs ${r.maxAbs.toExponential(2)}, u8 max diff ${r.maxLevel}`);
+        expect(r.maxAbs).toBeLessThan(1e-3);
+        expect(r.maxLevel).toBeLessThanOrEqual(1);
+      }
+    });
+
     it('runs the same f32 graph on onnxruntime-web (wasm EP in Node)', async () => {
       const web = await import('onnxruntime-web');
       const s = (await web.InferenceSession.create(await modelF32())) as unknown as Session;

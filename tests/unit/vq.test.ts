@@ -18,6 +18,8 @@ import {
   describeCosmosDecoder,
   describeDecoderFile,
   foldWeight,
+  fuseConvBias,
+  fuseConvWeights,
   unusedSourceTensors,
   type CosmosDecoderSpec,
   type ShapeInfo,
@@ -95,6 +97,12 @@ describe('describeCosmosDecoder on the released decoder.jit key list', () => {
     expect(converted.get('decoder.up.1.upsample.conv1.weight')).toEqual([512, 512, 1, 1]);
     expect(converted.has('decoder.up.2.upsample.conv1.weight')).toBe(false);
     expect(converted.get('decoder.conv_out.1.weight')).toEqual([192, 192, 1, 1]);
+
+    // Optional fusion of each 3×3 conv with its folded 1×1 conv (SPEC C.9's last row).
+    const fused = convertedWeightShapes(spec, source, { fuse: true });
+    expect([...fused.values()].reduce((n, s) => n + numel(s), 0)).toBe(49_641_520);
+    expect(fused.get('decoder.conv_out.0.weight')).toEqual([192, 256, 3, 3]);
+    expect(fused.has('decoder.conv_out.1.weight')).toBe(false);
   });
 
   it('describes narrower decoders (other widths) the same way', () => {
@@ -138,6 +146,14 @@ describe('T=1 weight folding', () => {
     // fp32 rounding happens once, after an exact sum
     const tiny = Float32Array.from([1, 2 ** -24, 2 ** -24]);
     expect(foldWeight(entry('temporal'), [1, 1, 3, 1, 1], tiny)[0]).toBe(Math.fround(1 + 2 ** -23));
+  });
+
+  it('fuses a 3×3 conv and the 1×1 conv after it: W = W1·W3 per tap, b = W1·b3 + b1', () => {
+    // W3: [M=2, I=1, 1, 2] taps; W1: [O=2, M=2]
+    const w3 = Float32Array.from([1, 2, 3, 4]);
+    const w1 = Float32Array.from([1, 10, 100, 1000]);
+    expect(Array.from(fuseConvWeights(w1, 2, 2, w3))).toEqual([1 + 30, 2 + 40, 100 + 3000, 200 + 4000]);
+    expect(Array.from(fuseConvBias(w1, 2, 2, Float32Array.from([1, 2]), Float32Array.from([5, 6])))).toEqual([5 + 1 + 20, 6 + 100 + 2000]);
   });
 
   it('keeps (1,3,3) and (1,1,1) kernels as they are and rejects other kernels', () => {

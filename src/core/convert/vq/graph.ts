@@ -58,6 +58,7 @@ class DecoderGraph {
   private readonly g = new GraphBuilder('cosmos_dv_decoder');
   private readonly act: ActivationType;
   private readonly added = new Set<string>();
+  private readonly fused: boolean;
 
   constructor(
     private readonly spec: CosmosDecoderSpec,
@@ -65,11 +66,13 @@ class DecoderGraph {
     private readonly options: DecoderGraphOptions,
   ) {
     this.act = options.activations;
-    // Fail early, naming the first weight that is missing or mis-shaped.
-    for (const e of decoderWeightPlan(spec)) {
+    // Fail early, naming the first weight that is missing or mis-shaped. Fused weights (no
+    // `decoder.conv_in.1.weight`) have each 3×3 conv and its 1×1 conv in one.
+    this.fused = !weights.has('decoder.conv_in.1.weight');
+    for (const e of decoderWeightPlan(spec, { fuse: this.fused })) {
       const w = weights.get(e.name);
       if (!w) throw new ModelFileError('decoder weights', 'missing converted weight', e.name, 'BundleInvalid');
-      if (e.kind !== 'vector' && w.dims.length !== 4) {
+      if (e.kind !== 'vector' && e.kind !== 'fusedBias' && w.dims.length !== 4) {
         throw new ModelFileError('decoder weights', `expected a 4-D conv weight, got ${JSON.stringify(w.dims)}`, e.name, 'BundleInvalid');
       }
     }
@@ -83,7 +86,7 @@ class DecoderGraph {
 
     let x = this.fsqInverse(codes); //                                   [1, 6, h, w]
     x = this.conv(x, 'post_quant_conv'); //                              [1, 16, h, w]
-    x = this.conv(this.conv(x, 'decoder.conv_in.0'), 'decoder.conv_in.1'); // [1, 512, h, w]
+    x = this.fconv(x, 'decoder.conv_in'); //                            [1, 512, h, w]
 
     x = this.resBlock(x, spec.mid.block1);
     x = this.attention(x, spec.mid.attention);
@@ -98,7 +101,7 @@ class DecoderGraph {
     }
 
     x = this.swish(this.groupNorm(x, 'decoder.norm_out', spec.finalChannels));
-    x = this.conv(this.conv(x, 'decoder.conv_out.0'), 'decoder.conv_out.1'); // [1, 192, 4h, 4w]
+    x = this.fconv(x, 'decoder.conv_out'); //                            [1, 192, 4h, 4w]
 
     let image = this.act === 'float16' ? g.op1('Cast', [x], { to: 1 }) : x; // fp32 from here on
     let channels = spec.outChannels;
@@ -141,6 +144,12 @@ class DecoderGraph {
     const k = this.weights.get(w)!.dims[2]!;
     const pad = (k - 1) / 2;
     return this.g.op1('Conv', [x, w, this.weight(`${prefix}.bias`)], { kernel_shape: [k, k], pads: [pad, pad, pad, pad] });
+  }
+
+  /** SPEC C.8 "fconv": 3×3 conv then the folded 1×1 conv (one 3×3 conv when fused). */
+  private fconv(x: string, prefix: string): string {
+    const h = this.conv(x, `${prefix}.0`);
+    return this.fused ? h : this.conv(h, `${prefix}.1`);
   }
 
   /** x·sigmoid(x). */
@@ -191,9 +200,9 @@ class DecoderGraph {
   /** CausalResnetBlockFactorized3d at T=1: x' + conv2(swish(norm2(conv1(swish(norm1 x))))). */
   private resBlock(x: string, b: ResBlockSpec): string {
     let h = this.swish(this.groupNorm(x, `${b.prefix}.norm1`, b.inChannels));
-    h = this.conv(this.conv(h, `${b.prefix}.conv1.0`), `${b.prefix}.conv1.1`);
+    h = this.fconv(h, `${b.prefix}.conv1`);
     h = this.swish(this.groupNorm(h, `${b.prefix}.norm2`, b.outChannels));
-    h = this.conv(this.conv(h, `${b.prefix}.conv2.0`), `${b.prefix}.conv2.1`);
+    h = this.fconv(h, `${b.prefix}.conv2`);
     const skip = b.shortcut ? this.conv(x, `${b.prefix}.nin_shortcut`) : x;
     return this.g.op1('Add', [skip, h]);
   }
