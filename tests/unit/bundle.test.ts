@@ -475,7 +475,7 @@ describe('Node directory sink + reading over local dir and HTTP', () => {
 
 const FIXTURE = join(import.meta.dirname, '../fixtures/tiny-simplear');
 
-describe.skipIf(!existsSync(join(FIXTURE, 'model.safetensors')))('tiny fixture checkpoint → bundle', () => {
+describe('tiny fixture checkpoint → bundle', () => {
   it('streams the checkpoint into a bundle and reads every tensor back', async () => {
     const folder = openFolder(FIXTURE);
     const tok = await loadTokenizer(folder);

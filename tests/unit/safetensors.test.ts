@@ -273,7 +273,7 @@ describe('safetensors specifics', () => {
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 const GOLDEN = join(FIXTURES, 'golden/golden.json');
 
-describe.skipIf(!existsSync(GOLDEN))('safetensors of the tiny fixture checkpoints', () => {
+describe('safetensors of the tiny fixture checkpoints', () => {
   let fixtureServer: TestServer;
   beforeAll(async () => {
     fixtureServer = await startTestServer(FIXTURES);

@@ -1,6 +1,6 @@
 // The sampler of sampler.ts as one WebGPU compute pass: one work-group of SAMPLER_THREADS threads
 // reads the step's logits where ONNX Runtime left them, draws the token with this step's uniform,
-// and writes it straight into the next step's input_ids (and bumps the per-row lengths), so the
+// and writes it straight into the next step's int32 input_ids (and bumps the per-row lengths), so the
 // decode loop never reads logits back. The f32 arithmetic and summation order mirror CpuSampler.
 import { SAMPLER_THREADS } from './sampler.ts';
 
@@ -59,7 +59,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> draws: array<f32>;
 // [0] = step counter, [1..] = generated codes
 @group(0) @binding(4) var<storage, read_write> tokens: array<u32>;
-// int64 input_ids of the next step, as (low, high) u32 pairs per row
+// int32 input_ids [rows, 1] of the next step
 @group(0) @binding(5) var<storage, read_write> input_ids: array<u32>;
 @group(0) @binding(6) var<storage, read_write> seqlens: array<i32>;
 
@@ -242,8 +242,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
     tokens[1u + step] = token;
     tokens[0] = step + 1u;
     for (var r = 0u; r < params.rows; r++) {
-      input_ids[2u * r] = token + params.visual_offset;
-      input_ids[2u * r + 1u] = 0u;
+      input_ids[r] = token + params.visual_offset;
       seqlens[r] = seqlens[r] + 1;
     }
   }
