@@ -74,7 +74,7 @@ for (const c of golden.decoder) {
     const modelF32 = async () => {
       reader ??= await openTorchScript(new LocalFileSource(join(FIXTURES, c.file)));
       spec ??= await describeDecoderFile(reader);
-      return buildDecoderGraph(spec, await collectWeights(convertDecoderWeights(reader, spec, { dtype: 'f32' })), {
+      return buildDecoderGraph(spec, await collectWeights(convertDecoderWeights(reader, { spec, dtype: 'f32' })), {
         activations: 'float32',
         floatImage: true,
       });
@@ -83,7 +83,7 @@ for (const c of golden.decoder) {
       if (!sessions.has(dtype)) {
         reader ??= await openTorchScript(new LocalFileSource(join(FIXTURES, c.file)));
         spec ??= await describeDecoderFile(reader);
-        const weights = await collectWeights(convertDecoderWeights(reader, spec, { dtype }));
+        const weights = await collectWeights(convertDecoderWeights(reader, { spec, dtype }));
         const model = buildDecoderGraph(spec, weights, { activations: 'float32', floatImage: true });
         sessions.set(dtype, (await ort.InferenceSession.create(model)) as unknown as Session);
       }
@@ -129,7 +129,7 @@ for (const c of golden.decoder) {
     it('optionally fuses each 3×3 conv with its 1×1 conv, as exactly', async () => {
       reader ??= await openTorchScript(new LocalFileSource(join(FIXTURES, c.file)));
       spec ??= await describeDecoderFile(reader);
-      const weights = await collectWeights(convertDecoderWeights(reader, spec, { dtype: 'f32', fuse: true }));
+      const weights = await collectWeights(convertDecoderWeights(reader, { spec, dtype: 'f32', fuse: true }));
       expect(weights.has('decoder.conv_in.1.weight')).toBe(false);
       const model = buildDecoderGraph(spec, weights, { activations: 'float32', floatImage: true });
       const s = (await ort.InferenceSession.create(model)) as unknown as Session;

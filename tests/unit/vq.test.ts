@@ -136,6 +136,27 @@ describe('describeCosmosDecoder on the released decoder.jit key list', () => {
   });
 });
 
+describe('describeDecoderFile', () => {
+  /** A TorchScriptReader stand-in holding the real key list and a `_levels` buffer. */
+  const fakeReader = (levels: number[], codeDim = 6) =>
+    ({
+      file: 'fake.jit',
+      tensors: () => [
+        ...realKeys.map((k) => ({ ...k, shape: k.name === 'post_quant_conv.conv3d.weight' ? [16, codeDim, 1, 1, 1] : k.shape, dtype: 'f32' })),
+        { name: 'inv_quant.quantizer._levels', shape: [levels.length], dtype: 'i32' },
+      ],
+      list: () => [],
+      info: (n: string) => (n === 'inv_quant.quantizer._levels' ? { dtype: 'i32' } : undefined),
+      readAny: async () => ({ dtype: 'i32', bytes: new Uint8Array(Int32Array.from(levels).buffer) }),
+    }) as unknown as Parameters<typeof describeDecoderFile>[0];
+
+  it('checks the archive’s FSQ levels against the known config, and uses them for unknown code sizes', async () => {
+    expect((await describeDecoderFile(fakeReader([8, 8, 8, 5, 5, 5]))).fsq.codebookSize).toBe(64000);
+    await expect(describeDecoderFile(fakeReader([8, 8, 8, 5, 5, 4]))).rejects.toMatchObject({ code: 'ModelMismatch' });
+    expect((await describeDecoderFile(fakeReader([7, 5, 5, 5, 5], 5))).fsq).toEqual({ levels: [7, 5, 5, 5, 5], embeddingDim: 5, codebookSize: 4375 });
+  });
+});
+
 describe('T=1 weight folding', () => {
   const entry = (kind: 'conv3x3' | 'temporal' | 'pointwise' | 'vector') => ({ name: 'w', source: 'w.conv3d.weight', kind });
 
@@ -166,8 +187,8 @@ describe('T=1 weight folding', () => {
   it('converts a traced decoder: execution order, folded shapes, f16 rounding of the fp32 sums', async () => {
     const reader = await openTorchScript(new LocalFileSource(join(FIXTURES, 'tiny-cosmos/decoder.jit')));
     const spec = await describeDecoderFile(reader);
-    const f32 = await collectWeights(convertDecoderWeights(reader, spec, { dtype: 'f32' }));
-    const f16 = await collectWeights(convertDecoderWeights(reader, spec, { dtype: 'f16' }));
+    const f32 = await collectWeights(convertDecoderWeights(reader, { spec, dtype: 'f32' }));
+    const f16 = await collectWeights(convertDecoderWeights(reader, { dtype: 'f16' })); // spec described from the reader
     expect([...f32.keys()].slice(0, 4)).toEqual(['post_quant_conv.weight', 'post_quant_conv.bias', 'decoder.conv_in.0.weight', 'decoder.conv_in.0.bias']);
     const src = reader.info('decoder.conv_in.1.conv3d.weight')!;
     const w = f32.get('decoder.conv_in.1.weight')!;

@@ -3,6 +3,8 @@
 // cannot tell (the compression factors that decide which upsamplers are temporal, the FSQ
 // levels behind the 6-dim codes) comes from the known DV configuration, and is checked.
 import { ModelFileError } from '../../errors.ts';
+import type { TensorReader } from '../../formats/tensor.ts';
+import type { TorchScriptReader } from '../../formats/torchscript/index.ts';
 
 export interface ShapeInfo {
   name: string;
@@ -234,4 +236,33 @@ export function checkFsqLevels(spec: CosmosDecoderSpec, stored: readonly number[
       'ModelMismatch',
     );
   }
+}
+
+const LEVELS_BUFFER = 'inv_quant.quantizer._levels';
+
+/**
+ * Describes the decoder from its tensor list. Where the archive has the FSQ `_levels` buffer, it
+ * is checked against the known config (or, for code sizes without one, used as the levels).
+ */
+export async function describeDecoderFile(
+  reader: TensorReader | TorchScriptReader,
+  options: DescribeOptions = {},
+  signal?: AbortSignal,
+): Promise<CosmosDecoderSpec> {
+  const torch = 'tensors' in reader ? reader : null;
+  const tensors = torch ? torch.tensors() : reader.list();
+  let stored: number[] | null = null;
+  if (torch?.info(LEVELS_BUFFER)?.dtype === 'i32' || torch?.info(LEVELS_BUFFER)?.dtype === 'i64') {
+    const t = await torch.readAny(LEVELS_BUFFER, signal);
+    const view = new DataView(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
+    const size = t.dtype === 'i64' ? 8 : 4;
+    stored = Array.from({ length: t.bytes.byteLength / size }, (_, i) =>
+      size === 8 ? Number(view.getBigInt64(i * 8, true)) : view.getInt32(i * 4, true),
+    );
+  }
+  const codeDim = tensors.find((t) => t.name === 'post_quant_conv.conv3d.weight')?.shape[1];
+  const fallback = codeDim !== undefined && !KNOWN_FSQ_LEVELS[codeDim] ? stored : null;
+  const spec = describeCosmosDecoder(tensors, { file: reader.file, ...options, fsqLevels: options.fsqLevels ?? fallback ?? undefined });
+  checkFsqLevels(spec, stored, reader.file);
+  return spec;
 }

@@ -11,7 +11,7 @@
 import { ModelFileError } from '../../errors.ts';
 import type { NamedTensor } from '../../model-spec.ts';
 import { float32ToFloat16Bytes, numel, toFloat32, type TensorReader } from '../../formats/tensor.ts';
-import type { AttentionSpec, CosmosDecoderSpec, ResBlockSpec } from './describe.ts';
+import { describeDecoderFile, type AttentionSpec, type CosmosDecoderSpec, type ResBlockSpec } from './describe.ts';
 
 export type WeightDType = 'f16' | 'f32';
 
@@ -117,15 +117,14 @@ export function unusedSourceTensors(spec: CosmosDecoderSpec, names: readonly str
 export interface ConvertDecoderOptions extends WeightPlanOptions {
   /** Storage type of the converted weights; f16 is the bundle default. */
   dtype: WeightDType;
+  /** The decoder's structure; described from the reader (`describeDecoderFile`) if absent. */
+  spec?: CosmosDecoderSpec;
   signal?: AbortSignal;
 }
 
 /** Reads, folds and casts the decoder's weights one tensor at a time, in execution order. */
-export async function* convertDecoderWeights(
-  reader: TensorReader,
-  spec: CosmosDecoderSpec,
-  options: ConvertDecoderOptions,
-): AsyncIterable<NamedTensor> {
+export async function* convertDecoderWeights(reader: TensorReader, options: ConvertDecoderOptions): AsyncIterable<NamedTensor> {
+  const spec = options.spec ?? (await describeDecoderFile(reader, {}, options.signal));
   const readF32 = async (name: string) => {
     const t = await reader.read(name, options.signal);
     return { shape: t.shape, values: toFloat32(t) };
