@@ -1,0 +1,59 @@
+// The decode loop on a CPU session (onnxruntime-node, or ORT's wasm EP in a browser without
+// WebGPU): logits come back to JS every step anyway, so sampling runs in JS (CpuSampler).
+import type { LmSpec } from '../model-spec.ts';
+import { LmRunner } from '../convert/lm/session-io.ts';
+import { CpuSampler } from '../sampling/sampler.ts';
+import type { InferenceSession, OrtModule } from './ort.ts';
+import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+
+export class CpuTokenLoop implements TokenLoop {
+  private readonly runner: LmRunner;
+  private readonly sampler: CpuSampler;
+
+  constructor(
+    ort: OrtModule,
+    private readonly session: InferenceSession,
+    private readonly spec: LmSpec,
+    readonly capacity: number,
+    options: { preallocateOutputs: boolean },
+  ) {
+    this.runner = new LmRunner(ort, session, spec, { capacity, preallocateOutputs: options.preallocateOutputs });
+    this.sampler = new CpuSampler(spec.visualCount);
+  }
+
+  async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
+    const V = this.spec.visualCount;
+    const codes = new Int32Array(req.steps);
+    const t0 = performance.now();
+    throwIfAborted(req.signal);
+    let logits = await this.runner.prefill([req.cond, req.uncond]);
+    req.onPrefilled?.();
+    const t1 = performance.now();
+    let runs = 1;
+    for (let step = 0; step < req.steps; step++) {
+      throwIfAborted(req.signal);
+      const code = this.sampler.sample(logits.subarray(0, V), logits.subarray(V, 2 * V), req.sampling, req.uniforms[step]!);
+      codes[step] = code;
+      if ((step + 1) % req.rowLength === 0 || step + 1 === req.steps) req.onRow?.(codes, step + 1);
+      if (step + 1 === req.steps) break;
+      const id = code + this.spec.visualOffset;
+      logits = await this.runner.step([id, id]);
+      runs++;
+    }
+    const t2 = performance.now();
+    return {
+      codes,
+      prefillMs: t1 - t0,
+      decodeMs: t2 - t1,
+      runs,
+      readbacks: runs, // every CPU step hands its logits to JS
+      steadyStateAllocations: 0,
+      graphCapture: false,
+      acceptedPerRun: 1,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}

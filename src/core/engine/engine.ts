@@ -1,0 +1,144 @@
+// The generation engine: prompt → two token streams → visual codes (token loop) → RGBA (VQ
+// decoder). Backend-neutral: the token loop and the ORT module decide where the work runs.
+import type { LmSpec } from '../model-spec.ts';
+import type { TextTokenizer } from '../formats/tokenizer.ts';
+import { encodePrompt } from '../prompt.ts';
+import { latentSide, resolveSettings, type GenerationSettings } from '../settings.ts';
+import { SimpleARError } from '../errors.ts';
+import { randomSeed, stepUniforms } from '../sampling/prng.ts';
+import type { InferenceSession, OrtModule } from './ort.ts';
+import { throwIfAborted, type TokenLoop } from './token-loop.ts';
+import type {
+  Engine,
+  EngineBackendKind,
+  GenerateOptions,
+  GenerateRequest,
+  GenerationProgress,
+  GenerationResult,
+} from './types.ts';
+
+/** Longest prompt (either stream) the KV cache is sized for: the training context was 4096 + 512. */
+export const MAX_PROMPT_TOKENS = 512;
+/** Largest latent side served (64 = 1024 px). */
+export const MAX_LATENT_SIDE = 64;
+
+export interface EngineParts {
+  backend: EngineBackendKind;
+  modelName: string;
+  lm: LmSpec;
+  tokenizer: TextTokenizer;
+  loop: TokenLoop;
+  ort: OrtModule;
+  /** The VQ decoder session: input `codes` int64 [h, w], output `rgba` uint8 [16h, 16w, 4]. */
+  decoder: InferenceSession;
+  maxPromptTokens?: number;
+  maxLatentSide?: number;
+}
+
+export class SimpleAREngine implements Engine {
+  readonly backend: EngineBackendKind;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly parts: EngineParts) {
+    this.backend = parts.backend;
+  }
+
+  /** Generations run one at a time, in call order. */
+  generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
+    // Validate before queueing: bad input fails at once, before any work.
+    const settings = resolveSettings({ ...request, seed: request.seed ?? randomSeed() });
+    const side = latentSide(settings.size);
+    const maxSide = this.parts.maxLatentSide ?? MAX_LATENT_SIDE;
+    if (side > maxSide) {
+      throw new SimpleARError('InvalidSettings', `size: at most ${maxSide * 16} px on this engine (got ${settings.size})`, { field: 'size' });
+    }
+    const prompts = encodePrompt(this.parts.tokenizer, settings.prompt, {
+      negative: settings.negativePrompt,
+      maxTokens: this.parts.maxPromptTokens ?? MAX_PROMPT_TOKENS,
+    });
+    const run = this.queue.then(() => this.run(settings, prompts, options));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async run(
+    settings: GenerationSettings,
+    prompts: { cond: number[]; uncond: number[] },
+    { onProgress, signal }: GenerateOptions,
+  ): Promise<GenerationResult> {
+    throwIfAborted(signal);
+    const side = latentSide(settings.size);
+    const steps = side * side;
+    const start = performance.now();
+    const report = (p: Omit<GenerationProgress, 'elapsedMs' | 'gridSide'>) =>
+      onProgress?.({ ...p, gridSide: side, elapsedMs: performance.now() - start });
+    report({ phase: 'prefill', done: 0, total: 1 });
+
+    let decodeStart = start;
+    const loop = await this.parts.loop.run({
+      cond: prompts.cond,
+      uncond: prompts.uncond,
+      steps,
+      rowLength: side,
+      sampling: settings,
+      uniforms: stepUniforms(settings.seed, steps),
+      signal,
+      onPrefilled: () => {
+        decodeStart = performance.now();
+        report({ phase: 'decode', done: 0, total: steps });
+      },
+      onRow: (codes, count) => {
+        const elapsed = (performance.now() - decodeStart) / 1000;
+        const rate = elapsed > 0 ? count / elapsed : undefined;
+        report({
+          phase: 'decode',
+          done: count,
+          total: steps,
+          codes: codes.slice(0, count),
+          tokensPerSecond: rate,
+          etaMs: rate ? ((steps - count) / rate) * 1000 : undefined,
+        });
+      },
+    });
+
+    throwIfAborted(signal);
+    report({ phase: 'vq-decode', done: 0, total: 1 });
+    const vqStart = performance.now();
+    const rgba = await this.decode(loop.codes, side, side);
+    const end = performance.now();
+    return {
+      settings,
+      codes: loop.codes,
+      width: side * 16,
+      height: side * 16,
+      rgba,
+      model: this.parts.modelName,
+      timings: { prefillMs: loop.prefillMs, decodeMs: loop.decodeMs, vqMs: end - vqStart, totalMs: end - start },
+      stats: {
+        backend: this.backend,
+        steps,
+        runs: loop.runs,
+        readbacks: loop.readbacks,
+        steadyStateAllocations: loop.steadyStateAllocations,
+        acceptedPerRun: loop.acceptedPerRun,
+        graphCapture: loop.graphCapture,
+      },
+    };
+  }
+
+  /** Codes (raster order, h × w) → RGBA bytes through the VQ decoder. */
+  async decode(codes: Int32Array, h: number, w: number): Promise<Uint8Array> {
+    const { Tensor } = this.parts.ort;
+    const input = new Tensor('int64', BigInt64Array.from(codes, (c) => BigInt(c)), [h, w]);
+    const out = await this.parts.decoder.run({ codes: input });
+    const rgba = out.rgba!;
+    const data = (rgba.location === 'cpu' || rgba.location === undefined ? rgba.data : await rgba.getData()) as Uint8Array;
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  async dispose(): Promise<void> {
+    await this.queue;
+    await this.parts.loop.dispose();
+    await this.parts.decoder.release();
+  }
+}

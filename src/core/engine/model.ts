@@ -1,0 +1,30 @@
+// Everything an engine needs from a model, whatever it was loaded from (a converted bundle, or
+// the original checkpoints converted in memory): specs, tokenizer and the converted weights.
+import type { LmSpec, NamedTensor } from '../model-spec.ts';
+import type { TextTokenizer } from '../formats/tokenizer.ts';
+import type { CosmosDecoderSpec } from '../convert/vq/describe.ts';
+import type { PreviewMap } from '../preview.ts';
+import { buildLmGraph } from '../convert/lm/graph.ts';
+import { buildDecoderGraph } from '../convert/vq/graph.ts';
+
+export interface EngineModel {
+  name: string;
+  lm: LmSpec;
+  tokenizer: TextTokenizer;
+  /** Converted LM weights by stable name (convert-weights.ts). */
+  lmWeights: ReadonlyMap<string, NamedTensor>;
+  decoder: CosmosDecoderSpec;
+  /** Converted decoder weights by name (vq/weights.ts). */
+  decoderWeights: ReadonlyMap<string, NamedTensor>;
+  preview?: PreviewMap;
+}
+
+export type Activations = 'f32' | 'f16';
+
+export function lmGraphBytes(model: EngineModel, activations: Activations, capacity: number): Uint8Array {
+  return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), { activations, maxSeqLen: capacity });
+}
+
+export function decoderGraphBytes(model: EngineModel, activations: Activations): Uint8Array {
+  return buildDecoderGraph(model.decoder, model.decoderWeights, { activations: activations === 'f16' ? 'float16' : 'float32' });
+}

@@ -1,0 +1,46 @@
+// A token loop turns the two prompts into `steps` visual codes: prefill, then one LM run per
+// token (or per speculative window), sampling with the step's uniform. Backends: CPU (this file's
+// CpuTokenLoop, any ORT CPU/wasm session) and WebGPU (webgpu-loop.ts, GPU-resident).
+import type { SamplingParams } from '../sampling/sampler.ts';
+
+export interface TokenLoopRequest {
+  cond: readonly number[];
+  uncond: readonly number[];
+  /** Codes to sample (latent side²). */
+  steps: number;
+  /** Codes per latent row: progress is reported once per row. */
+  rowLength: number;
+  sampling: SamplingParams;
+  /** One uniform per step, from the seed. */
+  uniforms: Float32Array;
+  signal?: AbortSignal;
+  /** Called after each completed row (and at the end) with the codes so far. */
+  onRow?: (codes: Int32Array, count: number) => void;
+  /** Called once the prefill is done. */
+  onPrefilled?: () => void;
+}
+
+export interface TokenLoopResult {
+  codes: Int32Array;
+  prefillMs: number;
+  decodeMs: number;
+  runs: number;
+  readbacks: number;
+  steadyStateAllocations: number;
+  graphCapture: boolean;
+  acceptedPerRun: number;
+}
+
+export interface TokenLoop {
+  run(request: TokenLoopRequest): Promise<TokenLoopResult>;
+  dispose(): Promise<void>;
+}
+
+/** The rejection of a cancelled generation: a DOMException named AbortError, as fetch() uses. */
+export function abortError(): DOMException {
+  return new DOMException('Generation cancelled', 'AbortError');
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError();
+}

@@ -1,0 +1,72 @@
+// The one engine API: the Node CLI, the tests and the worker drive the same `Engine`; the page
+// holds a client with the same shape over Comlink.
+import type { GenerationSettings } from '../settings.ts';
+
+export type GenerationPhase = 'prefill' | 'decode' | 'vq-decode';
+
+export interface GenerationProgress {
+  phase: GenerationPhase;
+  /** Tokens sampled so far (decode), or 0/1 for the other phases. */
+  done: number;
+  total: number;
+  /** The visual codes sampled so far, raster order (decode phase; a copy). */
+  codes?: Int32Array;
+  /** Latent grid side (codes per row). */
+  gridSide: number;
+  elapsedMs: number;
+  tokensPerSecond?: number;
+  etaMs?: number;
+}
+
+export interface GenerateOptions {
+  onProgress?: (p: GenerationProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface GenerationTimings {
+  prefillMs: number;
+  decodeMs: number;
+  vqMs: number;
+  totalMs: number;
+}
+
+/** What the decode loop did, counted: the evidence that the loop stays on the GPU. */
+export interface GenerationStats {
+  backend: EngineBackendKind;
+  /** Tokens sampled (= latent side²). */
+  steps: number;
+  /** session.run calls of the LM (prefill included). */
+  runs: number;
+  /** GPU→CPU reads during the decode loop (token rows for progress + the final read). */
+  readbacks: number;
+  /** GPU buffers created during the decode loop after its warm-up (the first row). */
+  steadyStateAllocations: number;
+  /** Tokens accepted per LM run in the decode loop (1 without speculative decoding). */
+  acceptedPerRun: number;
+  /** Graph capture in use for decode steps. */
+  graphCapture: boolean;
+}
+
+export interface GenerationResult {
+  settings: GenerationSettings;
+  /** Visual codes 0..63999, raster order. */
+  codes: Int32Array;
+  width: number;
+  height: number;
+  /** RGBA bytes, width × height × 4. */
+  rgba: Uint8Array;
+  timings: GenerationTimings;
+  stats: GenerationStats;
+  model: string;
+}
+
+export type EngineBackendKind = 'webgpu' | 'cpu' | 'wasm';
+
+export interface Engine {
+  readonly backend: EngineBackendKind;
+  /** Settings may omit anything but the prompt; the seed is random when missing. */
+  generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerationResult>;
+  dispose(): Promise<void>;
+}
+
+export type GenerateRequest = Partial<GenerationSettings> & { prompt: string };
