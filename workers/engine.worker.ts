@@ -3,6 +3,8 @@
 import * as Comlink from 'comlink';
 import { probeDevice } from '../src/core/device.ts';
 import { SimpleARError } from '../src/core/errors.ts';
+import { openFolder } from '../src/core/formats/byte-source.ts';
+import { inspectCheckpoint } from '../src/core/formats/inspect-checkpoint.ts';
 import { maxAbsDiff, referenceSelfTest, runSelfTest } from '../src/core/runtime/self-test-graph.ts';
 import { installErrorTransfer } from '../src/client/error-transfer.ts';
 import type { EngineWorkerApi, SelfTestReport } from '../src/client/protocol.ts';
@@ -28,6 +30,8 @@ const api: EngineWorkerApi = {
       ),
     };
   },
+
+  inspectCheckpoint: (baseUrl) => inspectCheckpoint(openFolder(baseUrl)),
 };
 
 installErrorTransfer();

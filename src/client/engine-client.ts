@@ -5,10 +5,10 @@ import * as Comlink from 'comlink';
 import { SimpleARError } from '../core/errors.ts';
 import type { DeviceFacts } from '../core/device.ts';
 import { installErrorTransfer } from './error-transfer.ts';
-import type { EngineWorkerApi, SelfTestReport } from './protocol.ts';
+import type { CheckpointInspection, EngineWorkerApi, SelfTestReport } from './protocol.ts';
 
 export type { DeviceFacts } from '../core/device.ts';
-export type { SelfTestReport } from './protocol.ts';
+export type { CheckpointInspection, SelfTestReport, TensorDigest } from './protocol.ts';
 
 function startEngineWorker(): Worker {
   // This exact `new Worker(new URL(...), { type: 'module' })` shape lets Vite bundle the worker.
@@ -53,6 +53,11 @@ export class EngineClient {
   /** Runs a small ONNX graph on the GPU through ONNX Runtime Web and reports its numbers. */
   selfTest(options: { signal?: AbortSignal } = {}): Promise<SelfTestReport> {
     return this.#call((api) => api.selfTest(), options.signal);
+  }
+
+  /** Per-tensor SHA-256 of the checkpoint at `baseUrl` as the worker reads it (range requests). */
+  inspectCheckpoint(baseUrl: string, options: { signal?: AbortSignal } = {}): Promise<CheckpointInspection> {
+    return this.#call((api) => api.inspectCheckpoint(baseUrl), options.signal);
   }
 
   /** Ends the worker and everything it holds. Later calls reject. */

@@ -2,6 +2,9 @@
 // file: the worker implements EngineWorkerApi, the client calls it through Comlink.
 import type { DeviceFacts } from '../core/device.ts';
 import type { SelfTestResult } from '../core/runtime/self-test-graph.ts';
+import type { CheckpointInspection } from '../core/formats/inspect-checkpoint.ts';
+
+export type { CheckpointInspection, TensorDigest } from '../core/formats/inspect-checkpoint.ts';
 
 /** What the worker's ORT self-test reports back. */
 export interface SelfTestReport extends SelfTestResult {
@@ -21,4 +24,9 @@ export interface EngineWorkerApi {
   getDeviceInfo(): Promise<DeviceFacts>;
   /** Runs the small ORT graph (contrib ops included) on the WebGPU EP. */
   selfTest(): Promise<SelfTestReport>;
+  /**
+   * Reads the checkpoint at `baseUrl` (LM safetensors and/or decoder.jit) with range requests
+   * and returns every tensor's SHA-256: proof that the worker reads the original files exactly.
+   */
+  inspectCheckpoint(baseUrl: string): Promise<CheckpointInspection>;
 }
