@@ -1,0 +1,49 @@
+// An engine on ONNX Runtime Web's native WebGPU EP with the GPU-resident token loop.
+import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts';
+import { decoderGraphBytes, lmGraphBytes, type Activations, type EngineModel } from './model.ts';
+import type { OrtModule } from './ort.ts';
+import type { EngineDevice } from './webgpu-device.ts';
+import { WebGpuTokenLoop } from './webgpu-loop.ts';
+
+export interface WebGpuEngineOptions {
+  /** f16 where the adapter has shader-f16, else f32. */
+  activations?: Activations;
+  maxPromptTokens?: number;
+  maxLatentSide?: number;
+}
+
+/** `ort` must be onnxruntime-web/webgpu whose env.webgpu.device is (or will be) `gpu.device`. */
+export async function createWebGpuEngine(
+  ort: OrtModule,
+  gpu: EngineDevice,
+  model: EngineModel,
+  options: WebGpuEngineOptions = {},
+): Promise<SimpleAREngine> {
+  const activations = options.activations ?? (gpu.shaderF16 ? 'f16' : 'f32');
+  const maxPromptTokens = options.maxPromptTokens ?? MAX_PROMPT_TOKENS;
+  const maxLatentSide = options.maxLatentSide ?? MAX_LATENT_SIDE;
+  const maxSteps = maxLatentSide * maxLatentSide;
+  const capacity = maxPromptTokens + maxSteps;
+  const sessionOptions = {
+    executionProviders: ['webgpu'],
+    graphOptimizationLevel: 'all' as const,
+    preferredOutputLocation: 'gpu-buffer' as const,
+  };
+  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity), sessionOptions);
+  const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, activations), {
+    executionProviders: ['webgpu'],
+    graphOptimizationLevel: 'all',
+  });
+  const loop = new WebGpuTokenLoop(ort, gpu.device, lm, model.lm, gpu.allocations, { capacity, activations, maxSteps });
+  return new SimpleAREngine({
+    backend: 'webgpu',
+    modelName: model.name,
+    lm: model.lm,
+    tokenizer: model.tokenizer,
+    loop,
+    ort,
+    decoder,
+    maxPromptTokens,
+    maxLatentSide,
+  });
+}
