@@ -77,6 +77,8 @@ export interface BundleModel {
   /** The VQ decoder's description (owned by the decoder converter; opaque here). */
   decoder: Record<string, unknown>;
   generation?: GenerationSettings;
+  /** The live-preview colour map fitted at conversion time (see model-bundle.ts). */
+  preview?: { map: number[]; grid: [number, number]; seed: number };
 }
 
 export interface BundleWeights {

@@ -1,0 +1,81 @@
+// `simplear decode`: a square grid of visual tokens (tokens.json) → a PNG, with the decoder of a
+// converted bundle on onnxruntime-node (f32 activations; SPEC C.11 pixels, RGB).
+import { SimpleARError } from '../core/errors.ts';
+import { openFolder } from '../core/formats/byte-source.ts';
+import { encodePng, rgbaToRgb } from '../core/image/png.ts';
+import { openModelBundle } from '../core/model-bundle.ts';
+import { VISUAL_CODES } from '../core/model-spec.ts';
+import { DecoderRunner } from '../core/runtime/decoder-runner.ts';
+import { resolveLocation, type CommandModule } from './command.ts';
+import { formatSeconds } from './progress.ts';
+
+/** tokens.json: a JSON array of codes 0..63999, raster order, square. Returns the codes and side. */
+export function parseTokenGrid(text: string, file: string): { codes: number[]; side: number } {
+  const bad = (problem: string, details: Record<string, unknown> = {}): never => {
+    throw new SimpleARError('InvalidSettings', `${file}: ${problem}`, { file, ...details });
+  };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    bad(`not valid JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(json)) return bad('expected a JSON array of visual codes');
+  if (json.length === 0) bad('the array is empty');
+  json.forEach((v, i) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= VISUAL_CODES) {
+      bad(`element ${i} is ${JSON.stringify(v)}: visual codes are integers 0..${VISUAL_CODES - 1}`, { index: i });
+    }
+  });
+  const side = Math.round(Math.sqrt(json.length));
+  if (side * side !== json.length) {
+    bad(`${json.length} codes do not form a square grid (n×n codes in raster order, e.g. 4096 = 64×64)`, { count: json.length });
+  }
+  return { codes: json as number[], side };
+}
+
+const command: CommandModule = {
+  usage: '--bundle <dir|url> --tokens <tokens.json> --out <image.png>',
+  description: [
+    'Decodes visual tokens to an image with the Cosmos decoder of a converted bundle, on the CPU',
+    '(onnxruntime-node). tokens.json is a JSON array of visual codes 0..63999 in raster order',
+    'forming a square grid (64×64 codes give a 1024×1024 image; each code is 16×16 pixels).',
+    'The PNG is RGB, 8 bits per channel: round((clamp(x, −1, 1) + 1) / 2 · 255).',
+  ].join('\n'),
+  options: {
+    bundle: { type: 'string', short: 'b', arg: '<dir|url>', description: 'the converted model bundle', required: true },
+    tokens: { type: 'string', short: 't', arg: '<tokens.json>', description: 'the grid of visual codes', required: true },
+    out: { type: 'string', short: 'o', arg: '<image.png>', description: 'the PNG to write', required: true },
+  },
+
+  async run(values, io) {
+    const fs = await import('node:fs/promises');
+    const path = await import('node:path');
+    const tokensFile = values.tokens as string;
+    let text: string;
+    try {
+      text = await fs.readFile(tokensFile, 'utf8');
+    } catch (e) {
+      throw new SimpleARError('InvalidSettings', `${tokensFile}: cannot read (${(e as Error).message})`, { file: tokensFile });
+    }
+    const { codes, side } = parseTokenGrid(text, tokensFile);
+
+    const started = performance.now();
+    const bundle = await openModelBundle(openFolder(await resolveLocation(values.bundle as string)), io.signal ? { signal: io.signal } : {});
+    const ort = await import('onnxruntime-node');
+    const runner = await DecoderRunner.create(ort, bundle.decoder, await bundle.loadDecoderWeights(io.signal), { activations: 'float32' });
+    let image;
+    try {
+      image = await runner.decode(codes, side, side);
+    } finally {
+      await runner.release();
+    }
+    const png = encodePng({ width: image.width, height: image.height, channels: 3, data: rgbaToRgb(image.rgba) });
+    const out = values.out as string;
+    await fs.mkdir(path.dirname(path.resolve(out)), { recursive: true });
+    await fs.writeFile(out, png);
+    io.stdout.write(`wrote ${out}: ${image.width}×${image.height} from ${side}×${side} tokens in ${formatSeconds(performance.now() - started)}\n`);
+  },
+};
+
+export default command;
