@@ -31,7 +31,7 @@ const api: EngineWorkerApi = {
     };
   },
 
-  inspectCheckpoint: (baseUrl) => inspectCheckpoint(openFolder(baseUrl)),
+  inspectCheckpoint: (baseUrl, parts) => inspectCheckpoint(openFolder(baseUrl), parts ? { parts } : {}),
 };
 
 installErrorTransfer();

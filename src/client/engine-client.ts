@@ -5,7 +5,7 @@ import * as Comlink from 'comlink';
 import { SimpleARError } from '../core/errors.ts';
 import type { DeviceFacts } from '../core/device.ts';
 import { installErrorTransfer } from './error-transfer.ts';
-import type { CheckpointInspection, EngineWorkerApi, SelfTestReport } from './protocol.ts';
+import type { CheckpointInspection, CheckpointPart, EngineWorkerApi, SelfTestReport } from './protocol.ts';
 
 export type { DeviceFacts } from '../core/device.ts';
 export type { CheckpointInspection, SelfTestReport, TensorDigest } from './protocol.ts';
@@ -56,8 +56,8 @@ export class EngineClient {
   }
 
   /** Per-tensor SHA-256 of the checkpoint at `baseUrl` as the worker reads it (range requests). */
-  inspectCheckpoint(baseUrl: string, options: { signal?: AbortSignal } = {}): Promise<CheckpointInspection> {
-    return this.#call((api) => api.inspectCheckpoint(baseUrl), options.signal);
+  inspectCheckpoint(baseUrl: string, options: { parts?: CheckpointPart[]; signal?: AbortSignal } = {}): Promise<CheckpointInspection> {
+    return this.#call((api) => api.inspectCheckpoint(baseUrl, options.parts), options.signal);
   }
 
   /** Ends the worker and everything it holds. Later calls reject. */

@@ -2,9 +2,9 @@
 // file: the worker implements EngineWorkerApi, the client calls it through Comlink.
 import type { DeviceFacts } from '../core/device.ts';
 import type { SelfTestResult } from '../core/runtime/self-test-graph.ts';
-import type { CheckpointInspection } from '../core/formats/inspect-checkpoint.ts';
+import type { CheckpointInspection, CheckpointPart } from '../core/formats/inspect-checkpoint.ts';
 
-export type { CheckpointInspection, TensorDigest } from '../core/formats/inspect-checkpoint.ts';
+export type { CheckpointInspection, CheckpointPart, TensorDigest } from '../core/formats/inspect-checkpoint.ts';
 
 /** What the worker's ORT self-test reports back. */
 export interface SelfTestReport extends SelfTestResult {
@@ -27,6 +27,7 @@ export interface EngineWorkerApi {
   /**
    * Reads the checkpoint at `baseUrl` (LM safetensors and/or decoder.jit) with range requests
    * and returns every tensor's SHA-256: proof that the worker reads the original files exactly.
+   * `parts` says which it holds (default: each is looked for).
    */
-  inspectCheckpoint(baseUrl: string): Promise<CheckpointInspection>;
+  inspectCheckpoint(baseUrl: string, parts?: CheckpointPart[]): Promise<CheckpointInspection>;
 }

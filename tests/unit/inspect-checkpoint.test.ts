@@ -52,6 +52,15 @@ describe('inspectCheckpoint', () => {
     expect(server.fullGets('tiny-cosmos/decoder.jit')).toBe(0);
   });
 
+  it('told which part the folder holds, asks only for files that exist', async () => {
+    server.reset();
+    const got = await inspectCheckpoint(openFolder(`${server.url}tiny-cosmos-b/`), { parts: ['decoder'] });
+    expect(digests(got.tensors)).toEqual(expected('tiny-cosmos-b'));
+    expect(server.requests.length).toBeGreaterThan(0);
+    expect(server.requests.filter((r) => r.status >= 400)).toEqual([]);
+    expect(new Set(server.requests.map((r) => r.path))).toEqual(new Set(['tiny-cosmos-b/decoder.jit']));
+  });
+
   it('a folder with no checkpoint is a typed error naming it', async () => {
     await expect(inspectCheckpoint(openFolder(join(FIXTURES, 'golden')))).rejects.toMatchObject({ code: 'ModelFileMissing' });
   });

@@ -19,6 +19,15 @@ export interface TensorDigest {
   sha256: string;
 }
 
+/** Which files to read: the LM's safetensors, the decoder's decoder.jit. */
+export type CheckpointPart = 'lm' | 'decoder';
+
+export interface InspectOptions {
+  /** What the folder holds; by default each part is looked for (a size request per file). */
+  parts?: readonly CheckpointPart[];
+  signal?: AbortSignal;
+}
+
 export interface CheckpointInspection {
   base: string;
   tensors: TensorDigest[];
@@ -41,17 +50,19 @@ async function hasFile(folder: FileFolder, file: string, signal?: AbortSignal): 
 }
 
 /**
- * Digests every tensor of the LM safetensors (if the folder has them) and of decoder.jit (if
- * present), in file order. A folder with neither is a ModelFileMissing error.
+ * Digests every tensor of the LM safetensors and/or of decoder.jit, in file order. Without
+ * `parts`, reads whichever the folder has; a folder with neither is a ModelFileMissing error.
  */
-export async function inspectCheckpoint(folder: FileFolder, signal?: AbortSignal): Promise<CheckpointInspection> {
+export async function inspectCheckpoint(folder: FileFolder, options: InspectOptions = {}): Promise<CheckpointInspection> {
+  const { signal } = options;
   const tensors: TensorDigest[] = [];
-  const [sharded, single, decoder] = await Promise.all([
-    hasFile(folder, SAFETENSORS_INDEX, signal),
-    hasFile(folder, SAFETENSORS, signal),
-    hasFile(folder, DECODER_FILE, signal),
-  ]);
-  if (sharded || single) {
+  const [lm, decoder] = options.parts
+    ? [options.parts.includes('lm'), options.parts.includes('decoder')]
+    : await Promise.all([
+        Promise.all([hasFile(folder, SAFETENSORS_INDEX, signal), hasFile(folder, SAFETENSORS, signal)]).then(([a, b]) => a || b),
+        hasFile(folder, DECODER_FILE, signal),
+      ]);
+  if (lm) {
     const reader = await openSafetensors(folder, signal);
     for (const t of reader.list()) {
       const raw = await reader.read(t.name, signal);
@@ -65,7 +76,7 @@ export async function inspectCheckpoint(folder: FileFolder, signal?: AbortSignal
       tensors.push({ file: reader.file, name: t.name, dtype: raw.dtype, shape: raw.shape, sha256: await sha256Hex(raw.bytes) });
     }
   }
-  if (!sharded && !single && !decoder) {
+  if (!lm && !decoder) {
     throw new ModelFileError(
       folder.base,
       `no checkpoint here (none of ${SAFETENSORS}, ${SAFETENSORS_INDEX}, ${DECODER_FILE})`,
