@@ -55,8 +55,10 @@ async function fetchBytes(
     try {
       const res = await fetchImpl(url, init);
       if (accept(res)) {
-        const body = init.method === 'HEAD' ? null : new Uint8Array(await res.arrayBuffer());
-        return { res, body };
+        // Read to the end even for HEAD (an empty body): browsers report a response left
+        // unread as an aborted request (net::ERR_ABORTED in devtools and test watchers).
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        return { res, body: init.method === 'HEAD' ? null : bytes };
       }
       await res.body?.cancel().catch(() => {});
       failure = new HttpError(url, res.status);
