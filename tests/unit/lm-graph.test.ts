@@ -112,3 +112,25 @@ describe('LM graph vs float64 reference (random tiny Qwen2)', () => {
     });
   }
 });
+
+describe('prefill schedule (first chunk + token-by-token, for WebGPU adapters with narrow subgroups)', () => {
+  const ckpt = randomCheckpoint(spec);
+  const ref = reference(spec, ckpt);
+  for (const maxFirst of [1, 3, 5]) {
+    it(`maxFirst = ${maxFirst} gives the same logits as a one-call prefill`, async () => {
+      const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: 'f32' });
+      const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 }));
+      const runner = new LmRunner(ort, session, spec, { capacity: 32 });
+      const V = spec.visualCount;
+      const got: Float32Array[][] = [[], []];
+      const push = (l: Float32Array) => {
+        got[0]!.push(l.slice(0, V));
+        got[1]!.push(l.slice(V, 2 * V));
+      };
+      push(await runner.prefill([cond, uncond], maxFirst));
+      for (const t of steps) push(await runner.step([t, t]));
+      await session.release();
+      expect(maxAbs(got, ref).max).toBeLessThan(1e-4);
+    });
+  }
+});

@@ -6,7 +6,7 @@ import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from '../../sr
 import { GraphBuilder } from '../../src/core/convert/onnx/builder.ts';
 import { halfToFloat } from '../../src/core/formats/tensor.ts';
 import type { LmSpec, NamedTensor } from '../../src/core/model-spec.ts';
-import { collectLmWeights } from '../../src/core/convert/lm/convert-weights.ts';
+import { collectLmWeights, estimateLmBytes } from '../../src/core/convert/lm/convert-weights.ts';
 import { buildLmGraph } from '../../src/core/convert/lm/graph.ts';
 import { LmRunner } from '../../src/core/convert/lm/session-io.ts';
 import { memoryReader, randomCheckpoint } from '../../src/core/convert/lm/random-model.ts';
@@ -184,4 +184,29 @@ describe('quantized LM graph == f32 graph over the dequantized weights', () => {
       expect(err).toBeLessThan(1e-3 * Math.max(1, scale));
     });
   }
+});
+
+describe('converted LM size', () => {
+  const spec: LmSpec = {
+    hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 80,
+    rmsNormEps: 1e-6, ropeTheta: 10000, vocabSize: 120 + 200, visualOffset: 120, visualCount: 200, tieWordEmbeddings: true,
+  };
+  for (const format of ['q4', 'q8', 'f16', 'f32'] as const) {
+    it(`estimateLmBytes(${format}) equals the converted tensors' bytes`, async () => {
+      const w = await collectLmWeights(memoryReader(spec, randomCheckpoint(spec)), spec, { weights: format });
+      const total = [...w.values()].reduce((a, t) => a + t.raw.byteLength, 0);
+      expect(estimateLmBytes(spec, format)).toBe(total);
+    });
+  }
+
+  it('SimpleAR-0.5B (real shapes): the q4 LM fits the 450 MB bundle with the ~104 MB decoder', () => {
+    const real: LmSpec = {
+      hiddenSize: 896, numLayers: 24, numHeads: 14, numKvHeads: 2, headDim: 64, intermediateSize: 4864,
+      rmsNormEps: 1e-6, ropeTheta: 1e6, vocabSize: 215672, visualOffset: 151672, visualCount: 64000, tieWordEmbeddings: true,
+    };
+    const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+    const sizes = Object.fromEntries((['q4', 'q8', 'f16', 'f32'] as const).map((f) => [f, estimateLmBytes(real, f)]));
+    console.log(`[lm size] SimpleAR-0.5B LM: ${Object.entries(sizes).map(([f, b]) => `${f} ${mb(b)}`).join(', ')}`);
+    expect(sizes.q4! + 104e6).toBeLessThan(450e6);
+  });
 });

@@ -220,3 +220,27 @@ export async function collectLmWeights(reader: TensorReader, spec: LmSpec, opts:
   for await (const t of convertLmWeights(reader, spec, opts)) out.set(t.name, t);
   return out;
 }
+
+/**
+ * Bytes of the converted tensors (what a bundle stores for the LM), computed from the shapes
+ * alone; equals the sum of convertLmWeights' outputs.
+ */
+export function estimateLmBytes(spec: LmSpec, format: LmWeightFormat, untied = !spec.tieWordEmbeddings): number {
+  const H = spec.hiddenSize;
+  const qDim = spec.numHeads * spec.headDim;
+  const kvDim = spec.numKvHeads * spec.headDim;
+  const I = spec.intermediateSize;
+  const bits = bitsOf(format);
+  const linear = (n: number, k: number) => {
+    if (!bits) return n * k * (format === 'f32' ? 4 : 2);
+    const kb = Math.ceil(k / BLOCK);
+    return n * kb * ((BLOCK * bits) / 8) + n * kb * 2 + n * Math.ceil((kb * bits) / 8);
+  };
+  const table = (rows: number) => {
+    const tb = H % BLOCK === 0 ? bits : 0;
+    if (!tb) return rows * H * (format === 'f32' ? 4 : 2);
+    return rows * (H / BLOCK) * ((BLOCK * tb) / 8) + rows * (H / BLOCK) * 2;
+  };
+  const layer = 2 * H * 4 + (qDim + 2 * kvDim) * 4 + linear(qDim + 2 * kvDim, H) + linear(H, qDim) + linear(2 * I, H) + linear(H, I);
+  return spec.numLayers * layer + H * 4 + table(spec.visualCount) + table(spec.visualOffset) + (untied ? table(spec.visualCount) : 0);
+}

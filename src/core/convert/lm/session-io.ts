@@ -58,6 +58,41 @@ export function prefillFeeds(prompts: readonly (readonly number[])[], padId = 0)
   return { input_ids: ids, seqlens_k: seqlens, total_sequence_length: S, logits_index: index, seq: S, rows: 1 };
 }
 
+/** One call of a prefill schedule: its feeds, and for which rows it yields the final logits. */
+export interface PrefillCall {
+  feeds: StepFeeds;
+  /** final[b]: this call processes row b's last prompt token (its logits are row b's result). */
+  final: boolean[];
+}
+
+/**
+ * Prefill as a schedule of graph calls: the first min(longest prompt, maxFirst) tokens of every
+ * row in one call (right-padded), then the remaining tokens one per call (decode-style, S = 1).
+ * A row that has run out of prompt tokens is "parked": it is fed the pad id at slot = its length,
+ * which the first generated token overwrites later (seqlens_k[b] = length, logits ignored).
+ *
+ * Why: ORT's GroupQueryAttention takes a multi-token call after a non-empty cache only for
+ * batch 1, so with the CFG batch of 2 a prompt can't be prefilled in several chunks; and the
+ * WebGPU EP's dense prefill kernel (used for S ≥ 32) gives wrong results on adapters with
+ * 4-wide subgroups (SwiftShader; found by the LM tests in headless Chromium), while calls with
+ * S < 32 take its split-reduce kernels, which are right everywhere. `maxFirst = 31` keeps every
+ * call on that path; Infinity (default) prefills in one call.
+ */
+export function prefillSchedule(prompts: readonly (readonly number[])[], maxFirst = Infinity, padId = 0): PrefillCall[] {
+  const lens = prompts.map((p) => p.length);
+  if (lens.some((l) => l === 0)) throw new Error('prefillSchedule: empty prompt');
+  const longest = Math.max(...lens);
+  const S0 = Math.max(1, Math.min(longest, maxFirst));
+  const first = prefillFeeds(prompts.map((p) => p.slice(0, S0)), padId);
+  const calls: PrefillCall[] = [{ feeds: first, final: lens.map((l) => l <= S0) }];
+  for (let t = S0; t < longest; t++) {
+    const tokens = prompts.map((p) => (t < p.length ? p[t]! : padId));
+    const slots = lens.map((l) => Math.min(t, l));
+    calls.push({ feeds: decodeFeeds(tokens, slots), final: lens.map((l) => t === l - 1) });
+  }
+  return calls;
+}
+
 /** One token per row, appended after `lengths[b]` tokens already in the cache. */
 export function decodeFeeds(tokens: readonly number[], lengths: readonly number[]): StepFeeds {
   const B = tokens.length;
@@ -124,11 +159,19 @@ export class LmRunner {
     return out.logits!.data as Float32Array;
   }
 
-  /** Prefills one prompt per row; logits [B * visualCount] of each row's last token. */
-  async prefill(prompts: readonly (readonly number[])[]): Promise<Float32Array> {
-    const logits = await this.run(prefillFeeds(prompts));
+  /**
+   * Prefills one prompt per row; logits [B * visualCount] of each row's last token.
+   * `maxFirst`: see prefillSchedule (31 on WebGPU adapters with narrow subgroups).
+   */
+  async prefill(prompts: readonly (readonly number[])[], maxFirst = Infinity): Promise<Float32Array> {
+    const V = this.spec.visualCount;
+    const out = new Float32Array(prompts.length * V);
+    for (const call of prefillSchedule(prompts, maxFirst)) {
+      const logits = await this.run(call.feeds);
+      call.final.forEach((f, b) => f && out.set(logits.subarray(b * V, (b + 1) * V), b * V));
+    }
     prompts.forEach((p, b) => (this.lengths[b] = p.length));
-    return logits;
+    return out;
   }
 
   /** Appends one token per row; logits [B * visualCount]. */
