@@ -1,5 +1,6 @@
 // What a CLI subcommand is, how its arguments are parsed (node:util parseArgs, strict) and how
 // its --help is written. Subcommands live in their own modules and are listed in cli.ts.
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SimpleARError } from '../core/errors.ts';
 
@@ -101,7 +102,6 @@ export function helpText(name: string, command: CommandModule): string {
 }
 
 /** `dir` → absolute path; URLs unchanged (for readers and for the provenance in manifests). */
-export function resolveLocation(location: string): Promise<string> {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) return Promise.resolve(location);
-  return import('node:path').then((path) => path.resolve(location));
+export function resolveLocation(location: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(location) ? location : resolve(location);
 }

@@ -41,7 +41,8 @@ const command: CommandModule = {
   ].join('\n'),
 
   async run(values, io) {
-    const [model, vq] = await Promise.all([resolveLocation(values.model as string), resolveLocation(values.vq as string)]);
+    const model = resolveLocation(values.model as string);
+    const vq = resolveLocation(values.vq as string);
     const out = values.out as string;
     const ort = await import('onnxruntime-node');
     const sink = await createNodeBundleSink(out, { overwrite: values.force === true });

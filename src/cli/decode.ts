@@ -1,5 +1,7 @@
 // `simplear decode`: a square grid of visual tokens (tokens.json) → a PNG, with the decoder of a
 // converted bundle on onnxruntime-node (f32 activations; SPEC C.11 pixels, RGB).
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { SimpleARError } from '../core/errors.ts';
 import { openFolder } from '../core/formats/byte-source.ts';
 import { encodePng, rgbaToRgb } from '../core/image/png.ts';
@@ -49,19 +51,17 @@ const command: CommandModule = {
   },
 
   async run(values, io) {
-    const fs = await import('node:fs/promises');
-    const path = await import('node:path');
     const tokensFile = values.tokens as string;
     let text: string;
     try {
-      text = await fs.readFile(tokensFile, 'utf8');
+      text = await readFile(tokensFile, 'utf8');
     } catch (e) {
       throw new SimpleARError('InvalidSettings', `${tokensFile}: cannot read (${(e as Error).message})`, { file: tokensFile });
     }
     const { codes, side } = parseTokenGrid(text, tokensFile);
 
     const started = performance.now();
-    const bundle = await openModelBundle(openFolder(await resolveLocation(values.bundle as string)), io.signal ? { signal: io.signal } : {});
+    const bundle = await openModelBundle(openFolder(resolveLocation(values.bundle as string)), io.signal ? { signal: io.signal } : {});
     const ort = await import('onnxruntime-node');
     const runner = await DecoderRunner.create(ort, bundle.decoder, await bundle.loadDecoderWeights(io.signal), { activations: 'float32' });
     let image;
@@ -72,8 +72,8 @@ const command: CommandModule = {
     }
     const png = encodePng({ width: image.width, height: image.height, channels: 3, data: rgbaToRgb(image.rgba) });
     const out = values.out as string;
-    await fs.mkdir(path.dirname(path.resolve(out)), { recursive: true });
-    await fs.writeFile(out, png);
+    await mkdir(dirname(resolve(out)), { recursive: true });
+    await writeFile(out, png);
     io.stdout.write(`wrote ${out}: ${image.width}×${image.height} from ${side}×${side} tokens in ${formatSeconds(performance.now() - started)}\n`);
   },
 };

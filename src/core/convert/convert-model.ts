@@ -14,6 +14,7 @@ import { readModelConfig } from '../formats/model-config.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
 import { DTYPE_BYTES, numel, type TensorReader } from '../formats/tensor.ts';
 import { openTorchScript } from '../formats/torchscript/index.ts';
+import { DECODER_FILE } from '../formats/inspect-checkpoint.ts';
 import { loadTokenizer } from '../formats/tokenizer.ts';
 import { BundleWriter, type BundleManifest, type BundleSink, type BundleSource } from '../bundle/index.ts';
 import type { LmSpec, NamedTensor } from '../model-spec.ts';
@@ -28,7 +29,6 @@ import { convertDecoderWeights, decoderWeightPlan, describeDecoderFile, type Cos
 /** The released checkpoints (any mirror or local copy with the same files works). */
 export const DEFAULT_MODEL_SOURCE = 'https://huggingface.co/Daniel0724/SimpleAR-0.5B-RL/resolve/main/';
 export const DEFAULT_DECODER_SOURCE = 'https://huggingface.co/nvidia/Cosmos-1.0-Tokenizer-DV8x16x16/resolve/main/';
-export const DECODER_FILE = 'decoder.jit';
 
 /** Block length of the quantized LM weights (MatMulNBits / GatherBlockQuantized). */
 const QUANT_BLOCK = 32;
