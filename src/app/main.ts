@@ -8,6 +8,8 @@ import { StatusLine } from './status-line.ts';
 async function main(): Promise<void> {
   const status = new StatusLine(document.querySelector<HTMLElement>('#status')!);
   const client = new EngineClient();
+  // The programmatic handle (console, automation, tests): the same client the UI uses.
+  (globalThis as { simplear?: { client: EngineClient } }).simplear = { client };
   try {
     const device = await mountDevicePanel(document.querySelector<HTMLElement>('#device')!, client, status);
     if (!device.ok) status.show('WebGPU is not available: see “Your device” below.', 'warning');

@@ -57,6 +57,14 @@ interface LiveRule extends FailureRule {
   used: number;
 }
 
+const CORS_HEADERS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Allow-Methods': 'GET, HEAD, OPTIONS',
+  'Access-Control-Allow-Headers': 'Range, If-None-Match',
+  'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges, ETag',
+  'Cross-Origin-Resource-Policy': 'cross-origin',
+};
+
 export async function startTestServer(root: string, options: TestServerOptions = {}): Promise<TestServer> {
   const requests: RequestRecord[] = [];
   let rules: LiveRule[] = (options.failures ?? []).map((r) => ({ ...r, used: 0 }));
@@ -78,6 +86,8 @@ export async function startTestServer(root: string, options: TestServerOptions =
     const range = req.headers.range;
     const rec: RequestRecord = { method, path, ...(range ? { range } : {}), status: 0, bytesSent: 0 };
     requests.push(rec);
+    // CORS as Hugging Face serves it, so pages on another origin (COEP require-corp) can read ranges.
+    for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
     const finish = (status: number, headers: Record<string, string | number> = {}, body?: Uint8Array) => {
       rec.status = status;
       res.writeHead(status, headers);
@@ -89,6 +99,7 @@ export async function startTestServer(root: string, options: TestServerOptions =
       }
     };
 
+    if (method === 'OPTIONS') return finish(204, { 'Access-Control-Max-Age': 600 });
     if (method !== 'GET' && method !== 'HEAD') return finish(405, { Allow: 'GET, HEAD' });
     const file = normalize(join(root, path));
     if (!file.startsWith(normalize(root)) || path.includes('\0')) return finish(403);
