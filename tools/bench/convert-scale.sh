@@ -36,8 +36,7 @@ done
 [ -f "$vq/decoder.jit" ] || { echo "no $vq/decoder.jit (make_full_checkpoint.py --decoder)" >&2; exit 2; }
 
 src_bytes=$(du -cb "$model"/*.safetensors "$vq/decoder.jit" | tail -1 | cut -f1)
-tsx=node_modules/.bin/tsx
-cmd=("$tsx" src/cli/main.ts convert --model "$model" --vq "$vq" --out "$out" --weights "$weights" --force)
+cmd=(node --import tsx src/cli/main.ts convert --model "$model" --vq "$vq" --out "$out" --weights "$weights" --force)
 [ -x /usr/bin/time ] || { echo "needs GNU time for the peak RSS: apt-get install -y time" >&2; exit 2; }
 timing=$(mktemp)
 /usr/bin/time -v -o "$timing" "${cmd[@]}"
