@@ -89,48 +89,67 @@ export function quantizeMatrix(w: Float32Array, n: number, k: number, opts: Quan
     for (let blk = 0; blk < kBlocks; blk++) {
       const k0 = blk * blockSize;
       const len = Math.min(blockSize, k - k0);
-      vals.fill(0);
-      for (let i = 0; i < len; i++) vals[i] = w[row * k + k0 + i]!;
+      const base = row * k + k0;
+      for (let i = 0; i < len; i++) vals[i] = w[base + i]!;
+      for (let i = len; i < blockSize; i++) vals[i] = 0;
       let scale: number;
       let zp = zpDefault;
       if (symmetric) {
-        // Signed extreme: the value with the largest magnitude maps to -2^(bits-1) (4-bit: -8),
-        // which uses all 2^bits levels (q4_0 style). For 8 bits use absmax/127 (symmetric range).
+        // Signed extreme: the value with the largest magnitude maps to -2^(bits-1) (-8 for
+        // 4-bit, -128 for 8-bit), which uses all 2^bits levels (llama.cpp q4_0 style).
         let m = 0;
-        for (let i = 0; i < len; i++) if (Math.abs(vals[i]!) > Math.abs(m)) m = vals[i]!;
-        {
-          scale = roundToHalf(m / -zpDefault);
-          if (search && scale !== 0) {
-            // Least-squares refit of the scale for the chosen levels, then re-round (twice):
-            // as good as a 9-ratio clipping search at a third of the cost.
-            for (let it = 0; it < 2; it++) {
-              let num = 0;
-              let den = 0;
-              for (let i = 0; i < len; i++) {
-                const qi = Math.min(qmax, Math.max(0, Math.round(vals[i]! / scale) + zp)) - zp;
-                num += vals[i]! * qi;
-                den += qi * qi;
-              }
-              const s = den > 0 ? roundToHalf(num / den) : scale;
-              if (s === 0 || !Number.isFinite(s)) break;
-              scale = s;
+        let am = 0;
+        for (let i = 0; i < len; i++) {
+          const v = vals[i]!;
+          const a = v < 0 ? -v : v;
+          if (a > am) {
+            am = a;
+            m = v;
+          }
+        }
+        scale = roundToHalf(m / -zpDefault);
+        if (search && scale !== 0) {
+          // Least-squares refit of the scale for the chosen levels, then re-round (twice):
+          // as good as a 9-ratio clipping search at a fraction of the cost.
+          for (let it = 0; it < 2; it++) {
+            const inv = 1 / scale;
+            let num = 0;
+            let den = 0;
+            for (let i = 0; i < len; i++) {
+              const v = vals[i]!;
+              let qi = Math.floor(v * inv + 0.5) + zp;
+              qi = (qi < 0 ? 0 : qi > qmax ? qmax : qi) - zp;
+              num += v * qi;
+              den += qi * qi;
             }
+            const ns = den > 0 ? roundToHalf(num / den) : scale;
+            if (ns === 0 || !Number.isFinite(ns)) break;
+            scale = ns;
           }
         }
       } else {
         let lo = 0;
         let hi = 0;
         for (let i = 0; i < len; i++) {
-          lo = Math.min(lo, vals[i]!);
-          hi = Math.max(hi, vals[i]!);
+          const v = vals[i]!;
+          if (v < lo) lo = v;
+          else if (v > hi) hi = v;
         }
         scale = roundToHalf((hi - lo) / qmax);
-        zp = scale === 0 ? zpDefault : Math.min(qmax, Math.max(0, Math.round(-lo / scale)));
+        if (scale !== 0) {
+          zp = Math.floor(-lo / scale + 0.5);
+          zp = zp < 0 ? 0 : zp > qmax ? qmax : zp;
+        }
       }
       scalesF16[row * kBlocks + blk] = floatToHalf(scale);
       const inv = scale === 0 ? 0 : 1 / scale;
       for (let i = 0; i < blockSize; i++) {
-        q[i] = i < len ? Math.min(qmax, Math.max(0, Math.round(vals[i]! * inv) + zp)) : zp;
+        if (i < len) {
+          const qi = Math.floor(vals[i]! * inv + 0.5) + zp;
+          q[i] = qi < 0 ? 0 : qi > qmax ? qmax : qi;
+        } else {
+          q[i] = zp;
+        }
       }
       const off = (row * kBlocks + blk) * blob;
       if (bits === 4) {

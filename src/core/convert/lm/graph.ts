@@ -56,6 +56,12 @@ export interface LmGraphOptions {
    * serves; the KV cache capacity C may be anything up to it. Default 4096 + 512.
    */
   maxSeqLen?: number;
+  /**
+   * MatMulNBits accuracy_level (q4/q8 weights): 0 (default) computes with the activations as
+   * they are; 4 lets the kernel quantize activations to int8 per block (much faster on the CPU
+   * EP, selects the DP4A kernels on WebGPU; slightly less exact).
+   */
+  accuracyLevel?: 0 | 4;
 }
 
 export const LM_INPUTS = ['input_ids', 'seqlens_k', 'total_sequence_length', 'logits_index'] as const;
@@ -88,7 +94,7 @@ export function buildLmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphO
   const act: ActType = opts.activations === 'f16' ? 'float16' : 'float32';
   const maxSeqLen = opts.maxSeqLen ?? 4096 + 512;
   const g = new GraphBuilder('simplear-lm');
-  const o = new LmOps(g, act, weights);
+  const o = new LmOps(g, act, weights, opts.accuracyLevel ?? 0);
 
   const ids = g.input('input_ids', 'int32', ['batch', 'seq']);
   const seqlensK = g.input('seqlens_k', 'int32', ['batch']);

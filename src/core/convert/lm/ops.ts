@@ -19,6 +19,8 @@ export class LmOps {
     readonly g: GraphBuilder,
     readonly act: ActType,
     private readonly get: WeightGetter,
+    /** MatMulNBits accuracy_level: 0 = exact (A in its own dtype), 4 = A quantized to int8 per block (faster). */
+    private readonly accuracyLevel = 0,
   ) {}
 
   has(name: string): boolean {
@@ -86,7 +88,8 @@ export class LmOps {
       const bits = (blob * 8) / 32;
       const inputs = [x, this.weight(`${prefix}.q`), this.weight(`${prefix}.scales`)];
       if (this.has(`${prefix}.zp`)) inputs.push(this.weight(`${prefix}.zp`));
-      y = this.g.ms('MatMulNBits', inputs, { K: k, N: n, bits, block_size: 32 })[0]!;
+      const attrs = { K: k, N: n, bits, block_size: 32, ...(this.accuracyLevel ? { accuracy_level: this.accuracyLevel } : {}) };
+      y = this.g.ms('MatMulNBits', inputs, attrs)[0]!;
     } else {
       y = this.g.op1('MatMul', [x, this.weight(`${prefix}.w`)]);
     }
