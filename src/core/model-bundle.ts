@@ -8,7 +8,7 @@ import type { CosmosDecoderSpec } from './convert/vq/describe.ts';
 import type { EngineModel } from './engine/model.ts';
 import type { LmWeightFormat } from './convert/lm/convert-weights.ts';
 import type { WeightDType } from './convert/vq/weights.ts';
-import type { FileFolder } from './formats/byte-source.ts';
+import { folderFile, type FileFolder } from './formats/byte-source.ts';
 import type { GenerationSettings } from './formats/model-config.ts';
 import type { TextTokenizer } from './formats/tokenizer.ts';
 import type { LmSpec, NamedTensor } from './model-spec.ts';
@@ -47,7 +47,7 @@ export class ModelBundle {
 
   constructor(readonly reader: BundleReader) {
     const m = reader.manifest;
-    const where = `${reader.folder.base.replace(/\/+$/, '')}/${MANIFEST_FILE}`;
+    const where = folderFile(reader.folder, MANIFEST_FILE);
     this.lm = m.model.lm;
     this.decoder = checkDecoderSpec(m.model.decoder, where);
     this.generation = m.model.generation;
