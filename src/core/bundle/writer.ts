@@ -234,21 +234,43 @@ export interface WriteBundleOptions extends BundleWriterOptions, Omit<BundleMeta
 }
 
 /**
+ * Runs `write` with a new writer on `sink`. On any failure (or abort signal) the sink is aborted
+ * and the error rethrown, so no half bundle is ever left behind; `write` ends with finish().
+ */
+export async function withBundleWriter<T>(
+  sink: BundleSink,
+  options: BundleWriterOptions,
+  write: (writer: BundleWriter) => Promise<T>,
+): Promise<T> {
+  let writer: BundleWriter | undefined;
+  try {
+    writer = new BundleWriter(sink, options);
+    return await write(writer);
+  } catch (e) {
+    try {
+      if (writer) await writer.abort();
+      else await sink.abort();
+    } catch {
+      // the original error matters more than a failed cleanup
+    }
+    throw e;
+  }
+}
+
+/**
  * Writes a whole bundle: the tensors in stream order, then the tokenizer files, then the
  * manifest, then commits. On any failure (or abort signal) the sink is aborted and the error
  * rethrown, so no half bundle is ever left behind.
  */
-export async function writeBundle(
+export function writeBundle(
   sink: BundleSink,
   tensors: AsyncIterable<NamedTensor | readonly NamedTensor[]> | Iterable<NamedTensor | readonly NamedTensor[]>,
   options: WriteBundleOptions,
 ): Promise<BundleManifest> {
-  let writer: BundleWriter | undefined;
-  try {
-    writer = new BundleWriter(sink, options);
+  return withBundleWriter(sink, options, async (writer) => {
     await writer.addTensors(tensors);
     for (const [name, content] of Object.entries(options.tokenizer.files)) await writer.addFile(name, content);
-    return await writer.finish({
+    return writer.finish({
       model: options.model,
       tokenizer: {
         files: Object.keys(options.tokenizer.files),
@@ -259,13 +281,5 @@ export async function writeBundle(
       ...(options.sources ? { sources: options.sources } : {}),
       ...(options.createdAt ? { createdAt: options.createdAt } : {}),
     });
-  } catch (e) {
-    try {
-      if (writer) await writer.abort();
-      else await sink.abort();
-    } catch {
-      // the original error matters more than a failed cleanup
-    }
-    throw e;
-  }
+  });
 }

@@ -16,7 +16,7 @@ import { DTYPE_BYTES, numel, type TensorReader } from '../formats/tensor.ts';
 import { openTorchScript } from '../formats/torchscript/index.ts';
 import { DECODER_FILE } from '../formats/inspect-checkpoint.ts';
 import { loadTokenizer } from '../formats/tokenizer.ts';
-import { BundleWriter, type BundleManifest, type BundleSink, type BundleSource } from '../bundle/index.ts';
+import { withBundleWriter, type BundleManifest, type BundleSink, type BundleSource, type BundleWriter } from '../bundle/index.ts';
 import type { LmSpec, NamedTensor } from '../model-spec.ts';
 import { DECODER_PREFIX, LM_PREFIX, type LivePreviewFit, type ModelBundleWeights } from '../model-bundle.ts';
 import { fitPreviewMap } from '../preview.ts';
@@ -88,46 +88,41 @@ export async function convertModel(options: ConvertModelOptions): Promise<Bundle
   const decoderDType = options.decoderDType ?? (weights === 'f32' ? 'f32' : 'f16');
   const fuse = options.fuseDecoder ?? false;
   const progress = options.onProgress ?? (() => {});
-  let writer: BundleWriter | undefined;
+  const writerOptions = { ...(signal ? { signal } : {}), ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}) };
   try {
-    progress({ phase: 'open', tensors: 0, tensorsTotal: 0, bytes: 0, bytesTotal: 0 });
-    const src = await openSources(options.model, options.decoder, signal);
-    const { lm } = src.config;
-    const sources = provenance(options, src.lmReader);
-    sources.catch(() => {}); // awaited at the end; a failure before then must not go unhandled
-    writer = new BundleWriter(sink, { signal, ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}) });
+    return await withBundleWriter(sink, writerOptions, async (writer) => {
+      progress({ phase: 'open', tensors: 0, tensorsTotal: 0, bytes: 0, bytesTotal: 0 });
+      const src = await openSources(options.model, options.decoder, signal);
+      const { lm } = src.config;
+      const sources = provenance(options, src.lmReader);
+      sources.catch(() => {}); // awaited at the end; a failure before then must not go unhandled
 
-    const decoderWeights = await writeDecoder(writer, src, { dtype: decoderDType, fuse, keep: !!options.ort, signal, progress });
-    let preview: LivePreviewFit | undefined;
-    if (options.ort) {
-      progress({ phase: 'preview', tensors: 0, tensorsTotal: 0, bytes: 0, bytesTotal: 0 });
-      preview = await fitPreview(options.ort, src.decoderSpec, decoderWeights!);
-    }
-    decoderWeights?.clear();
+      const decoderWeights = await writeDecoder(writer, src, { dtype: decoderDType, fuse, keep: !!options.ort, signal, progress });
+      let preview: LivePreviewFit | undefined;
+      if (options.ort) {
+        progress({ phase: 'preview', tensors: 0, tensorsTotal: 0, bytes: 0, bytesTotal: 0 });
+        preview = await fitPreview(options.ort, src.decoderSpec, decoderWeights!);
+      }
+      decoderWeights?.clear();
 
-    await writeLm(writer, src.lmReader, lm, { weights, signal, progress });
+      await writeLm(writer, src.lmReader, lm, { weights, signal, progress });
 
-    progress({ phase: 'finish', tensors: 0, tensorsTotal: 0, bytes: 0, bytesTotal: 0 });
-    const tokenizerFiles: Record<string, string> = {
-      'tokenizer.json': JSON.stringify(src.tokenizer.files.tokenizerJson),
-      'tokenizer_config.json': JSON.stringify(src.tokenizer.files.tokenizerConfig ?? {}),
-    };
-    for (const [name, content] of Object.entries(tokenizerFiles)) await writer.addFile(name, content);
-    const weightsInfo: ModelBundleWeights = { mode: weights, lm: weights, blockSize: QUANT_BLOCK, decoder: decoderDType, decoderFused: fuse };
-    return await writer.finish({
-      model: { lm, decoder: { ...src.decoderSpec }, generation: src.config.generation, ...(preview ? { preview } : {}) },
-      tokenizer: { files: Object.keys(tokenizerFiles), specialIds: src.tokenizer.specialIds, length: src.tokenizer.length },
-      weights: { ...weightsInfo },
-      sources: await sources,
-      ...(options.createdAt ? { createdAt: options.createdAt } : {}),
+      progress({ phase: 'finish', tensors: 0, tensorsTotal: 0, bytes: 0, bytesTotal: 0 });
+      const tokenizerFiles: Record<string, string> = {
+        'tokenizer.json': JSON.stringify(src.tokenizer.files.tokenizerJson),
+        'tokenizer_config.json': JSON.stringify(src.tokenizer.files.tokenizerConfig ?? {}),
+      };
+      for (const [name, content] of Object.entries(tokenizerFiles)) await writer.addFile(name, content);
+      const weightsInfo: ModelBundleWeights = { mode: weights, lm: weights, blockSize: QUANT_BLOCK, decoder: decoderDType, decoderFused: fuse };
+      return writer.finish({
+        model: { lm, decoder: { ...src.decoderSpec }, generation: src.config.generation, ...(preview ? { preview } : {}) },
+        tokenizer: { files: Object.keys(tokenizerFiles), specialIds: src.tokenizer.specialIds, length: src.tokenizer.length },
+        weights: { ...weightsInfo },
+        sources: await sources,
+        ...(options.createdAt ? { createdAt: options.createdAt } : {}),
+      });
     });
   } catch (e) {
-    try {
-      if (writer) await writer.abort();
-      else await sink.abort();
-    } catch {
-      // the original error matters more than a failed cleanup
-    }
     if (signal?.aborted && !(e instanceof SimpleARError && e.code === 'Aborted')) {
       throw new SimpleARError('Aborted', 'conversion aborted', { reason: String(signal.reason) });
     }
