@@ -134,3 +134,32 @@ describe('prefill schedule (first chunk + token-by-token, for WebGPU adapters wi
     });
   }
 });
+
+describe('f16 activations (the graph for GPUs with shader-f16), on the CPU EP', () => {
+  const ckpt = randomCheckpoint(spec);
+  for (const format of ['q4', 'f16'] as const) {
+    it(`${format} weights: builds, runs with an f16 KV cache, stays close to f32 activations`, async () => {
+      const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: format });
+      const run = async (act: 'f32' | 'f16') => {
+        const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: act, maxSeqLen: 64 }));
+        const runner = new LmRunner(ort, session, spec, { capacity: 32, dtype: act === 'f16' ? 'float16' : 'float32' });
+        const V = spec.visualCount;
+        const out: Float32Array[][] = [[], []];
+        const push = (l: Float32Array) => {
+          out[0]!.push(l.slice(0, V));
+          out[1]!.push(l.slice(V, 2 * V));
+        };
+        push(await runner.prefill([cond, uncond]));
+        for (const t of steps) push(await runner.step([t, t]));
+        await session.release();
+        return out;
+      };
+      const a = await run('f32');
+      const b = await run('f16');
+      const toF64 = (x: Float32Array[][]) => x.map((r) => r.map((v) => Float64Array.from(v)));
+      const e = maxAbs(b, toF64(a));
+      console.log(`[lm-graph] ${format} weights, f16 vs f32 activations: max abs ${e.max.toExponential(2)} (logit scale ${e.scale.toFixed(2)})`);
+      expect(e.max).toBeLessThan(0.02 * e.scale);
+    });
+  }
+});

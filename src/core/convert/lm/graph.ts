@@ -32,6 +32,12 @@
 //   seqlens_k = [p, n], total_sequence_length = max(p, n) + 1, logits_index = [[0], [1]].
 //   GQA writes the new key at slot seqlens_k[b] and rotates it by position seqlens_k[b], so each
 //   stream keeps its own positions (cond: 0..P-1, P, P+1...; uncond: 0..N-1, N, ...).
+//  In-place cache: GQA has no "share buffer" attribute; the CPU and WebGPU kernels compare the
+//   past/present data pointers, so binding the same tensor/GPUBuffer to both is all it takes.
+//  WebGPU caveat (measured in headless Chromium, SwiftShader): the WebGPU EP's dense prefill
+//   kernel, used when S ≥ 32, gives wrong attention on adapters with 4-wide subgroups; S < 32 is
+//   right. session-io.ts prefillSchedule() splits the prefill (first ≤ 31 tokens in one call,
+//   the rest one token per call) so every call stays below that threshold when needed.
 //  Windows of S > 1 tokens after a prefill (speculative decoding) are rejected by ORT's GQA when
 //   B > 1 ("batch_size must be 1 when sequence_length > 1 and past context is given"); run
 //   such windows with B = 1 graphs/caches, one per stream.
@@ -39,10 +45,13 @@
 // ── Layout of the computation ─────────────────────────────────────────────────────────────────
 //  embedding: text ids from `embed.text`, visual ids from the visual rows of the tied head
 //   (`head`, read by GatherBlockQuantized in q4/q8), chosen per token with Where.
-//  layer:     x = RMSNorm(h); qkv = x·Wqkv + b (one fused projection); GQA with packed QKV,
-//             do_rotary=1 (rotate_half, cos/sin tables as initializers); h += o_proj;
-//             x = RMSNorm(h) (SkipSimplifiedLayerNormalization: add + norm in one kernel);
-//             gu = x·Wgate_up (fused); h += down(silu(gate)·up).
+//  layer:     x = RMSNorm(h); qkv = x·Wqkv + b (one fused projection, the bias inside
+//             MatMulNBits); GQA with packed QKV, do_rotary=1 (rotate_half, cos/sin tables as
+//             initializers); h += o_proj; x = RMSNorm(h) (SkipSimplifiedLayerNormalization: add +
+//             norm in one kernel); gu = x·Wgate_up (fused); h += down(QuickGelu₁(gate)·up).
+//  Kernels per decode step (q4): 1 embedding block (~9 tiny ops incl. 2 GatherBlockQuantized)
+//   + 24 × 10 (norm, qkv, GQA, o, norm, gate_up, Split, QuickGelu, Mul, down) + final norm,
+//   Gather, head ≈ 250.
 //  head:      final RMSNorm, then only the `logits_index` rows × the 64,000 visual rows.
 import { GraphBuilder } from '../onnx/builder.ts';
 import type { LmSpec } from '../../model-spec.ts';

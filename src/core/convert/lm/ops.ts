@@ -81,18 +81,18 @@ export class LmOps {
    * `${prefix}.q/.scales[/.zp]`, or MatMul over `${prefix}.w` stored [K, N].
    */
   linear(x: string, prefix: string, k: number, bias?: string): string {
-    let y: string;
     if (this.has(`${prefix}.q`)) {
       const q = this.tensor(`${prefix}.q`);
       const [n, , blob] = q.dims as [number, number, number];
       const bits = (blob * 8) / 32;
+      // inputs: A, B, scales, zero_points, g_idx (unused), bias — the bias is fused in the kernel.
       const inputs = [x, this.weight(`${prefix}.q`), this.weight(`${prefix}.scales`)];
-      if (this.has(`${prefix}.zp`)) inputs.push(this.weight(`${prefix}.zp`));
+      if (this.has(`${prefix}.zp`) || bias) inputs.push(this.has(`${prefix}.zp`) ? this.weight(`${prefix}.zp`) : '');
+      if (bias) inputs.push('', this.weight(bias));
       const attrs = { K: k, N: n, bits, block_size: 32, ...(this.accuracyLevel ? { accuracy_level: this.accuracyLevel } : {}) };
-      y = this.g.ms('MatMulNBits', inputs, attrs)[0]!;
-    } else {
-      y = this.g.op1('MatMul', [x, this.weight(`${prefix}.w`)]);
+      return this.g.ms('MatMulNBits', inputs, attrs)[0]!;
     }
+    const y = this.g.op1('MatMul', [x, this.weight(`${prefix}.w`)]);
     return bias ? this.g.op1('Add', [y, this.weight(bias)]) : y;
   }
 
@@ -106,10 +106,13 @@ export class LmOps {
     return { normed: normed!, sum: sum! };
   }
 
-  /** silu(a) * b = a * sigmoid(a) * b. */
+  /**
+   * silu(a) * b. SiLU is com.microsoft QuickGelu with alpha = 1 (x·sigmoid(1·x)): one kernel
+   * instead of Sigmoid + Mul (ORT's CPU optimizer fuses that pair into exactly this op anyway).
+   */
   siluMul(a: string, b: string): string {
     const g = this.g;
-    return g.op1('Mul', [g.op1('Mul', [a, g.op1('Sigmoid', [a])]), b]);
+    return g.op1('Mul', [g.ms('QuickGelu', [a], { alpha: float(1) })[0]!, b]);
   }
 
   /**
