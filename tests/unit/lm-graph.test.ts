@@ -113,11 +113,11 @@ describe('LM graph vs float64 reference (random tiny Qwen2)', () => {
   }
 });
 
-describe('prefill schedule (first chunk + token-by-token, for WebGPU adapters with narrow subgroups)', () => {
+describe('prefill schedule (calls of ≤ maxChunk tokens, for WebGPU adapters with narrow subgroups)', () => {
   const ckpt = randomCheckpoint(spec);
   const ref = reference(spec, ckpt);
   for (const maxFirst of [1, 3, 5]) {
-    it(`maxFirst = ${maxFirst} gives the same logits as a one-call prefill`, async () => {
+    it(`batch 2, maxChunk = ${maxFirst}: same logits as a one-call prefill`, async () => {
       const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: 'f32' });
       const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 }));
       const runner = new LmRunner(ort, session, spec, { capacity: 32 });
@@ -160,6 +160,22 @@ describe('f16 activations (the graph for GPUs with shader-f16), on the CPU EP', 
       const e = maxAbs(b, toF64(a));
       console.log(`[lm-graph] ${format} weights, f16 vs f32 activations: max abs ${e.max.toExponential(2)} (logit scale ${e.scale.toFixed(2)})`);
       expect(e.max).toBeLessThan(0.02 * e.scale);
+    });
+  }
+});
+
+describe('batch-1 prefill in chunks (one stream per session)', () => {
+  const ckpt = randomCheckpoint(spec);
+  const ref = reference(spec, ckpt);
+  for (const chunk of [2, 3, 7]) {
+    it(`chunks of ${chunk}: same logits as the reference`, async () => {
+      const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: 'f32' });
+      const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 }));
+      const runner = new LmRunner(ort, session, spec, { batch: 1, capacity: 32 });
+      const got = [await runner.prefill([cond], chunk)];
+      for (const t of steps) got.push(await runner.step([t]));
+      await session.release();
+      expect(maxAbs([got], [ref[0]!]).max).toBeLessThan(1e-4);
     });
   }
 });

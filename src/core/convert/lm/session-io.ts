@@ -66,25 +66,43 @@ export interface PrefillCall {
 }
 
 /**
- * Prefill as a schedule of graph calls: the first min(longest prompt, maxFirst) tokens of every
- * row in one call (right-padded), then the remaining tokens one per call (decode-style, S = 1).
- * A row that has run out of prompt tokens is "parked": it is fed the pad id at slot = its length,
- * which the first generated token overwrites later (seqlens_k[b] = length, logits ignored).
+ * Prefill as a schedule of graph calls, each of at most `maxChunk` tokens per row.
+ * Batch 1: consecutive chunks of ≤ maxChunk tokens (GQA accepts multi-token calls after a
+ * non-empty cache for batch 1). Batch > 1: the first min(longest prompt, maxChunk) tokens of
+ * every row in one call (right-padded), then the remaining tokens one per call (decode-style,
+ * S = 1); a row that has run out of prompt tokens is "parked": it is fed the pad id at
+ * slot = its length, which the first generated token overwrites later (its logits are ignored).
  *
- * Why: ORT's GroupQueryAttention takes a multi-token call after a non-empty cache only for
- * batch 1, so with the CFG batch of 2 a prompt can't be prefilled in several chunks; and the
- * WebGPU EP's dense prefill kernel (used for S ≥ 32) gives wrong results on adapters with
- * 4-wide subgroups (SwiftShader; found by the LM tests in headless Chromium), while calls with
- * S < 32 take its split-reduce kernels, which are right everywhere. `maxFirst = 31` keeps every
- * call on that path; Infinity (default) prefills in one call.
+ * Why: ORT's GroupQueryAttention rejects multi-token calls after a non-empty cache when the
+ * batch is > 1, so a CFG batch of 2 cannot be prefilled in several chunks; and the WebGPU EP's
+ * dense prefill kernel (used for S ≥ 32) gives wrong results on adapters with 4-wide subgroups
+ * (SwiftShader; found by tests/golden/lm-webgpu.test.ts), while calls with S < 32 take its
+ * split-reduce kernels, which are right everywhere. `maxChunk = 31` keeps every call on that
+ * path; Infinity (default) prefills in one call.
  */
-export function prefillSchedule(prompts: readonly (readonly number[])[], maxFirst = Infinity, padId = 0): PrefillCall[] {
+export function prefillSchedule(prompts: readonly (readonly number[])[], maxChunk = Infinity, padId = 0): PrefillCall[] {
   const lens = prompts.map((p) => p.length);
   if (lens.some((l) => l === 0)) throw new Error('prefillSchedule: empty prompt');
   const longest = Math.max(...lens);
-  const S0 = Math.max(1, Math.min(longest, maxFirst));
+  const S0 = Math.max(1, Math.min(longest, maxChunk));
   const first = prefillFeeds(prompts.map((p) => p.slice(0, S0)), padId);
   const calls: PrefillCall[] = [{ feeds: first, final: lens.map((l) => l <= S0) }];
+  if (prompts.length === 1) {
+    const p = prompts[0]!;
+    for (let start = S0; start < p.length; start += S0) {
+      const S = Math.min(S0, p.length - start);
+      const feeds: StepFeeds = {
+        input_ids: Int32Array.from(p.slice(start, start + S)),
+        seqlens_k: Int32Array.of(start + S - 1),
+        total_sequence_length: start + S,
+        logits_index: Int32Array.of(S - 1),
+        seq: S,
+        rows: 1,
+      };
+      calls.push({ feeds, final: [start + S === p.length] });
+    }
+    return calls;
+  }
   for (let t = S0; t < longest; t++) {
     const tokens = prompts.map((p) => (t < p.length ? p[t]! : padId));
     const slots = lens.map((l) => Math.min(t, l));
@@ -161,12 +179,12 @@ export class LmRunner {
 
   /**
    * Prefills one prompt per row; logits [B * visualCount] of each row's last token.
-   * `maxFirst`: see prefillSchedule (31 on WebGPU adapters with narrow subgroups).
+   * `maxChunk`: see prefillSchedule (31 on WebGPU adapters with narrow subgroups).
    */
-  async prefill(prompts: readonly (readonly number[])[], maxFirst = Infinity): Promise<Float32Array> {
+  async prefill(prompts: readonly (readonly number[])[], maxChunk = Infinity): Promise<Float32Array> {
     const V = this.spec.visualCount;
     const out = new Float32Array(prompts.length * V);
-    for (const call of prefillSchedule(prompts, maxFirst)) {
+    for (const call of prefillSchedule(prompts, maxChunk)) {
       const logits = await this.run(call.feeds);
       call.final.forEach((f, b) => f && out.set(logits.subarray(b * V, (b + 1) * V), b * V));
     }
