@@ -5,10 +5,31 @@ import * as Comlink from 'comlink';
 import { SimpleARError } from '../core/errors.ts';
 import type { DeviceFacts } from '../core/device.ts';
 import { installErrorTransfer } from './error-transfer.ts';
-import type { CheckpointInspection, CheckpointPart, EngineWorkerApi, SelfTestReport } from './protocol.ts';
+import type {
+  CheckpointInspection,
+  CheckpointPart,
+  EngineWorkerApi,
+  GenerateRequest,
+  GenerationProgress,
+  GenerationResult,
+  LoadedModelInfo,
+  LoadModelOptions,
+  ModelSource,
+  SelfTestReport,
+} from './protocol.ts';
 
 export type { DeviceFacts } from '../core/device.ts';
-export type { CheckpointInspection, SelfTestReport, TensorDigest } from './protocol.ts';
+export type {
+  CheckpointInspection,
+  GenerateRequest,
+  GenerationProgress,
+  GenerationResult,
+  LoadedModelInfo,
+  LoadModelOptions,
+  ModelSource,
+  SelfTestReport,
+  TensorDigest,
+} from './protocol.ts';
 
 function startEngineWorker(): Worker {
   // This exact `new Worker(new URL(...), { type: 'module' })` shape lets Vite bundle the worker.
@@ -38,6 +59,7 @@ export class EngineClient {
   readonly #startWorker: () => Worker;
   #connection: Connection | undefined;
   #disposed = false;
+  #nextId = 0;
 
   constructor(options: EngineClientOptions = {}) {
     this.#startWorker = options.startWorker ?? startEngineWorker;
@@ -59,6 +81,39 @@ export class EngineClient {
   inspectCheckpoint(baseUrl: string, options: { parts?: CheckpointPart[]; signal?: AbortSignal } = {}): Promise<CheckpointInspection> {
     return this.#call((api) => api.inspectCheckpoint(baseUrl, options.parts), options.signal);
   }
+  /** GPU buffers the engine's device holds now, or null before the GPU is in use. */
+  gpuMemory(): Promise<{ liveBuffers: number; liveBytes: number; created: number } | null> {
+    return this.#call((api) => api.gpuMemory());
+  }
+
+  /** Loads a model into the worker's engine (replacing any loaded one). */
+  loadModel(source: ModelSource, options: LoadModelOptions & { signal?: AbortSignal } = {}): Promise<LoadedModelInfo> {
+    const { signal, ...rest } = options;
+    return this.#call((api) => api.loadModel(source, rest), signal);
+  }
+
+  /**
+   * Generates one image. Aborting `signal` cancels the generation in the worker (within one
+   * step) and rejects with an AbortError; the engine stays ready for the next call.
+   */
+  async generate(
+    request: GenerateRequest,
+    options: { onProgress?: (p: GenerationProgress) => void; signal?: AbortSignal } = {},
+  ): Promise<GenerationResult> {
+    const id = ++this.#nextId;
+    const { signal, onProgress } = options;
+    const cancel = () => void this.#connection?.remote.cancel(id);
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      return await this.#call((api) => api.generate(id, request, onProgress && Comlink.proxy(onProgress)), signal);
+    } catch (e) {
+      if (signal?.aborted) throw new DOMException('Generation cancelled', 'AbortError');
+      throw e;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+  }
+
 
   /** Ends the worker and everything it holds. Later calls reject. */
   dispose(): void {

@@ -3,6 +3,10 @@
 import type { DeviceFacts } from '../core/device.ts';
 import type { SelfTestResult } from '../core/runtime/self-test-graph.ts';
 import type { CheckpointInspection, CheckpointPart } from '../core/formats/inspect-checkpoint.ts';
+import type { EngineBackendKind, GenerateRequest, GenerationProgress, GenerationResult } from '../core/engine/types.ts';
+import type { LmWeightFormat } from '../core/convert/lm/convert-weights.ts';
+
+export type { EngineBackendKind, GenerateRequest, GenerationProgress, GenerationResult } from '../core/engine/types.ts';
 
 export type { CheckpointInspection, CheckpointPart, TensorDigest } from '../core/formats/inspect-checkpoint.ts';
 
@@ -30,4 +34,40 @@ export interface EngineWorkerApi {
    * `parts` says which it holds (default: each is looked for).
    */
   inspectCheckpoint(baseUrl: string, parts?: CheckpointPart[]): Promise<CheckpointInspection>;
+  /** Loads (converting as needed) a model and builds the engine on the best backend. */
+  loadModel(source: ModelSource, options?: LoadModelOptions): Promise<LoadedModelInfo>;
+  /** Generates one image; `onProgress` is a Comlink proxy; `id` lets `cancel` reach it. */
+  generate(id: number, request: GenerateRequest, onProgress?: (p: GenerationProgress) => void): Promise<GenerationResult>;
+  /** Cancels generation `id` within one step; the engine stays ready. */
+  cancel(id: number): Promise<void>;
+  /** GPU buffers the engine's device holds now (all of ONNX Runtime's included). */
+  gpuMemory(): Promise<{ liveBuffers: number; liveBytes: number; created: number } | null>;
+}
+
+/** Where the model comes from. */
+export type ModelSource = {
+  kind: 'original';
+  /** Base URL of an HF-layout SimpleAR folder (config.json, model.safetensors, tokenizer.json…). */
+  model: string;
+  /** Base URL of the Cosmos tokenizer folder (decoder.jit). */
+  vq: string;
+};
+
+export interface LoadModelOptions {
+  weights?: LmWeightFormat;
+  decoderDtype?: 'f16' | 'f32';
+  /** 'auto': WebGPU when there is an adapter, else the wasm EP. */
+  backend?: 'auto' | 'webgpu' | 'wasm';
+  activations?: 'f16' | 'f32';
+  /** Largest latent side the engine is sized for (64 = 1024 px). */
+  maxLatentSide?: number;
+}
+
+export interface LoadedModelInfo {
+  name: string;
+  backend: EngineBackendKind;
+  activations: 'f16' | 'f32';
+  hiddenSize: number;
+  numLayers: number;
+  visualOffset: number;
 }

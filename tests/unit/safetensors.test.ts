@@ -211,11 +211,21 @@ describe('safetensors specifics', () => {
     });
   });
 
-  it('a missing remote checkpoint is an HttpError 404', async () => {
+  it('a missing remote checkpoint is ModelFileMissing naming the file, after trying both layouts', async () => {
+    server.reset();
     const err = await openSafetensors(openFolder(`${server.url}empty-dir-marker/`)).catch((e) => e);
+    expect(err).toBeInstanceOf(ModelFileError);
+    expect(err.code).toBe('ModelFileMissing');
+    expect(err.message).toContain(`${server.url}empty-dir-marker/model.safetensors: not found (nor model.safetensors.index.json)`);
+    expect(server.count('empty-dir-marker/model.safetensors.index.json')).toBe(1);
+  });
+
+  it('a server error is not mistaken for a missing file', async () => {
+    server.setFailures([{ path: 'tiny/model.safetensors', status: 403, times: 10 }]);
+    const err = await openSafetensors(openFolder(`${server.url}tiny/`, fetch, { retries: 0 })).catch((e) => e);
+    server.setFailures([]);
     expect(err).toBeInstanceOf(HttpError);
-    expect(err.status).toBe(404);
-    expect(err.url).toBe(`${server.url}empty-dir-marker/model.safetensors`);
+    expect(err.status).toBe(403);
   });
 
   it('over HTTP only the header and the requested bytes are downloaded (range requests)', async () => {

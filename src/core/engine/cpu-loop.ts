@@ -29,7 +29,7 @@ export class CpuTokenLoop implements TokenLoop {
     let logits = await this.runner.prefill([req.cond, req.uncond]);
     req.onPrefilled?.();
     const t1 = performance.now();
-    let runs = 1;
+    let runs = 0;
     for (let step = 0; step < req.steps; step++) {
       throwIfAborted(req.signal);
       const code = this.sampler.sample(logits.subarray(0, V), logits.subarray(V, 2 * V), req.sampling, req.uniforms[step]!);
@@ -46,7 +46,8 @@ export class CpuTokenLoop implements TokenLoop {
       prefillMs: t1 - t0,
       decodeMs: t2 - t1,
       runs,
-      readbacks: runs, // every CPU step hands its logits to JS
+      prefillRuns: 1,
+      readbacks: runs + 1, // every CPU run hands its logits to JS
       steadyStateAllocations: 0,
       graphCapture: false,
       acceptedPerRun: 1,

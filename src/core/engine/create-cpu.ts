@@ -20,6 +20,7 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
   const sessionOptions: InferenceSession.SessionOptions = {
     executionProviders: [backend === 'wasm' ? 'wasm' : 'cpu'],
     graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
     ...options.sessionOptions,
   };
   const lm = await ort.InferenceSession.create(lmGraphBytes(model, 'f32', capacity), sessionOptions);

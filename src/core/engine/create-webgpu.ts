@@ -24,17 +24,22 @@ export async function createWebGpuEngine(
   const maxLatentSide = options.maxLatentSide ?? MAX_LATENT_SIDE;
   const maxSteps = maxLatentSide * maxLatentSide;
   const capacity = maxPromptTokens + maxSteps;
+  // The native WebGPU EP takes the device per session; env.webgpu.device alone is not enough.
+  const webgpu = { name: 'webgpu', device: gpu.device } as const;
   const sessionOptions = {
-    executionProviders: ['webgpu'],
+    executionProviders: [webgpu],
     graphOptimizationLevel: 'all' as const,
     preferredOutputLocation: 'gpu-buffer' as const,
+    // ORT warns that shape ops run on the CPU: by design, and not the user's concern.
+    logSeverityLevel: 3 as const,
   };
   const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity), sessionOptions);
   const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, activations), {
-    executionProviders: ['webgpu'],
+    executionProviders: [webgpu],
     graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
   });
-  const loop = new WebGpuTokenLoop(ort, gpu.device, lm, model.lm, gpu.allocations, { capacity, activations, maxSteps });
+  const loop = await new WebGpuTokenLoop(ort, gpu.device, lm, model.lm, gpu.allocations, { capacity, activations, maxSteps }).init();
   return new SimpleAREngine({
     backend: 'webgpu',
     modelName: model.name,

@@ -118,6 +118,7 @@ export class SimpleAREngine implements Engine {
         backend: this.backend,
         steps,
         runs: loop.runs,
+        prefillRuns: loop.prefillRuns,
         readbacks: loop.readbacks,
         steadyStateAllocations: loop.steadyStateAllocations,
         acceptedPerRun: loop.acceptedPerRun,

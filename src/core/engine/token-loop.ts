@@ -24,7 +24,9 @@ export interface TokenLoopResult {
   codes: Int32Array;
   prefillMs: number;
   decodeMs: number;
+  /** LM runs of the decode loop, and of the prefill. */
   runs: number;
+  prefillRuns: number;
   readbacks: number;
   steadyStateAllocations: number;
   graphCapture: boolean;

@@ -35,8 +35,10 @@ export interface GenerationStats {
   backend: EngineBackendKind;
   /** Tokens sampled (= latent side²). */
   steps: number;
-  /** session.run calls of the LM (prefill included). */
+  /** session.run calls of the LM in the decode loop (one per step after the first token). */
   runs: number;
+  /** session.run calls of the LM to prefill both prompts. */
+  prefillRuns: number;
   /** GPU→CPU reads during the decode loop (token rows for progress + the final read). */
   readbacks: number;
   /** GPU buffers created during the decode loop after its warm-up (the first row). */

@@ -3,7 +3,11 @@
 // createBuffer is counted, so tests can show that the decode loop allocates nothing.
 
 export interface AllocationCounter {
+  /** createBuffer calls so far. */
   readonly count: number;
+  /** Buffers created and not yet destroyed, and their bytes. */
+  readonly liveBuffers: number;
+  readonly liveBytes: number;
 }
 
 export interface EngineDevice {
@@ -33,11 +37,24 @@ export async function requestEngineDevice(gpu: GPU = navigator.gpu): Promise<Eng
       maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     },
   });
-  const counter = { count: 0 };
+  const counter = { count: 0, liveBuffers: 0, liveBytes: 0 };
   const create = device.createBuffer.bind(device);
   device.createBuffer = (descriptor: GPUBufferDescriptor) => {
+    const buffer = create(descriptor);
     counter.count++;
-    return create(descriptor);
+    counter.liveBuffers++;
+    counter.liveBytes += buffer.size;
+    const destroy = buffer.destroy.bind(buffer);
+    let destroyed = false;
+    buffer.destroy = () => {
+      if (!destroyed) {
+        destroyed = true;
+        counter.liveBuffers--;
+        counter.liveBytes -= buffer.size;
+      }
+      destroy();
+    };
+    return buffer;
   };
   const info = adapter.info;
   return {

@@ -1,13 +1,15 @@
 // The GPU-resident decode loop (DESIGN "Key decisions" 4). Allocated once per engine:
-//  - the static KV cache: one GPU buffer per layer and K/V, bound as both past_* and present_*;
+//  - the static KV cache: one GPU buffer per layer and K/V, rows = the two CFG streams
+//    (conditional, negative), bound as both past_* and present_*;
 //  - the step inputs input_ids / seqlens_k / logits_index and the logits output, as GPU tensors;
-//  - the sampler (sampler-wgsl.ts) on ORT's own GPUDevice, which reads the logits where the LM
-//    left them, draws with the step's uniform, and writes the next input_ids and seqlens_k.
+//  - the sampler (sampler-wgsl.ts) on ORT's own GPUDevice: it reads both streams' logits where
+//    the LM left them, draws with the step's uniform, writes the next input_ids and bumps the
+//    streams' lengths.
 // Per step: one session.run and one sampler dispatch; nothing is read back and nothing allocated.
 // The CPU reads the codes once per latent row (progress, preview) and at the end.
 import type { LmSpec } from '../model-spec.ts';
 import { pastKey, pastValue, presentKey, presentValue } from '../convert/lm/graph.ts';
-import { prefillFeeds } from '../convert/lm/session-io.ts';
+import { prefillSchedule } from '../convert/lm/session-io.ts';
 import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampling/sampler-wgsl.ts';
 import type { InferenceSession, OrtModule, Tensor } from './ort.ts';
 import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
@@ -19,7 +21,15 @@ type GpuTensorFactory = OrtModule['Tensor'] & {
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
+/**
+ * Longest prefill call. ORT Web's WebGPU attention gives wrong results for calls of 32 tokens
+ * or more on adapters with narrow subgroups (SwiftShader's are 4 wide): longer prompts are fed in
+ * chunks (see prefillSchedule), which costs a few extra runs once per image.
+ */
+export const WEBGPU_PREFILL_CHUNK = 31;
+
 export interface WebGpuLoopOptions {
+  /** KV cache slots per stream: the longest prompt + the most steps. */
   capacity: number;
   /** Activation / KV cache dtype of the LM graph. */
   activations: 'f32' | 'f16';
@@ -29,18 +39,19 @@ export interface WebGpuLoopOptions {
 
 export class WebGpuTokenLoop implements TokenLoop {
   private readonly buffers: GPUBuffer[] = [];
+  private readonly Tensor: GpuTensorFactory;
   private readonly cache: Record<string, Tensor> = {};
   private readonly inputIds: GPUBuffer;
   private readonly seqlens: GPUBuffer;
-  private readonly tokens: GPUBuffer;
+  private readonly logits: GPUBuffer;
+  private readonly scratch: GPUBuffer;
+  private readonly state: GPUBuffer;
   private readonly staging: GPUBuffer;
   private readonly params: GPUBuffer;
-  private readonly draws: GPUBuffer;
   private readonly decodeFeeds: Record<string, Tensor>;
   private readonly fetches: Record<string, Tensor>;
-  private readonly pipeline: GPUComputePipeline;
-  private readonly bindGroup: GPUBindGroup;
-  private readonly Tensor: GpuTensorFactory;
+  private pipeline!: GPUComputePipeline;
+  private bindGroup!: GPUBindGroup;
 
   constructor(
     ort: OrtModule,
@@ -64,35 +75,24 @@ export class WebGpuTokenLoop implements TokenLoop {
     this.seqlens = this.buffer(8, STORAGE, 'seqlens_k');
     const logitsIndex = this.buffer(8, STORAGE, 'logits_index');
     device.queue.writeBuffer(logitsIndex, 0, Int32Array.of(0, 1));
-    const logits = this.buffer(2 * V * 4, STORAGE, 'logits');
-    const scratch = this.buffer(V * 4, GPUBufferUsage.STORAGE, 'sampler-scratch');
-    this.draws = this.buffer(options.maxSteps * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'draws');
-    this.tokens = this.buffer((1 + options.maxSteps) * 4, STORAGE, 'tokens');
-    this.staging = this.buffer((1 + options.maxSteps) * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'tokens-readback');
+    this.logits = this.buffer(2 * V * 4, STORAGE, 'logits');
+    this.scratch = this.buffer(V * 4, STORAGE, 'sampler-scratch');
+    const stateBytes = (1 + 2 * options.maxSteps) * 4;
+    this.state = this.buffer(stateBytes, STORAGE, 'sampler-state');
+    this.staging = this.buffer(stateBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'codes-readback');
     this.params = this.buffer(SAMPLER_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'sampler-params');
 
-    const logitsTensor = this.Tensor.fromGpuBuffer(logits, { dataType: 'float32', dims: [2, 1, V] });
     this.decodeFeeds = {
       input_ids: this.Tensor.fromGpuBuffer(this.inputIds, { dataType: 'int32', dims: [2, 1] }),
       seqlens_k: this.Tensor.fromGpuBuffer(this.seqlens, { dataType: 'int32', dims: [2] }),
       logits_index: this.Tensor.fromGpuBuffer(logitsIndex, { dataType: 'int32', dims: [2, 1] }),
       ...this.cache,
     };
-    this.fetches = { logits: logitsTensor };
+    this.fetches = { logits: this.Tensor.fromGpuBuffer(this.logits, { dataType: 'float32', dims: [2, 1, V] }) };
     for (let i = 0; i < spec.numLayers; i++) {
       this.fetches[presentKey(i)] = this.cache[pastKey(i)]!;
       this.fetches[presentValue(i)] = this.cache[pastValue(i)]!;
     }
-
-    this.pipeline = device.createComputePipeline({
-      label: 'sampler',
-      layout: 'auto',
-      compute: { module: device.createShaderModule({ label: 'sampler', code: SAMPLER_WGSL }), entryPoint: 'main' },
-    });
-    const entries: GPUBindGroupEntry[] = [this.params, logits, scratch, this.draws, this.tokens, this.inputIds, this.seqlens].map(
-      (buffer, binding) => ({ binding, resource: { buffer } }),
-    );
-    this.bindGroup = device.createBindGroup({ layout: this.pipeline.getBindGroupLayout(0), entries });
   }
 
   private buffer(size: number, usage: number, label: string): GPUBuffer {
@@ -101,50 +101,53 @@ export class WebGpuTokenLoop implements TokenLoop {
     return b;
   }
 
+  /** Compiles the sampler; shader errors reject here rather than surfacing as silent no-ops. */
+  async init(): Promise<this> {
+    const module = this.device.createShaderModule({ label: 'sampler', code: SAMPLER_WGSL });
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length) throw new Error(`sampler shader: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+    this.pipeline = await this.device.createComputePipelineAsync({ label: 'sampler', layout: 'auto', compute: { module, entryPoint: 'main' } });
+    const bindings = [this.params, this.logits, this.scratch, this.state, this.inputIds, this.seqlens];
+    const entries: GPUBindGroupEntry[] = bindings.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    this.bindGroup = this.device.createBindGroup({ layout: this.pipeline.getBindGroupLayout(0), entries });
+    return this;
+  }
+
   async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
-    const { device, spec } = this;
-    if (req.steps > this.options.maxSteps) throw new Error(`${req.steps} steps > ${this.options.maxSteps}`);
+    const { device, spec, options } = this;
+    if (req.steps > options.maxSteps) throw new Error(`${req.steps} steps > ${options.maxSteps}`);
     const P = req.cond.length;
     const N = req.uncond.length;
-    if (Math.max(P, N) + req.steps > this.options.capacity) throw new Error('KV cache too small for this request');
+    if (Math.max(P, N) + req.steps > options.capacity) throw new Error('KV cache too small for this request');
 
-    // Per generation: the sampler's settings and draws, the step counter, the rows' lengths.
+    // Per generation: the sampler's settings, the step counter and draws, the streams' lengths.
+    const drawsOffset = 1 + options.maxSteps;
     device.queue.writeBuffer(
       this.params,
       0,
-      packSamplerParams({ ...req.sampling, vocab: spec.visualCount, visualOffset: spec.visualOffset, rows: 2, uncondOffset: spec.visualCount }),
+      packSamplerParams({ ...req.sampling, vocab: spec.visualCount, visualOffset: spec.visualOffset, drawsOffset, uncondOffset: spec.visualCount, rows: 2 }),
     );
-    device.queue.writeBuffer(this.draws, 0, Float32Array.from(req.uniforms.subarray(0, req.steps)));
-    device.queue.writeBuffer(this.tokens, 0, Uint32Array.of(0));
-    // The sampler bumps each row's length as it feeds a token: start one below the prompt length.
+    device.queue.writeBuffer(this.state, 0, Uint32Array.of(0));
+    device.queue.writeBuffer(this.state, drawsOffset * 4, Float32Array.from(req.uniforms.subarray(0, req.steps)));
+    // The sampler bumps each stream's length as it feeds a token: start one below the prompt length.
     device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(P - 1, N - 1));
 
     const t0 = performance.now();
     throwIfAborted(req.signal);
-    const pf = prefillFeeds([req.cond, req.uncond]);
-    const { Tensor } = this;
-    await this.session.run(
-      {
-        input_ids: new Tensor('int32', pf.input_ids, [2, pf.seq]),
-        seqlens_k: new Tensor('int32', pf.seqlens_k, [2]),
-        total_sequence_length: new Tensor('int32', Int32Array.of(pf.total_sequence_length), []),
-        logits_index: new Tensor('int32', pf.logits_index, [2, 1]),
-        ...this.cache,
-      },
-      this.fetches,
-    );
+    const prefillRuns = await this.prefill(req.cond, req.uncond);
+    let runs = 0;
     this.sample();
     req.onPrefilled?.();
     const t1 = performance.now();
 
-    let runs = 1;
     let readbacks = 0;
     let allocationsAtWarmup = -1;
     const codes = new Int32Array(req.steps);
     const longest = Math.max(P, N);
+    const { Tensor } = this;
     for (let step = 1; step <= req.steps; step++) {
-      const rowDone = step % req.rowLength === 0 || step === req.steps;
-      if (rowDone) {
+      if (step % req.rowLength === 0 || step === req.steps) {
         readbacks++;
         await this.readCodes(codes, step);
         if (allocationsAtWarmup < 0) allocationsAtWarmup = this.allocations.count;
@@ -152,11 +155,9 @@ export class WebGpuTokenLoop implements TokenLoop {
       }
       if (step === req.steps) break;
       throwIfAborted(req.signal);
-      // Step `step` feeds code step−1 (already in input_ids); the rows hold longest+step−1 tokens.
-      await this.session.run(
-        { ...this.decodeFeeds, total_sequence_length: new Tensor('int32', Int32Array.of(longest + step), []) },
-        this.fetches,
-      );
+      // Step `step` feeds code step−1 (already in input_ids); the rows then hold len + step tokens.
+      const total = new Tensor('int32', Int32Array.of(longest + step), []);
+      await this.session.run({ ...this.decodeFeeds, total_sequence_length: total }, this.fetches);
       runs++;
       this.sample();
     }
@@ -166,11 +167,52 @@ export class WebGpuTokenLoop implements TokenLoop {
       prefillMs: t1 - t0,
       decodeMs: t2 - t1,
       runs,
+      prefillRuns,
       readbacks,
       steadyStateAllocations: this.allocations.count - allocationsAtWarmup,
       graphCapture: false,
       acceptedPerRun: 1,
     };
+  }
+
+  /**
+   * Both prompts into the cache (in chunks, see WEBGPU_PREFILL_CHUNK); each row's last-token
+   * logits end up in the logits buffer, on the GPU. Returns the number of LM runs.
+   */
+  private async prefill(cond: readonly number[], uncond: readonly number[]): Promise<number> {
+    const { Tensor } = this;
+    const rowBytes = this.spec.visualCount * 4;
+    const calls = prefillSchedule([cond, uncond], WEBGPU_PREFILL_CHUNK);
+    let parked = -1;
+    for (const [i, { feeds: f, final }] of calls.entries()) {
+      await this.session.run(
+        {
+          input_ids: new Tensor('int32', f.input_ids, [2, f.seq]),
+          seqlens_k: new Tensor('int32', f.seqlens_k, [2]),
+          total_sequence_length: new Tensor('int32', Int32Array.of(f.total_sequence_length), []),
+          logits_index: new Tensor('int32', f.logits_index, [2, f.rows]),
+          ...this.cache,
+        },
+        this.fetches,
+      );
+      // The shorter prompt ends before the last call, whose run overwrites its logits row: park
+      // that row in the sampler's scratch (free until sampling) and put it back at the end.
+      const last = i === calls.length - 1;
+      final.forEach((isFinal, row) => {
+        if (isFinal && !last) {
+          parked = row;
+          this.copy(this.logits, row * rowBytes, this.scratch, 0, rowBytes);
+        }
+      });
+    }
+    if (parked >= 0) this.copy(this.scratch, 0, this.logits, parked * rowBytes, rowBytes);
+    return calls.length;
+  }
+
+  private copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    const encoder = this.device.createCommandEncoder({ label: 'copy' });
+    encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.device.queue.submit([encoder.finish()]);
   }
 
   private sample(): void {
@@ -187,7 +229,7 @@ export class WebGpuTokenLoop implements TokenLoop {
   private async readCodes(into: Int32Array, count: number): Promise<void> {
     const bytes = (1 + count) * 4;
     const encoder = this.device.createCommandEncoder({ label: 'read-codes' });
-    encoder.copyBufferToBuffer(this.tokens, 0, this.staging, 0, bytes);
+    encoder.copyBufferToBuffer(this.state, 0, this.staging, 0, bytes);
     this.device.queue.submit([encoder.finish()]);
     await this.staging.mapAsync(GPUMapMode.READ, 0, bytes);
     const view = new Uint32Array(this.staging.getMappedRange(0, bytes));

@@ -1,6 +1,6 @@
 // safetensors: 8-byte little-endian header length, a JSON header, then raw tensor bytes.
 // Sharded checkpoints add model.safetensors.index.json mapping tensor names to shard files.
-import { ModelFileError } from '../errors.ts';
+import { HttpError, ModelFileError } from '../errors.ts';
 import { folderFile, readJson, type ByteSource, type FileFolder } from './byte-source.ts';
 import { DTYPE_BYTES, numel, type DType, type RawTensor, type TensorInfo, type TensorReader } from './tensor.ts';
 
@@ -101,26 +101,40 @@ async function readHeader(source: ByteSource, signal?: AbortSignal): Promise<Ent
   return entries;
 }
 
-/** Opens `model.safetensors`, or the shards listed in `model.safetensors.index.json`. */
+/**
+ * Opens `model.safetensors`, or the shards listed in `model.safetensors.index.json`. The single
+ * file is tried first: it is the released 0.5B layout, so the usual load makes no failed request.
+ */
 export async function openSafetensors(folder: FileFolder, signal?: AbortSignal): Promise<TensorReader> {
+  const single = folder.open('model.safetensors');
+  try {
+    const entries = new Map((await readHeader(single, signal)).map((e) => [e.name, e]));
+    return new SafetensorsReader(folderFile(folder, 'model.safetensors'), entries);
+  } catch (e) {
+    if (!isMissing(e)) throw e;
+  }
   const index = await readJson<{ weight_map: Record<string, string> }>(folder, 'model.safetensors.index.json', signal);
-  if (index && (typeof index.weight_map !== 'object' || index.weight_map === null)) {
+  if (!index) {
+    throw new ModelFileError(folderFile(folder, 'model.safetensors'), 'not found (nor model.safetensors.index.json)', undefined, 'ModelFileMissing');
+  }
+  if (typeof index.weight_map !== 'object' || index.weight_map === null) {
     throw new ModelFileError(folderFile(folder, 'model.safetensors.index.json'), 'no "weight_map" object');
   }
-  const files = index ? [...new Set(Object.values(index.weight_map))] : ['model.safetensors'];
+  const files = [...new Set(Object.values(index.weight_map))];
   const entries = new Map<string, Entry>();
   for (const file of files) {
     for (const e of await readHeader(folder.open(file), signal)) entries.set(e.name, e);
   }
-  if (index) {
-    for (const [name, file] of Object.entries(index.weight_map)) {
-      if (!entries.has(name)) {
-        throw new ModelFileError(folderFile(folder, file), 'listed in the index but missing from the shard', name);
-      }
+  for (const [name, file] of Object.entries(index.weight_map)) {
+    if (!entries.has(name)) {
+      throw new ModelFileError(folderFile(folder, file), 'listed in the index but missing from the shard', name);
     }
   }
-  return new SafetensorsReader(folderFile(folder, index ? 'model.safetensors.index.json' : files[0]!), entries);
+  return new SafetensorsReader(folderFile(folder, 'model.safetensors.index.json'), entries);
 }
+
+const isMissing = (e: unknown): boolean =>
+  (e instanceof ModelFileError && e.code === 'ModelFileMissing') || (e instanceof HttpError && e.status === 404);
 
 /** One safetensors file on its own. */
 export async function openSafetensorsFile(source: ByteSource, signal?: AbortSignal): Promise<TensorReader> {

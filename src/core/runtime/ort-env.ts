@@ -40,6 +40,9 @@ export interface OrtWebSettings {
 export function configureOrtWeb(env: Env, settings: OrtWebSettings): void {
   env.wasm.wasmPaths = { mjs: settings.assets.mjs, wasm: settings.assets.wasm };
   env.wasm.numThreads = settings.numThreads;
+  // ORT's own warnings (e.g. "some nodes run on the CPU", by design for shape ops) are not the
+  // user's business; real failures still reject.
+  env.logLevel = 'error';
   // The engine already runs in a worker; ORT's own proxy worker would only add a hop.
   env.wasm.proxy = false;
 }

@@ -1,7 +1,8 @@
 // The sampler of sampler.ts as one WebGPU compute pass: one work-group of SAMPLER_THREADS threads
-// reads the step's logits where ONNX Runtime left them, draws the token with this step's uniform,
-// and writes it straight into the next step's int32 input_ids (and bumps the per-row lengths), so the
-// decode loop never reads logits back. The f32 arithmetic and summation order mirror CpuSampler.
+// reads the step's conditional and negative logits where ONNX Runtime left them, draws the token
+// with this step's uniform, and writes it straight into the next step's int32 input_ids (and bumps
+// both streams' lengths), so the decode loop never reads logits back. The f32 arithmetic and
+// summation order mirror CpuSampler.
 import { SAMPLER_THREADS } from './sampler.ts';
 
 /** Byte layout of the params uniform buffer (16-byte aligned). */
@@ -15,10 +16,12 @@ export interface SamplerParamsData {
   vocab: number;
   /** Token id of visual code 0 (written to input_ids as code + offset). */
   visualOffset: number;
-  /** Rows of input_ids / seqlens to feed (2 with CFG). */
-  rows: number;
-  /** Element offset of the unconditional logits row (vocab for [2,1,V] logits). */
+  /** Offset (in u32 words) of the draws in the state buffer: 1 + the most steps. */
+  drawsOffset: number;
+  /** Element offset of the negative stream's logits in the logits buffer ([2, 1, V] → V). */
   uncondOffset: number;
+  /** Rows of input_ids / seqlens_k to feed (2: both CFG streams get the same token). */
+  rows: number;
 }
 
 export function packSamplerParams(p: SamplerParamsData): ArrayBuffer {
@@ -32,8 +35,9 @@ export function packSamplerParams(p: SamplerParamsData): ArrayBuffer {
   f[4] = p.topP;
   u[5] = p.vocab;
   u[6] = p.visualOffset;
-  u[7] = p.rows;
+  u[7] = p.drawsOffset;
   u[8] = p.uncondOffset;
+  u[9] = p.rows;
   return buf;
 }
 
@@ -48,20 +52,20 @@ struct Params {
   top_p: f32,
   vocab: u32,
   visual_offset: u32,
-  rows: u32,
+  draws_offset: u32,
   uncond_offset: u32,
-  _pad0: u32, _pad1: u32, _pad2: u32,
+  rows: u32,
+  _pad0: u32, _pad1: u32,
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> scratch: array<f32>;
-@group(0) @binding(3) var<storage, read> draws: array<f32>;
-// [0] = step counter, [1..] = generated codes
-@group(0) @binding(4) var<storage, read_write> tokens: array<u32>;
-// int32 input_ids [rows, 1] of the next step
-@group(0) @binding(5) var<storage, read_write> input_ids: array<u32>;
-@group(0) @binding(6) var<storage, read_write> seqlens: array<i32>;
+// [0] = step counter, [1..] = generated codes, [draws_offset..] = the per-step uniforms (f32 bits)
+@group(0) @binding(3) var<storage, read_write> state: array<u32>;
+// int32 input_ids [rows, 1] and seqlens_k [rows] of the next step: every row gets the same token
+@group(0) @binding(4) var<storage, read_write> input_ids: array<u32>;
+@group(0) @binding(5) var<storage, read_write> seqlens: array<i32>;
 
 var<workgroup> red_f: array<f32, ${SAMPLER_THREADS}>;
 var<workgroup> red_i: array<u32, ${SAMPLER_THREADS}>;
@@ -103,10 +107,10 @@ fn mass_above(t: u32, floor: f32) {
 @compute @workgroup_size(${SAMPLER_THREADS})
 fn main(@builtin(local_invocation_index) t: u32) {
   let V = params.vocab;
-  let step = tokens[0];
+  let step = state[0];
 
   // 1. CFG scores (before temperature) and their maximum / first argmax.
-  var best = -3.4028235e38;
+  var best = bitcast<f32>(0xff7fffffu); // -FLT_MAX
   var best_i = 0xffffffffu;
   for (var i = t; i < V; i += THREADS) {
     let c = logits[i];
@@ -121,9 +125,9 @@ fn main(@builtin(local_invocation_index) t: u32) {
   workgroupBarrier();
   for (var stride = THREADS / 2u; stride > 0u; stride = stride / 2u) {
     if (t < stride) {
-      let of = red_f[t + stride];
-      let oi = red_i[t + stride];
-      if (of > red_f[t] || (of == red_f[t] && oi < red_i[t])) { red_f[t] = of; red_i[t] = oi; }
+      let other_f = red_f[t + stride];
+      let other_i = red_i[t + stride];
+      if (other_f > red_f[t] || (other_f == red_f[t] && other_i < red_i[t])) { red_f[t] = other_f; red_i[t] = other_i; }
     }
     workgroupBarrier();
   }
@@ -138,8 +142,8 @@ fn main(@builtin(local_invocation_index) t: u32) {
       var prefix = 0u;
       var prefix_mask = 0u;
       var remaining = params.top_k;
-      for (var pass = 0u; pass < 4u; pass++) {
-        let shift = 24u - 8u * pass;
+      for (var digit_pass = 0u; digit_pass < 4u; digit_pass++) {
+        let shift = 24u - 8u * digit_pass;
         atomicStore(&hist[t], 0u);
         workgroupBarrier();
         for (var i = t; i < V; i += THREADS) {
@@ -180,15 +184,15 @@ fn main(@builtin(local_invocation_index) t: u32) {
     var floor = 0.0;
     if (params.top_p < 1.0) {
       mass_above(t, 0.0);
-      let target = params.top_p * shared_f[0];
+      // workgroupUniformLoad: the bisection's bounds must be provably uniform (barriers inside).
+      let mass_target = params.top_p * workgroupUniformLoad(&shared_f[0]);
       var lo = 0u;
       var hi = 0x3f800001u;
       loop {
         if (hi - lo <= 1u) { break; }
         let mid = (lo + hi) >> 1u;
-        workgroupBarrier();
         mass_above(t, bitcast<f32>(mid));
-        if (shared_f[0] >= target) { lo = mid; } else { hi = mid; }
+        if (workgroupUniformLoad(&shared_f[0]) >= mass_target) { lo = mid; } else { hi = mid; }
       }
       floor = bitcast<f32>(lo);
     }
@@ -205,21 +209,21 @@ fn main(@builtin(local_invocation_index) t: u32) {
     if (t == 0u) {
       var total = 0.0;
       for (var j = 0u; j < THREADS; j++) { total = total + red_f[j]; }
-      let target = draws[step] * total;
+      let draw_target = bitcast<f32>(state[params.draws_offset + step]) * total;
       var prefix_sum = 0.0;
       var last = 0xffffffffu;
       var found = false;
       for (var j = 0u; j < THREADS && !found; j++) {
         let cb = chunk_bounds(j);
         let next = prefix_sum + red_f[j];
-        if (next > target) {
+        if (next > draw_target) {
           var a = prefix_sum;
           for (var i = cb.x; i < cb.y; i++) {
             let w = scratch[i];
             if (!kept(w, floor)) { continue; }
             a = a + w;
             last = i;
-            if (a > target) { break; }
+            if (a > draw_target) { break; }
           }
           found = true;
         } else {
@@ -237,10 +241,10 @@ fn main(@builtin(local_invocation_index) t: u32) {
     token = shared_u[2];
   }
 
-  // 6. Feed the token to the next step: both CFG rows see the same token.
+  // 6. Feed the token to the next step of both streams.
   if (t == 0u) {
-    tokens[1u + step] = token;
-    tokens[0] = step + 1u;
+    state[1u + step] = token;
+    state[0] = step + 1u;
     for (var r = 0u; r < params.rows; r++) {
       input_ids[r] = token + params.visual_offset;
       seqlens[r] = seqlens[r] + 1;
