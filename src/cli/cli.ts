@@ -12,6 +12,7 @@ interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   convert: { summary: 'convert the original checkpoints into a model bundle', load: () => import('./convert.ts') },
   decode: { summary: 'decode a grid of visual tokens to a PNG with a bundle', load: () => import('./decode.ts') },
+  generate: { summary: 'generate an image from a prompt with a bundle (CPU)', load: () => import('./generate.ts') },
 };
 
 /** Typed errors about what the user gave us (files, settings): exit code 2. */

@@ -1,0 +1,145 @@
+// `simplear generate` in-process: the tiny fixture converted with --weights f32, greedy tokens
+// equal the PyTorch reference (golden.json), the PNG carries its settings, a seed reproduces,
+// and bad settings fail with exit 2 before the model is read.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inflateSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/cli.ts';
+import { decodePng } from '../../src/core/image/png.ts';
+
+const FIXTURES = join(import.meta.dirname, '../fixtures');
+const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
+  lm: { checkpoint: string; prompt: string; greedy: { codes: number[] } }[];
+};
+
+class Capture {
+  text = '';
+  isTTY = false;
+  write(s: string) {
+    this.text += s;
+    return true;
+  }
+}
+
+async function cli(...argv: string[]) {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = await runCli(argv, { stdout, stderr });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+/** Text chunks of a PNG (tEXt and uncompressed/compressed iTXt). */
+function pngTextChunks(png: Uint8Array): Record<string, string> {
+  const out: Record<string, string> = {};
+  const v = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  for (let at = 8; at < png.length; ) {
+    const len = v.getUint32(at);
+    const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
+    const data = png.subarray(at + 8, at + 8 + len);
+    if (type === 'tEXt') {
+      const z = data.indexOf(0);
+      out[Buffer.from(data.subarray(0, z)).toString('latin1')] = Buffer.from(data.subarray(z + 1)).toString('latin1');
+    } else if (type === 'iTXt') {
+      const z = data.indexOf(0);
+      const key = Buffer.from(data.subarray(0, z)).toString('latin1');
+      const compressed = data[z + 1] === 1;
+      let p = z + 3;
+      p = data.indexOf(0, p) + 1; // language tag
+      p = data.indexOf(0, p) + 1; // translated keyword
+      const body = data.subarray(p);
+      out[key] = Buffer.from(compressed ? inflateSync(body) : body).toString('utf8');
+    }
+    at += 12 + len;
+  }
+  return out;
+}
+
+let dir: string;
+let bundle: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cli-generate-'));
+  bundle = join(dir, 'tiny-f32');
+  const r = await cli('convert', '--model', join(FIXTURES, 'tiny-simplear'), '--vq', join(FIXTURES, 'tiny-cosmos'), '--out', bundle, '--weights', 'f32', '--quiet');
+  expect(r.code, r.stderr).toBe(0);
+}, 120_000);
+
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe('simplear generate', () => {
+  it('greedy tokens equal the reference; the PNG is 64×64 RGB with the settings as text', async () => {
+    const ref = golden.lm.find((c) => c.checkpoint === 'tiny-simplear')!;
+    const png = join(dir, 'out', 'cat.png');
+    const tokens = join(dir, 'out', 'tokens.json');
+    const r = await cli('generate', '--bundle', bundle, '--temperature', '0', '--size', '64', '--prompt', ref.prompt, '--out', png, '--tokens-out', tokens);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(await readFile(tokens, 'utf8'))).toEqual(ref.greedy.codes);
+    expect(r.stdout).toMatch(/^wrote .*cat\.png: 64×64, seed \d+, 16 tokens/);
+    // no --seed: a random one, printed
+    expect(r.stderr).toMatch(/^seed: \d+$/m);
+    expect(r.stderr).toMatch(/tokens 100%  row 4\/4  [\d.]+ tokens\/s/);
+    const bytes = new Uint8Array(await readFile(png));
+    const image = decodePng(bytes);
+    expect([image.width, image.height, image.channels]).toEqual([64, 64, 3]);
+    const text = pngTextChunks(bytes);
+    expect(text).toMatchObject({
+      prompt: 'a red cat',
+      size: '64x64',
+      cfg: '6',
+      temperature: '0',
+      'top-k': '64000',
+      'top-p': '1',
+      model: 'tiny-f32',
+      Software: 'simplear-web',
+    });
+    expect(text.seed).toMatch(/^\d+$/);
+    expect(text['negative prompt']).toBeDefined();
+  });
+
+  it('the same seed twice gives the same tokens; non-Latin-1 text goes to iTXt', async () => {
+    const run = async (name: string, seed: string) => {
+      const tokens = join(dir, `${name}.json`);
+      const r = await cli('generate', '-b', bundle, '-p', 'ein Häuschen am See ☀', '--negative', 'unscharf', '--size', '64', '--seed', seed,
+        '--top-k', '20000', '--top-p', '0.99', '--temperature', '1.5', '-o', join(dir, `${name}.png`), '--tokens-out', tokens, '-q');
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe('');
+      return JSON.parse(await readFile(tokens, 'utf8')) as number[];
+    };
+    const a = await run('a', '1234');
+    const b = await run('b', '1234');
+    const c = await run('c', '1235');
+    expect(a).toHaveLength(16);
+    expect(b).toEqual(a);
+    expect(c).not.toEqual(a);
+    const text = pngTextChunks(new Uint8Array(await readFile(join(dir, 'a.png'))));
+    expect(text).toMatchObject({ prompt: 'ein Häuschen am See ☀', 'negative prompt': 'unscharf', seed: '1234', 'top-k': '20000', 'top-p': '0.99' });
+  });
+
+  it('bad settings exit 2 with the typed message before the model is read', async () => {
+    const missing = join(dir, 'no-such-bundle');
+    for (const [args, message] of [
+      [['--size', '100'], 'size: must be a multiple of 16'],
+      [['--size', '2048'], 'size: at most 1024 px'],
+      [['--cfg', '60'], 'cfg: must be between 0 and 50'],
+      [['--temperature=-1'], 'temperature: must be between 0'],
+      [['--top-k', '0'], 'topK: must be a whole number >= 1'],
+      [['--top-p', '1.5'], 'topP: must be in (0, 1]'],
+      [['--seed', 'x'], 'seed: must be a whole number'],
+      [['--sjd', '8'], 'not implemented yet'],
+    ] as const) {
+      // The bundle does not exist: these fail before it is opened.
+      const r = await cli('generate', '--bundle', missing, '--prompt', 'a cat', '--out', join(dir, 'x.png'), ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain('[InvalidSettings]');
+      expect(r.stderr).toContain(message);
+    }
+    const long = await cli('generate', '--bundle', bundle, '--prompt', 'cat '.repeat(600), '--out', join(dir, 'x.png'));
+    expect(long.code).toBe(2);
+    expect(long.stderr).toMatch(/\[PromptTooLong\]: the prompt is \d+ tokens; at most 512 fit/);
+    expect(long.stderr).not.toContain('loading model');
+    await expect(readFile(join(dir, 'x.png'))).rejects.toThrow();
+  });
+});
