@@ -12,6 +12,7 @@ interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   convert: { summary: 'convert the original checkpoints into a model bundle', load: () => import('./convert.ts') },
   decode: { summary: 'decode a grid of visual tokens to a PNG with a bundle', load: () => import('./decode.ts') },
+  bench: { summary: 'measure decode steps (CPU vs bandwidth bound and PyTorch) and WebGPU generation', load: () => import('./bench.ts') },
   generate: { summary: 'generate an image from a prompt with a bundle (CPU)', load: () => import('./generate.ts') },
 };
 

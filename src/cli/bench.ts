@@ -1,0 +1,389 @@
+// `simplear bench` (`npm run bench`): the measurements of DESIGN "Performance model".
+//  a. Node CPU (onnxruntime-node): one batch-2 CFG decode step of SimpleAR-0.5B shapes (q4) at
+//     context ≈ prompt + 2048, against the memory-bandwidth bound measured in the same run and
+//     against a plain PyTorch step (tools/bench/torch_decode_step.py).
+//  b. Chromium WebGPU (SwiftShader without a GPU; bench/gpu.sh runs it on a real GPU): the app's
+//     worker engine loads a checkpoint over HTTP and generates; stats and ms per step.
+// Prints a readable table on stderr-free stdout followed by one JSON object (last line).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { CommandModule, OptionValues } from './command.ts';
+import { UsageError } from './command.ts';
+import type { LmSpec, NamedTensor } from '../core/model-spec.ts';
+import { buildLmGraph } from '../core/convert/lm/graph.ts';
+import { LmRunner } from '../core/convert/lm/session-io.ts';
+import { collectLmWeights } from '../core/convert/lm/convert-weights.ts';
+import { memoryReader, randomCheckpoint } from '../core/convert/lm/random-model.ts';
+import { openFolder } from '../core/formats/byte-source.ts';
+import { openSafetensors } from '../core/formats/safetensors.ts';
+import { readModelConfig } from '../core/formats/model-config.ts';
+import { loadTokenizer } from '../core/formats/tokenizer.ts';
+import { encodePrompt } from '../core/prompt.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const FULL_CHECKPOINT = process.env.SIMPLEAR_FULL ?? '/tmp/simplear-full';
+const TORCH_PYTHON = '/usr/bin/python3';
+/** A typical prompt for the context length (its token count, both streams, sets P). */
+const SAMPLE_PROMPT = 'a red fox sitting in a snowy forest at dawn, soft light, highly detailed';
+
+/** SimpleAR-0.5B (Qwen2-0.5B + 64,000 visual codes), from its config.json. */
+export const SIMPLEAR_05B: LmSpec = {
+  hiddenSize: 896,
+  numLayers: 24,
+  numHeads: 14,
+  numKvHeads: 2,
+  headDim: 64,
+  intermediateSize: 4864,
+  rmsNormEps: 1e-6,
+  ropeTheta: 1e6,
+  vocabSize: 215672,
+  visualOffset: 151672,
+  visualCount: 64000,
+  tieWordEmbeddings: true,
+};
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+// ── a. Node CPU ────────────────────────────────────────────────────────────────────────────
+
+/** Copy bandwidth: best of `reps` copies of `mib` MiB; GB/s of traffic (bytes read + written). */
+export function copyBandwidth(mib: number, reps = 5): { gbPerS: number; mib: number } {
+  const n = mib * 2 ** 20;
+  const src = new Float64Array(n / 8).fill(1.5);
+  const dst = new Float64Array(n / 8);
+  let best = Infinity;
+  for (let i = 0; i < reps; i++) {
+    const t = performance.now();
+    dst.set(src);
+    best = Math.min(best, performance.now() - t);
+  }
+  return { gbPerS: round((2 * n) / (best / 1000) / 1e9), mib };
+}
+
+/** Bytes one decode step reads: every converted tensor but the text-embedding table. */
+export function stepWeightBytes(weights: ReadonlyMap<string, NamedTensor>): { layers: number; head: number } {
+  let layers = 0;
+  let head = 0;
+  for (const [name, t] of weights) {
+    if (name.startsWith('layers.')) layers += t.raw.byteLength;
+    else if (name.startsWith('head') || name.startsWith('final_norm')) head += t.raw.byteLength;
+  }
+  return { layers, head };
+}
+
+async function loadLm(quick: boolean): Promise<{ spec: LmSpec; weights: Map<string, NamedTensor>; source: string; prompt: [number, number] }> {
+  if (!quick && existsSync(join(FULL_CHECKPOINT, 'model.safetensors'))) {
+    const folder = openFolder(FULL_CHECKPOINT);
+    const tokenizer = await loadTokenizer(folder);
+    const { lm } = await readModelConfig(folder, tokenizer.length);
+    const t = performance.now();
+    const weights = await collectLmWeights(await openSafetensors(folder), lm, { weights: 'q4' });
+    const ids = encodePrompt(tokenizer, SAMPLE_PROMPT);
+    log(`  q4 conversion of ${FULL_CHECKPOINT}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    return { spec: lm, weights, source: `${FULL_CHECKPOINT} (random weights, converted to q4)`, prompt: [ids.cond.length, ids.uncond.length] };
+  }
+  // Full widths; --quick: 2 layers and a small text vocabulary (the head keeps its 64,000 rows).
+  const spec: LmSpec = quick ? { ...SIMPLEAR_05B, numLayers: 2, visualOffset: 1000, vocabSize: 65000 } : SIMPLEAR_05B;
+  const t = performance.now();
+  const weights = await collectLmWeights(memoryReader(spec, randomCheckpoint(spec, 7)), spec, { weights: 'q4' });
+  log(`  random checkpoint (random-model.ts) → q4: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  return { spec, weights, source: quick ? 'random-model.ts, full widths, 2 layers (--quick)' : 'random-model.ts (SimpleAR-0.5B shapes)', prompt: [24, 96] };
+}
+
+interface CpuVariant {
+  accuracyLevel: 0 | 4;
+  msPerStep: number;
+  steps: number[];
+}
+
+async function benchCpu(quick: boolean) {
+  const ort = await import('onnxruntime-node');
+  log('a. Node CPU decode step');
+  const { spec, weights, source, prompt } = await loadLm(quick);
+  const generated = quick ? 256 : 2048;
+  const lengths = prompt.map((p) => p + generated);
+  const context = Math.max(...lengths);
+  const warmup = quick ? 1 : 2;
+  const measured = quick ? 5 : 7;
+  const capacity = context + warmup + measured + 2;
+  const threads = availableParallelism();
+  const sessionOptions = {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all' as const,
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    logSeverityLevel: 3 as const,
+  };
+  const token = spec.visualOffset + 1234;
+  const variants: CpuVariant[] = [];
+  let firstLogits: Float32Array | undefined;
+  let level4Diff: { maxAbs: number; argmaxAgree: boolean } | undefined;
+  for (const accuracyLevel of [0, 4] as const) {
+    const graph = buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: capacity, accuracyLevel });
+    const session = await ort.InferenceSession.create(graph, sessionOptions);
+    const runner = new LmRunner(ort, session, spec, { capacity });
+    // The cache lengths are set directly: contents do not matter for the timing.
+    runner.lengths[0] = lengths[0]!;
+    runner.lengths[1] = lengths[1]!;
+    const first = await runner.step([token, token]);
+    if (accuracyLevel === 0) firstLogits = first.slice();
+    else {
+      // Same state (zero cache of the same lengths, same token) → compare with level 0.
+      let maxAbs = 0;
+      let a0 = 0;
+      let a4 = 0;
+      for (let i = 0; i < spec.visualCount; i++) {
+        maxAbs = Math.max(maxAbs, Math.abs(first[i]! - firstLogits![i]!));
+        if (first[i]! > first[a4]!) a4 = i;
+        if (firstLogits![i]! > firstLogits![a0]!) a0 = i;
+      }
+      level4Diff = { maxAbs: round(maxAbs, 4), argmaxAgree: a0 === a4 };
+    }
+    for (let i = 1; i < warmup; i++) await runner.step([token, token]);
+    const steps: number[] = [];
+    for (let i = 0; i < measured; i++) {
+      const t = performance.now();
+      await runner.step([token, token]);
+      steps.push(performance.now() - t);
+    }
+    await session.release();
+    variants.push({ accuracyLevel, msPerStep: round(median(steps)), steps: steps.map((s) => round(s, 1)) });
+    log(`  accuracy_level ${accuracyLevel}: ${round(median(steps))} ms/step (median of ${measured})`);
+  }
+  const best = variants.reduce((a, b) => (b.msPerStep < a.msPerStep ? b : a));
+
+  const w = stepWeightBytes(weights);
+  const kvBytesPerToken = spec.numLayers * 2 * spec.numKvHeads * spec.headDim * 4; // f32 K and V
+  const kv = (lengths[0]! + lengths[1]!) * kvBytesPerToken;
+  const bytesRead = w.layers + w.head + kv;
+  const bw = copyBandwidth(quick ? 128 : 512);
+  const boundMs = (bytesRead / (bw.gbPerS * 1e9)) * 1000;
+
+  let torch: { msPerStep: number; version: string; threads: number } | 'unavailable' = 'unavailable';
+  let torchNote = '';
+  const probe = spawnSync(TORCH_PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.status === 0) {
+    const args = [join(ROOT, 'tools/bench/torch_decode_step.py'), '--context', String(context), '--steps', String(quick ? 5 : 10),
+      '--layers', String(spec.numLayers), '--head-rows', String(spec.visualCount), '--threads', String(threads)];
+    const r = spawnSync(TORCH_PYTHON, args, { encoding: 'utf8', timeout: 600_000 });
+    const line = r.stdout.trim().split('\n').at(-1) ?? '';
+    try {
+      const j = JSON.parse(line) as { ms_per_step: number; torch: string; threads: number };
+      torch = { msPerStep: j.ms_per_step, version: j.torch, threads: j.threads };
+    } catch {
+      torchNote = `torch_decode_step.py failed: ${(r.stderr || line).trim().split('\n').at(-1)}`;
+    }
+  } else torchNote = `${TORCH_PYTHON} has no torch`;
+  log(`  torch: ${torch === 'unavailable' ? `unavailable (${torchNote})` : `${torch.msPerStep} ms/step`}`);
+
+  return {
+    model: source,
+    shapes: { hidden: spec.hiddenSize, layers: spec.numLayers, heads: `${spec.numHeads}/${spec.numKvHeads}`, intermediate: spec.intermediateSize, vocab: spec.vocabSize },
+    weights: 'q4 (MatMulNBits, block 32), f32 activations and KV cache',
+    context: { cond: lengths[0], uncond: lengths[1], promptTokens: prompt, generated },
+    session: { intraOpThreads: threads, graphOptimizationLevel: 'all' },
+    variants,
+    best: { accuracyLevel: best.accuracyLevel, msPerStep: best.msPerStep },
+    accuracyLevel4VsExact: level4Diff,
+    bytesPerStep: { layers: w.layers, visualHeadAndNorm: w.head, kvCache: kv, total: bytesRead },
+    copyBandwidthGBps: bw.gbPerS,
+    copyBandwidthNote: `best of 5 copies of ${bw.mib} MiB (TypedArray.set), GB/s of read+write traffic`,
+    boundMsPerStep: round(boundMs),
+    torch: torch === 'unavailable' ? { status: 'unavailable', note: torchNote } : torch,
+    ratios: {
+      oursOverBound: round(best.msPerStep / boundMs),
+      torchOverOurs: torch === 'unavailable' ? null : round(torch.msPerStep / best.msPerStep),
+    },
+    targets: { oursOverBound: '<= 2', torchOverOurs: '>= 3' },
+  };
+}
+
+// ── b. Chromium WebGPU ─────────────────────────────────────────────────────────────────────
+
+export interface BrowserBenchOptions {
+  /** Original checkpoint folders (HF SimpleAR; Cosmos decoder.jit), served over HTTP. */
+  model: string;
+  vq: string;
+  size: number;
+  /** Real GPU flags (Vulkan) instead of SwiftShader. */
+  gpu: boolean;
+  weights: 'q4' | 'q8' | 'f16' | 'f32';
+  decoderDtype: 'f16' | 'f32';
+  chromium: string;
+}
+
+export async function benchBrowser(o: BrowserBenchOptions) {
+  log(`b. Chromium WebGPU (${o.gpu ? 'GPU flags' : 'SwiftShader'}): ${o.model}, ${o.size}²`);
+  const dist = join(ROOT, 'dist');
+  if (!existsSync(join(dist, 'index.html'))) {
+    log('  dist/ is missing: building (vite build)…');
+    const r = spawnSync('npx', ['vite', 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    if (r.status !== 0) throw new Error('vite build failed');
+  }
+  if (!existsSync(o.chromium)) throw new Error(`no Chromium at ${o.chromium} (set CHROMIUM_PATH / CHROMIUM)`);
+  const { chromium } = await import('playwright-core');
+  const { startServer } = await import('../../tools/serve.ts');
+  // The checkpoint files: the e2e tests' server (CORS on every answer, 404s included, ranges).
+  const { startTestServer } = await import('../../tests/helpers/http-server.ts');
+  const args = [
+    '--no-sandbox', '--disable-gpu-sandbox', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run', '--disable-quic', '--enable-unsafe-webgpu',
+    ...(o.gpu ? ['--enable-features=Vulkan,VulkanFromANGLE', '--use-angle=vulkan', '--use-vulkan=native', '--ignore-gpu-blocklist', '--disable-vulkan-surface', '--enable-gpu'] : []),
+  ];
+  const browser = await chromium.launch({ executablePath: o.chromium, headless: true, args });
+  const app = await startServer({ root: dist, port: 0 });
+  const modelServer = await startTestServer(o.model);
+  const vqServer = o.vq === o.model ? modelServer : await startTestServer(o.vq);
+  try {
+    const page = await (await browser.newContext()).newPage();
+    const consoleLines: string[] = [];
+    page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+    await page.goto(app.url);
+    await page.locator('#status[data-tone]').waitFor({ timeout: 120_000 });
+    const adapter = await page.evaluate(async () => {
+      const a = await (navigator as unknown as { gpu?: { requestAdapter(): Promise<{ info?: Record<string, string> } | null> } }).gpu?.requestAdapter();
+      return a?.info ? { vendor: a.info.vendor, architecture: a.info.architecture, device: a.info.device, description: a.info.description } : null;
+    });
+    log(`  adapter: ${JSON.stringify(adapter)}`);
+    const t0 = performance.now();
+    type Client = { loadModel(...a: unknown[]): Promise<unknown>; generate(...a: unknown[]): Promise<{ timings: unknown; stats: unknown; width: number }> };
+    const info = await page.evaluate(
+      ([model, vq, opts]) => (globalThis as unknown as { simplear: { client: Client } }).simplear.client.loadModel({ kind: 'original', model, vq }, opts),
+      [modelServer.url, vqServer.url, { weights: o.weights, decoderDtype: o.decoderDtype, backend: 'webgpu', maxLatentSide: o.size / 16 }] as const,
+    );
+    const loadMs = performance.now() - t0;
+    log(`  loaded in ${(loadMs / 1000).toFixed(1)} s: ${JSON.stringify(info)}`);
+    const run = () =>
+      page.evaluate(
+        (size) =>
+          (globalThis as unknown as { simplear: { client: Client } }).simplear.client.generate({ prompt: 'a red fox in a snowy forest', size, seed: 1 }).then((r) => ({
+            timings: r.timings,
+            stats: r.stats,
+            width: r.width,
+          })),
+        o.size,
+      );
+    const first = await run();
+    const r = o.size <= 64 ? await run() : first; // tiny images: a second, warm run (the first compiles shaders)
+    const t = r.timings as { prefillMs: number; decodeMs: number; vqMs: number; totalMs: number };
+    const stats = r.stats as { runs: number; steps: number };
+    return {
+      chromium: o.chromium,
+      mode: o.gpu ? 'gpu' : 'swiftshader',
+      adapter,
+      model: o.model,
+      loaded: info,
+      loadSeconds: round(loadMs / 1000),
+      size: o.size,
+      seconds: { prefill: round(t.prefillMs / 1000, 3), decode: round(t.decodeMs / 1000, 3), vqDecode: round(t.vqMs / 1000, 3), total: round(t.totalMs / 1000, 3) },
+      msPerStep: round(t.decodeMs / Math.max(1, stats.runs)),
+      stats: r.stats,
+      ...(r !== first ? { firstRun: first.timings } : {}),
+      consoleProblems: consoleLines.filter((l) => l.startsWith('[error]') || l.startsWith('[warning]')).slice(0, 20),
+    };
+  } finally {
+    await browser.close();
+    await Promise.all([app.close(), modelServer.close(), vqServer !== modelServer ? vqServer.close() : undefined]);
+  }
+}
+
+// ── the command ────────────────────────────────────────────────────────────────────────────
+
+function table(report: Record<string, unknown>): string {
+  const lines: string[] = [];
+  const cpu = report.cpu as Awaited<ReturnType<typeof benchCpu>> | { error: string } | undefined;
+  if (cpu && 'error' in cpu) lines.push(`a. Node CPU: FAILED: ${cpu.error}`);
+  else if (cpu) {
+    const t = cpu.torch as { msPerStep?: number; status?: string };
+    const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+    lines.push(
+      `a. Node CPU decode step, batch 2 (CFG), ${cpu.model}`,
+      `   context cond/uncond            ${cpu.context.cond}/${cpu.context.uncond} tokens; ${cpu.session.intraOpThreads} intra-op threads`,
+      ...cpu.variants.map((v) => `   ours, accuracy_level ${v.accuracyLevel}         ${v.msPerStep.toFixed(1)} ms/step   (${v.steps.join(', ')})`),
+      `   level 4 vs exact logits        max |Δ| ${cpu.accuracyLevel4VsExact?.maxAbs}, argmax ${cpu.accuracyLevel4VsExact?.argmaxAgree ? 'same' : 'DIFFERS'}`,
+      `   bytes read per step            ${mb(cpu.bytesPerStep.total)} (layers ${mb(cpu.bytesPerStep.layers)}, head ${mb(cpu.bytesPerStep.visualHeadAndNorm)}, KV ${mb(cpu.bytesPerStep.kvCache)})`,
+      `   copy bandwidth                 ${cpu.copyBandwidthGBps} GB/s`,
+      `   bandwidth bound                ${cpu.boundMsPerStep.toFixed(1)} ms/step`,
+      `   PyTorch f32 step               ${t.msPerStep !== undefined ? `${t.msPerStep.toFixed(1)} ms/step` : 'unavailable'}`,
+      `   ours / bound                   ${cpu.ratios.oursOverBound}   (target ≤ 2)`,
+      `   torch / ours                   ${cpu.ratios.torchOverOurs ?? 'n/a'}   (target ≥ 3)`,
+    );
+  }
+  const b = report.browser as Awaited<ReturnType<typeof benchBrowser>> | { error: string } | undefined;
+  if (b && 'error' in b) lines.push(`b. Chromium WebGPU: FAILED: ${b.error}`);
+  else if (b) {
+    lines.push(
+      `b. Chromium WebGPU (${b.mode}${b.adapter ? `, ${[b.adapter.vendor, b.adapter.architecture, b.adapter.description].filter(Boolean).join(' ')}` : ''}), ${b.size}², ${b.model}`,
+      `   seconds                        prefill ${b.seconds.prefill}, decode ${b.seconds.decode}, VQ decode ${b.seconds.vqDecode}, total ${b.seconds.total}`,
+      `   per step                       ${b.msPerStep} ms`,
+      `   stats                          ${JSON.stringify(b.stats)}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const command: CommandModule = {
+  usage: '[--quick] [--cpu-only | --browser-only] [--gpu] [--model <dir> --vq <dir>] [--size <px>] [--json <file>]',
+  description: [
+    'Measures a. the Node CPU decode step of SimpleAR-0.5B shapes (q4) against the memory-bandwidth',
+    'bound and PyTorch, and b. generation in headless Chromium on WebGPU (SwiftShader unless --gpu).',
+    'Prints a table, then the JSON report as the last line.',
+  ].join('\n'),
+  options: {
+    quick: { type: 'boolean', description: 'CI-sized: 2 layers, context prompt+256, 64 px in the browser' },
+    'cpu-only': { type: 'boolean', description: 'only section a' },
+    'browser-only': { type: 'boolean', description: 'only section b' },
+    gpu: { type: 'boolean', description: 'Chromium with real-GPU flags (Vulkan) instead of SwiftShader' },
+    model: { type: 'string', arg: '<dir>', description: 'original SimpleAR checkpoint folder for b (default: the tiny fixture)' },
+    vq: { type: 'string', arg: '<dir>', description: 'folder with the Cosmos decoder.jit for b (default: --model if it has one, else tiny-cosmos)' },
+    size: { type: 'string', arg: '<px>', description: 'image size for b (default 128; 64 with --quick)' },
+    weights: { type: 'string', arg: 'q4|q8|f16|f32', description: 'LM weights in b (default f32 for the tiny fixture, else q4)', choices: ['q4', 'q8', 'f16', 'f32'] },
+    json: { type: 'string', arg: '<file>', description: 'also write the JSON report to a file' },
+  },
+  async run(values: OptionValues, io) {
+    const quick = values.quick === true;
+    const report: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, cpus: availableParallelism(), quick };
+    if (!values['browser-only']) {
+      try {
+        report.cpu = await benchCpu(quick);
+      } catch (e) {
+        report.cpu = { error: (e as Error).stack ?? String(e) };
+      }
+    }
+    if (!values['cpu-only']) {
+      const fixtures = join(ROOT, 'tests/fixtures');
+      const model = resolve((values.model as string | undefined) ?? join(fixtures, 'tiny-simplear'));
+      const vq = resolve((values.vq as string | undefined) ?? (existsSync(join(model, 'decoder.jit')) ? model : join(fixtures, 'tiny-cosmos')));
+      const tiny = model.startsWith(fixtures);
+      const size = Number(values.size ?? (quick ? 64 : 128));
+      if (!Number.isInteger(size) || size % 16 !== 0 || size < 16 || size > 1024) throw new UsageError(`--size must be a multiple of 16 up to 1024, got ${values.size}`);
+      try {
+        report.browser = await benchBrowser({
+          model,
+          vq,
+          size,
+          gpu: values.gpu === true,
+          weights: (values.weights as BrowserBenchOptions['weights'] | undefined) ?? (tiny ? 'f32' : 'q4'),
+          decoderDtype: tiny ? 'f32' : 'f16',
+          chromium: process.env.CHROMIUM_PATH ?? process.env.CHROMIUM ?? '/usr/bin/chromium',
+        });
+      } catch (e) {
+        report.browser = { error: (e as Error).stack ?? String(e) };
+      }
+    }
+    io.stdout.write(table(report));
+    io.stdout.write(`${JSON.stringify(report)}\n`);
+    if (values.json) await writeFile(values.json as string, `${JSON.stringify(report, null, 2)}\n`);
+    if ((report.cpu as { error?: string } | undefined)?.error || (report.browser as { error?: string } | undefined)?.error) process.exitCode = 1;
+  },
+};
+
+export default command;
