@@ -73,10 +73,11 @@ export class ConsoleWatch {
     });
   }
 
-  /** Throws listing every problem seen so far. */
-  assertClean(): void {
-    if (this.problems.length > 0) {
-      throw new Error(`The page logged problems:\n  ${this.problems.join('\n  ')}`);
+  /** Throws listing every problem seen so far, except lines matching `expected`. */
+  assertClean(expected: RegExp[] = []): void {
+    const problems = this.problems.filter((line) => !expected.some((re) => re.test(line)));
+    if (problems.length > 0) {
+      throw new Error(`The page logged problems:\n  ${problems.join('\n  ')}`);
     }
   }
 }

@@ -53,7 +53,12 @@ describe('the worker reads original checkpoints over HTTP', () => {
       const inNode = await inspectCheckpoint(openFolder(join(FIXTURES, checkpoint)));
 
       expect(inWorker.tensors.length).toBeGreaterThan(20);
-      expect(files.requests.every((r) => r.status < 400)).toBe(true);
+      // The only miss allowed is the layout probe: the single-file name is tried first (the
+      // released 0.5B layout), so a sharded checkpoint answers one HEAD with 404.
+      const misses = files.requests.filter((r) => r.status >= 400);
+      expect(misses.map((r) => `${r.method} ${r.path} ${r.status}`)).toEqual(
+        part === 'lm' && weightFiles.length > 1 ? [`HEAD ${checkpoint}/model.safetensors 404`] : [],
+      );
       expect(digests(inWorker)).toEqual(digests(inNode));
       const reference = golden.lm.find((c) => c.checkpoint === checkpoint)?.safetensors.flatMap((s) => s.tensors) ??
         golden.decoder.find((c) => c.checkpoint === checkpoint)!.jit_tensors;
@@ -66,7 +71,7 @@ describe('the worker reads original checkpoints over HTTP', () => {
         expect(ranged.every((r) => r.status === 206), path).toBe(true);
         expect(files.fullGets(path), `${path}: no full download`).toBe(0);
       }
-      session.console.assertClean();
+      session.console.assertClean([/404.*\/tiny-simplear-b\/model\.safetensors\)?$/]);
     });
   }
 });

@@ -60,7 +60,8 @@ async function fetchBytes(
         const bytes = new Uint8Array(await res.arrayBuffer());
         return { res, body: init.method === 'HEAD' ? null : bytes };
       }
-      await res.body?.cancel().catch(() => {});
+      // Drain error bodies too (they are small): a cancelled body shows up as an aborted request.
+      await res.arrayBuffer().catch(() => {});
       failure = new HttpError(url, res.status);
       if (!RETRY_STATUS.has(res.status)) throw failure;
     } catch (e) {
