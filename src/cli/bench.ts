@@ -253,6 +253,8 @@ export async function benchBrowser(o: BrowserBenchOptions) {
       return a?.info ? { vendor: a.info.vendor, architecture: a.info.architecture, device: a.info.device, description: a.info.description } : null;
     });
     log(`  adapter: ${JSON.stringify(adapter)}`);
+    if (!adapter) throw new Error('no WebGPU adapter in this Chromium (check the GPU flags, drivers and chrome://gpu)');
+    if (o.gpu && adapter.architecture === 'swiftshader') log('  WARNING: --gpu asked for, but the adapter is SwiftShader (CPU): no real GPU was picked up');
     const t0 = performance.now();
     type Client = { loadModel(...a: unknown[]): Promise<unknown>; generate(...a: unknown[]): Promise<{ timings: unknown; stats: unknown; width: number }> };
     const info = await page.evaluate(
