@@ -197,18 +197,10 @@ fn main(@builtin(local_invocation_index) t: u32) {
       floor = bitcast<f32>(lo);
     }
 
-    // 5. Inverse-CDF draw in index order.
-    let b = chunk_bounds(t);
-    var acc = 0.0;
-    for (var i = b.x; i < b.y; i++) {
-      let w = scratch[i];
-      if (kept(w, floor)) { acc = acc + w; }
-    }
-    red_f[t] = acc;
-    workgroupBarrier();
+    // 5. Inverse-CDF draw in index order: chunk sums (red_f) and their total, then one walk.
+    mass_above(t, floor);
     if (t == 0u) {
-      var total = 0.0;
-      for (var j = 0u; j < THREADS; j++) { total = total + red_f[j]; }
+      let total = shared_f[0];
       let draw_target = bitcast<f32>(state[params.draws_offset + step]) * total;
       var prefix_sum = 0.0;
       var last = 0xffffffffu;
