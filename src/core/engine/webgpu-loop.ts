@@ -19,7 +19,8 @@ type GpuTensorFactory = OrtModule['Tensor'] & {
   fromGpuBuffer(buffer: GPUBuffer, options: { dataType: 'float32' | 'float16' | 'int32'; dims: readonly number[] }): Tensor;
 };
 
-const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+// Read lazily: importing this module must not need WebGPU globals (Node CLI, tests).
+const storageUsage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /**
  * Longest prefill call. ORT Web's WebGPU attention gives wrong results for calls of 32 tokens
@@ -62,6 +63,7 @@ export class WebGpuTokenLoop implements TokenLoop {
     private readonly options: WebGpuLoopOptions,
   ) {
     this.Tensor = ort.Tensor as GpuTensorFactory;
+    const STORAGE = storageUsage();
     const V = spec.visualCount;
     const dataType = options.activations === 'f16' ? 'float16' : 'float32';
     const cacheDims = [2, spec.numKvHeads, options.capacity, spec.headDim];
