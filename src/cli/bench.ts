@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { CommandModule, OptionValues } from './command.ts';
 import { UsageError } from './command.ts';
-import type { LmSpec, NamedTensor } from '../core/model-spec.ts';
+import { SIMPLEAR_05B, type LmSpec, type NamedTensor } from '../core/model-spec.ts';
 import { buildLmGraph } from '../core/convert/lm/graph.ts';
 import { LmRunner } from '../core/convert/lm/session-io.ts';
 import { collectLmWeights } from '../core/convert/lm/convert-weights.ts';
@@ -29,21 +29,6 @@ const TORCH_PYTHON = '/usr/bin/python3';
 /** A typical prompt for the context length (its token count, both streams, sets P). */
 const SAMPLE_PROMPT = 'a red fox sitting in a snowy forest at dawn, soft light, highly detailed';
 
-/** SimpleAR-0.5B (Qwen2-0.5B + 64,000 visual codes), from its config.json. */
-export const SIMPLEAR_05B: LmSpec = {
-  hiddenSize: 896,
-  numLayers: 24,
-  numHeads: 14,
-  numKvHeads: 2,
-  headDim: 64,
-  intermediateSize: 4864,
-  rmsNormEps: 1e-6,
-  ropeTheta: 1e6,
-  vocabSize: 215672,
-  visualOffset: 151672,
-  visualCount: 64000,
-  tieWordEmbeddings: true,
-};
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

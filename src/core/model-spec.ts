@@ -21,6 +21,22 @@ export interface LmSpec {
 
 export const VISUAL_CODES = 64000;
 
+/** SimpleAR-0.5B (Qwen2.5-0.5B + 64,000 visual codes, SPEC A.1): the shapes benchmarks use. */
+export const SIMPLEAR_05B: LmSpec = {
+  hiddenSize: 896,
+  numLayers: 24,
+  numHeads: 14,
+  numKvHeads: 2,
+  headDim: 64,
+  intermediateSize: 4864,
+  rmsNormEps: 1e-6,
+  ropeTheta: 1e6,
+  vocabSize: 215672,
+  visualOffset: 151672,
+  visualCount: VISUAL_CODES,
+  tieWordEmbeddings: true,
+};
+
 /** Named tensor as stored in a converted bundle and fed to graph builders. */
 export type { TensorInit } from './convert/onnx/builder.ts';
 export interface NamedTensor {

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { LmSpec, NamedTensor } from '../../src/core/model-spec.ts';
+import { SIMPLEAR_05B, type LmSpec, type NamedTensor } from '../../src/core/model-spec.ts';
 import { randomCheckpoint, memoryReader } from '../../src/core/convert/lm/random-model.ts';
 import { collectLmWeights } from '../../src/core/convert/lm/convert-weights.ts';
 import { describeCosmosDecoder, convertedWeightShapes } from '../../src/core/convert/vq/index.ts';
@@ -62,7 +62,7 @@ log(`adapter ${JSON.stringify(device.adapterInfo)} shader-f16 ${device.shaderF16
 // The model: SimpleAR-0.5B shapes (or tiny), random weights converted to q4.
 const spec: LmSpec = args.tiny
   ? { hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 128, rmsNormEps: 1e-6, ropeTheta: 1e6, vocabSize: 64466, visualOffset: 466, visualCount: 64000, tieWordEmbeddings: true }
-  : { hiddenSize: 896, numLayers: 24, numHeads: 14, numKvHeads: 2, headDim: 64, intermediateSize: 4864, rmsNormEps: 1e-6, ropeTheta: 1e6, vocabSize: 215672, visualOffset: 151672, visualCount: 64000, tieWordEmbeddings: true };
+  : SIMPLEAR_05B;
 const lmWeights = await collectLmWeights(memoryReader(spec, randomCheckpoint(spec, 7)), spec, { weights: 'q4' });
 log(`LM converted to q4 (${since()})`);
 
