@@ -57,6 +57,7 @@ const api: EngineWorkerApi = {
     const device = await probeDevice();
     const backend = options.backend === 'auto' || !options.backend ? (device.ok ? 'webgpu' : 'wasm') : options.backend;
     if (backend === 'webgpu' && !device.ok) throw new SimpleARError('WebGPUUnavailable', device.message, { reason: device.reason });
+    if (source.kind !== 'original') throw new SimpleARError('InvalidSettings', 'loadModel reads original checkpoints; use prepareModel for a bundle URL.');
     const model = await loadOriginalModel(openFolder(source.model), openFolder(source.vq), {
       weights: options.weights,
       decoderDtype: options.decoderDtype,
@@ -98,6 +99,12 @@ const api: EngineWorkerApi = {
   async cancel(id) {
     running.get(id)?.abort();
   },
+
+  // The model store (download → IndexedDB → engine) is being built: see issue 5.
+  planModel: () => Promise.reject(new Error('planModel is not implemented yet')),
+  prepareModel: () => Promise.reject(new Error('prepareModel is not implemented yet')),
+  listCachedModels: async () => [],
+  deleteCachedModel: () => Promise.reject(new Error('deleteCachedModel is not implemented yet')),
 
   async gpuMemory() {
     if (!gpu) return null;

@@ -7,6 +7,7 @@ import type { DeviceFacts } from '../core/device.ts';
 import { installErrorTransfer } from './error-transfer.ts';
 import type {
   CheckpointInspection,
+  CachedModel,
   CheckpointPart,
   EngineWorkerApi,
   GenerateRequest,
@@ -14,19 +15,26 @@ import type {
   GenerationResult,
   LoadedModelInfo,
   LoadModelOptions,
+  ModelPlan,
   ModelSource,
+  PreparedModelInfo,
+  PrepareProgress,
   SelfTestReport,
 } from './protocol.ts';
 
 export type { DeviceFacts } from '../core/device.ts';
 export type {
+  CachedModel,
   CheckpointInspection,
   GenerateRequest,
   GenerationProgress,
   GenerationResult,
   LoadedModelInfo,
   LoadModelOptions,
+  ModelPlan,
   ModelSource,
+  PreparedModelInfo,
+  PrepareProgress,
   SelfTestReport,
   TensorDigest,
 } from './protocol.ts';
@@ -92,6 +100,34 @@ export class EngineClient {
     return this.#call((api) => api.loadModel(source, rest), signal);
   }
 
+  /** Download size, storage needed and cache state of `source`; downloads nothing. */
+  planModel(source: ModelSource, options: LoadModelOptions & { signal?: AbortSignal } = {}): Promise<ModelPlan> {
+    const { signal, ...rest } = options;
+    return this.#call((api) => api.planModel(source, rest), signal);
+  }
+
+  /**
+   * Downloads (resuming), converts and stores the model in IndexedDB as needed, then loads it.
+   * Aborting `signal` stops the download/conversion in the worker; what is stored is kept.
+   */
+  async prepareModel(
+    source: ModelSource,
+    options: LoadModelOptions & { onProgress?: (p: PrepareProgress) => void; signal?: AbortSignal } = {},
+  ): Promise<PreparedModelInfo> {
+    const { signal, onProgress, ...rest } = options;
+    return this.#cancellable(signal, (id, api) => api.prepareModel(id, source, rest, onProgress && Comlink.proxy(onProgress)));
+  }
+
+  /** Models in the browser's storage (complete or partial downloads). */
+  listCachedModels(): Promise<CachedModel[]> {
+    return this.#call((api) => api.listCachedModels());
+  }
+
+  /** Deletes a stored model; the engine unloads it if it is the loaded one. */
+  deleteCachedModel(modelId: string): Promise<void> {
+    return this.#call((api) => api.deleteCachedModel(modelId));
+  }
+
   /**
    * Generates one image. Aborting `signal` cancels the generation in the worker (within one
    * step) and rejects with an AbortError; the engine stays ready for the next call.
@@ -100,14 +136,19 @@ export class EngineClient {
     request: GenerateRequest,
     options: { onProgress?: (p: GenerationProgress) => void; signal?: AbortSignal } = {},
   ): Promise<GenerationResult> {
-    const id = ++this.#nextId;
     const { signal, onProgress } = options;
+    return this.#cancellable(signal, (id, api) => api.generate(id, request, onProgress && Comlink.proxy(onProgress)));
+  }
+
+  /** A worker call that `cancel(id)` can stop; rejects with an AbortError once `signal` aborts. */
+  async #cancellable<T>(signal: AbortSignal | undefined, invoke: (id: number, api: Comlink.Remote<EngineWorkerApi>) => Promise<T>): Promise<T> {
+    const id = ++this.#nextId;
     const cancel = () => void this.#connection?.remote.cancel(id);
     signal?.addEventListener('abort', cancel, { once: true });
     try {
-      return await this.#call((api) => api.generate(id, request, onProgress && Comlink.proxy(onProgress)), signal);
+      return await this.#call((api) => invoke(id, api), signal);
     } catch (e) {
-      if (signal?.aborted) throw new DOMException('Generation cancelled', 'AbortError');
+      if (signal?.aborted) throw new DOMException('Cancelled', 'AbortError');
       throw e;
     } finally {
       signal?.removeEventListener('abort', cancel);

@@ -40,18 +40,92 @@ export interface EngineWorkerApi {
   generate(id: number, request: GenerateRequest, onProgress?: (p: GenerationProgress) => void): Promise<GenerationResult>;
   /** Cancels generation `id` within one step; the engine stays ready. */
   cancel(id: number): Promise<void>;
+  /** Size, storage needed and cache state of a model source, before any download. */
+  planModel(source: ModelSource, options?: LoadModelOptions): Promise<ModelPlan>;
+  /**
+   * Makes the model ready from the browser's storage: downloads what is missing (resuming with
+   * range requests, re-fetching any chunk whose SHA-256 is wrong), converts and stores the
+   * bundle in IndexedDB, then loads the engine from it. A cached model makes no requests.
+   * `id` lets `cancel` reach it.
+   */
+  prepareModel(
+    id: number,
+    source: ModelSource,
+    options?: LoadModelOptions,
+    onProgress?: (p: PrepareProgress) => void,
+  ): Promise<PreparedModelInfo>;
+  /** Models in the browser's storage, complete or partial. */
+  listCachedModels(): Promise<CachedModel[]>;
+  /** Deletes a stored model (bundle and any partial download). Unloads it if loaded. */
+  deleteCachedModel(modelId: string): Promise<void>;
   /** GPU buffers the engine's device holds now (all of ONNX Runtime's included). */
   gpuMemory(): Promise<{ liveBuffers: number; liveBytes: number; created: number } | null>;
 }
 
 /** Where the model comes from. */
-export type ModelSource = {
-  kind: 'original';
-  /** Base URL of an HF-layout SimpleAR folder (config.json, model.safetensors, tokenizer.json…). */
-  model: string;
-  /** Base URL of the Cosmos tokenizer folder (decoder.jit). */
-  vq: string;
-};
+export type ModelSource =
+  | {
+      kind: 'original';
+      /** Base URL of an HF-layout SimpleAR folder (config.json, model.safetensors, tokenizer.json…). */
+      model: string;
+      /** Base URL of the Cosmos tokenizer folder (decoder.jit). */
+      vq: string;
+    }
+  | {
+      kind: 'bundle';
+      /** Base URL of a converted bundle (manifest.json + chunk files, as `cli convert` writes). */
+      url: string;
+    };
+
+/** What preparing a model will cost, asked before anything is downloaded. */
+export interface ModelPlan {
+  /** The store's key for this source + weight format. */
+  modelId: string;
+  /** A complete, verified bundle is stored: loading makes no network requests. */
+  cached: boolean;
+  /** Bytes still to download (0 when cached; less than the total when a download resumes). */
+  downloadBytes: number;
+  /** Bytes of the download already stored by an earlier, interrupted visit. */
+  storedBytes: number;
+  /** Storage needed at the peak of preparation (downloaded originals + converted bundle). */
+  peakStorageBytes: number;
+  /** Storage the model keeps once prepared (the converted bundle). */
+  finalStorageBytes: number;
+  /** navigator.storage.estimate() as the worker sees it, when the browser offers it. */
+  storage: { usage: number; quota: number } | null;
+}
+
+/** Progress of prepareModel, phase by phase. */
+export type PrepareProgress =
+  | {
+      phase: 'download';
+      /** Bytes stored so far (resumed bytes included) of totalBytes. */
+      bytes: number;
+      totalBytes: number;
+      /** Bytes fetched in this session (excludes what was already stored). */
+      fetchedBytes: number;
+      bytesPerSecond: number;
+      etaMs: number | null;
+      /** The file being fetched. */
+      file: string;
+    }
+  | { phase: 'convert'; step: string; done: number; total: number }
+  | { phase: 'verify'; done: number; total: number }
+  | { phase: 'load'; done: number; total: number };
+
+/** A model held in the browser's storage. */
+export interface CachedModel {
+  modelId: string;
+  name: string;
+  source: ModelSource;
+  weights: LmWeightFormat;
+  /** Bytes held (bundle chunks + any partial download). */
+  bytes: number;
+  /** false: an interrupted download or conversion (prepareModel resumes it). */
+  complete: boolean;
+  createdAt: string;
+  lastUsedAt?: string;
+}
 
 export interface LoadModelOptions {
   weights?: LmWeightFormat;
@@ -70,4 +144,10 @@ export interface LoadedModelInfo {
   hiddenSize: number;
   numLayers: number;
   visualOffset: number;
+}
+
+export interface PreparedModelInfo extends LoadedModelInfo {
+  modelId: string;
+  /** Loaded from storage with no download. */
+  fromCache: boolean;
 }

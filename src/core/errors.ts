@@ -9,6 +9,8 @@ export type ErrorCode =
   | 'PromptTooLong'
   | 'WebGPUUnavailable'
   | 'QuotaExceeded'
+  | 'DeviceLost'
+  | 'GpuOutOfMemory'
   | 'BundleInvalid'
   | 'Aborted';
 

@@ -7,7 +7,8 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startServer, type RunningServer } from '../../tools/serve.ts';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-export const DIST = resolve(import.meta.dirname, '../../dist');
+/** The built app; SIMPLEAR_DIST points the tests at another build (e.g. `vite build --outDir`). */
+export const DIST = resolve(process.env.SIMPLEAR_DIST ?? resolve(import.meta.dirname, '../../dist'));
 
 /** Flags for a quiet, offline, reproducible Chromium (the test machines have no network). */
 const BASE_ARGS = [
