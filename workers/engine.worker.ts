@@ -81,6 +81,7 @@ const api: EngineWorkerApi = {
       hiddenSize: model.lm.hiddenSize,
       numLayers: model.lm.numLayers,
       visualOffset: model.lm.visualOffset,
+      ...(model.preview ? { preview: model.preview } : {}),
     };
   },
 

@@ -7,6 +7,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { SimpleARError } from '../core/errors.ts';
 import { openFolder } from '../core/formats/byte-source.ts';
 import { encodePng, rgbaToRgb } from '../core/image/png.ts';
+import { pngText, SOFTWARE } from '../core/image/png-metadata.ts';
 import { openModelBundle } from '../core/model-bundle.ts';
 import { encodePrompt } from '../core/prompt.ts';
 import { randomSeed } from '../core/sampling/prng.ts';
@@ -17,7 +18,7 @@ import type { GenerationProgress } from '../core/engine/types.ts';
 import { resolveLocation, type CommandModule, type OptionValues } from './command.ts';
 import { formatSeconds, ProgressBar } from './progress.ts';
 
-export const SOFTWARE = 'simplear-web';
+export { SOFTWARE, pngText };
 
 /** A numeric option: undefined when absent; NaN when not a number (resolveSettings names it). */
 function num(values: OptionValues, name: string): number | undefined {
@@ -49,22 +50,6 @@ export function settingsFromOptions(values: OptionValues): GenerationSettings {
     throw new SimpleARError('InvalidSettings', `size: at most ${MAX_LATENT_SIDE * 16} px (got ${settings.size})`, { field: 'size' });
   }
   return settings;
-}
-
-/** The PNG text chunks of a generated image. */
-export function pngText(s: GenerationSettings, model: string): Record<string, string> {
-  return {
-    prompt: s.prompt,
-    'negative prompt': s.negativePrompt ?? '(default)',
-    seed: String(s.seed),
-    size: `${s.size}x${s.size}`,
-    cfg: String(s.cfg),
-    temperature: String(s.temperature),
-    'top-k': String(s.topK),
-    'top-p': String(s.topP),
-    model,
-    Software: SOFTWARE,
-  };
 }
 
 const command: CommandModule = {

@@ -144,6 +144,11 @@ export interface LoadedModelInfo {
   hiddenSize: number;
   numLayers: number;
   visualOffset: number;
+  /**
+   * The live-preview colour map (src/core/preview.ts: 3×7 coefficients) fitted at conversion,
+   * when the model has one: the page paints the tokens of a running generation with it.
+   */
+  preview?: number[];
 }
 
 export interface PreparedModelInfo extends LoadedModelInfo {

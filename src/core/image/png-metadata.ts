@@ -1,0 +1,22 @@
+// The settings of a generated image as PNG text chunks: one table, shared by the CLI and the
+// page, so a PNG from either says the same things under the same keys.
+import type { GenerationSettings } from '../settings.ts';
+
+export const SOFTWARE = 'simplear-web';
+
+/** The PNG text chunks of a generated image. */
+export function pngText(s: GenerationSettings, model: string): Record<string, string> {
+  return {
+    prompt: s.prompt,
+    'negative prompt': s.negativePrompt ?? '(default)',
+    seed: String(s.seed),
+    size: `${s.size}x${s.size}`,
+    cfg: String(s.cfg),
+    temperature: String(s.temperature),
+    'top-k': String(s.topK),
+    'top-p': String(s.topP),
+    ...(s.sjd ? { sjd: `window ${s.sjd.window}` } : {}),
+    model,
+    Software: SOFTWARE,
+  };
+}
