@@ -107,6 +107,12 @@ const api: EngineWorkerApi = {
   listCachedModels: async () => [],
   deleteCachedModel: () => Promise.reject(new Error('deleteCachedModel is not implemented yet')),
 
+  async debugLoseDevice() {
+    if (!gpu) return false;
+    (await gpu).device.destroy();
+    return true;
+  },
+
   async gpuMemory() {
     if (!gpu) return null;
     const { allocations } = await gpu;

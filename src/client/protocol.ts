@@ -60,6 +60,12 @@ export interface EngineWorkerApi {
   deleteCachedModel(modelId: string): Promise<void>;
   /** GPU buffers the engine's device holds now (all of ONNX Runtime's included). */
   gpuMemory(): Promise<{ liveBuffers: number; liveBytes: number; created: number } | null>;
+  /**
+   * For tests only: destroys the engine's GPUDevice as a driver reset would lose it. The next
+   * call that needs the GPU rejects with DeviceLost; the client then starts a fresh worker.
+   * Resolves false when no device was in use.
+   */
+  debugLoseDevice(): Promise<boolean>;
 }
 
 /** Where the model comes from. */
@@ -135,6 +141,11 @@ export interface LoadModelOptions {
   activations?: 'f16' | 'f32';
   /** Largest latent side the engine is sized for (64 = 1024 px). */
   maxLatentSide?: number;
+  /**
+   * prepareModel: bytes per range request and stored block of the original files (default
+   * 8 MiB). A download that resumes keeps the block size it started with.
+   */
+  downloadBlockBytes?: number;
 }
 
 export interface LoadedModelInfo {
