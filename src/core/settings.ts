@@ -4,7 +4,7 @@ import { SimpleARError } from './errors.ts';
 import { VISUAL_CODES } from './model-spec.ts';
 
 export interface SjdSettings {
-  /** Draft tokens verified per model run. */
+  /** Draft tokens verified per model run (each run covers window + 1 tokens). */
   window: number;
 }
 
@@ -20,7 +20,8 @@ export interface GenerationSettings {
   topP: number;
   /** uint32. */
   seed: number;
-  sjd?: SjdSettings;
+  /** Speculative Jacobi decoding; undefined or null = off. */
+  sjd?: SjdSettings | null;
 }
 
 export const DEFAULT_SETTINGS = {
@@ -32,7 +33,9 @@ export const DEFAULT_SETTINGS = {
 } as const;
 
 export const SIZE_LIMITS = { min: 16, max: 2048 } as const;
-export const SJD_WINDOW_LIMITS = { min: 2, max: 64 } as const;
+/** SJD drafts per run: a run covers window + 1 tokens, and the WebGPU EP's attention is only right
+ * for calls of at most 31 new tokens (session-io.ts prefillSchedule), hence 30. */
+export const SJD_WINDOW_LIMITS = { min: 1, max: 30 } as const;
 
 function invalid(field: string, message: string): SimpleARError {
   return new SimpleARError('InvalidSettings', `${field}: ${message}`, { field });
@@ -53,11 +56,14 @@ export function resolveSettings(input: Partial<GenerationSettings> & { prompt: s
   s.topK = Math.min(s.topK, VISUAL_CODES);
   if (!Number.isFinite(s.topP) || s.topP <= 0 || s.topP > 1) throw invalid('topP', `must be in (0, 1] (got ${s.topP}); 1 = off`);
   if (!Number.isInteger(s.seed) || s.seed < 0 || s.seed > 0xffffffff) throw invalid('seed', `must be a whole number from 0 to 4294967295 (got ${s.seed})`);
-  if (s.sjd) {
-    const w = s.sjd.window;
-    if (!Number.isInteger(w) || w < SJD_WINDOW_LIMITS.min || w > SJD_WINDOW_LIMITS.max) {
-      throw invalid('sjd', `window must be a whole number from ${SJD_WINDOW_LIMITS.min} to ${SJD_WINDOW_LIMITS.max} (got ${w})`);
+  if (s.sjd !== undefined && s.sjd !== null) {
+    const w = typeof s.sjd === 'object' ? (s.sjd as { window?: unknown }).window : undefined;
+    if (typeof w !== 'number' || !Number.isInteger(w) || w < SJD_WINDOW_LIMITS.min || w > SJD_WINDOW_LIMITS.max) {
+      throw invalid('sjd', `window must be a whole number from ${SJD_WINDOW_LIMITS.min} to ${SJD_WINDOW_LIMITS.max} draft tokens per run (got ${String(w)})`);
     }
+    s.sjd = { window: w };
+  } else {
+    delete s.sjd;
   }
   return s;
 }

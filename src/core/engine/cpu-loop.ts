@@ -3,25 +3,31 @@
 import type { LmSpec } from '../model-spec.ts';
 import { LmRunner } from '../convert/lm/session-io.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
+import { runCpuSjd } from './cpu-sjd.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
 import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 export class CpuTokenLoop implements TokenLoop {
   private readonly runner: LmRunner;
   private readonly sampler: CpuSampler;
+  readonly supportsSjd = true;
 
   constructor(
-    ort: OrtModule,
+    private readonly ort: OrtModule,
     private readonly session: InferenceSession,
     private readonly spec: LmSpec,
     readonly capacity: number,
-    options: { preallocateOutputs: boolean },
+    private readonly options: { preallocateOutputs: boolean },
   ) {
     this.runner = new LmRunner(ort, session, spec, { capacity, preallocateOutputs: options.preallocateOutputs });
     this.sampler = new CpuSampler(spec.visualCount);
   }
 
   async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
+    if (req.sjd) {
+      const opts = { capacity: this.capacity, preallocateOutputs: this.options.preallocateOutputs };
+      return runCpuSjd(this.ort, this.session, this.spec, this.sampler, opts, req, req.sjd);
+    }
     const V = this.spec.visualCount;
     const codes = new Int32Array(req.steps);
     const t0 = performance.now();

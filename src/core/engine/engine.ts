@@ -6,6 +6,7 @@ import { encodePrompt } from '../prompt.ts';
 import { latentSide, resolveSettings, type GenerationSettings } from '../settings.ts';
 import { SimpleARError } from '../errors.ts';
 import { randomSeed, stepUniforms } from '../sampling/prng.ts';
+import { sjdUniforms } from '../sampling/jacobi.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
 import { throwIfAborted, type TokenLoop } from './token-loop.ts';
 import type {
@@ -52,6 +53,13 @@ export class SimpleAREngine implements Engine {
     if (side > maxSide) {
       throw new SimpleARError('InvalidSettings', `size: at most ${maxSide * 16} px on this engine (got ${settings.size})`, { field: 'size' });
     }
+    if (settings.sjd && !this.parts.loop.supportsSjd) {
+      throw new SimpleARError(
+        'InvalidSettings',
+        `sjd: speculative Jacobi decoding is not available on the ${this.backend} backend yet; turn it off, or use the cpu or wasm backend`,
+        { field: 'sjd' },
+      );
+    }
     const prompts = encodePrompt(this.parts.tokenizer, settings.prompt, {
       negative: settings.negativePrompt,
       maxTokens: this.parts.maxPromptTokens ?? MAX_PROMPT_TOKENS,
@@ -82,6 +90,7 @@ export class SimpleAREngine implements Engine {
       rowLength: side,
       sampling: settings,
       uniforms: stepUniforms(settings.seed, steps),
+      ...(settings.sjd ? { sjd: { window: settings.sjd.window, uniforms: sjdUniforms(settings.seed) } } : {}),
       signal,
       onPrefilled: () => {
         decodeStart = performance.now();
@@ -123,6 +132,7 @@ export class SimpleAREngine implements Engine {
         steadyStateAllocations: loop.steadyStateAllocations,
         acceptedPerRun: loop.acceptedPerRun,
         graphCapture: loop.graphCapture,
+        ...(loop.sjd ? { sjd: loop.sjd } : {}),
       },
     };
   }

@@ -2,6 +2,15 @@
 // token (or per speculative window), sampling with the step's uniform. Backends: CPU (this file's
 // CpuTokenLoop, any ORT CPU/wasm session) and WebGPU (webgpu-loop.ts, GPU-resident).
 import type { SamplingParams } from '../sampling/sampler.ts';
+import type { SjdUniforms } from '../sampling/jacobi.ts';
+
+/** Speculative Jacobi decoding for one generation (sampling/jacobi.ts). */
+export interface SjdLoopOptions {
+  /** Drafts verified per window run. */
+  window: number;
+  /** The draft / acceptance / emission draws, from the seed. */
+  uniforms: SjdUniforms;
+}
 
 export interface TokenLoopRequest {
   cond: readonly number[];
@@ -13,6 +22,8 @@ export interface TokenLoopRequest {
   sampling: SamplingParams;
   /** One uniform per step, from the seed. */
   uniforms: Float32Array;
+  /** Decode with speculative Jacobi decoding instead of one token per run. */
+  sjd?: SjdLoopOptions;
   signal?: AbortSignal;
   /** Called after each completed row (and at the end) with the codes so far. */
   onRow?: (codes: Int32Array, count: number) => void;
@@ -31,9 +42,25 @@ export interface TokenLoopResult {
   steadyStateAllocations: number;
   graphCapture: boolean;
   acceptedPerRun: number;
+  /** Present for an SJD generation. */
+  sjd?: SjdStats;
+}
+
+export interface SjdStats {
+  window: number;
+  /** Window verifications; each is one LM session.run per CFG stream (see sessionRuns). */
+  iterations: number;
+  /** LM session.run calls of the SJD decode loop. */
+  sessionRuns: number;
+  draftsProposed: number;
+  draftsAccepted: number;
+  /** Tokens emitted per window verification (1 … window + 1). */
+  acceptedPerRun: number;
 }
 
 export interface TokenLoop {
+  /** Whether run() implements request.sjd (the engine rejects sjd up front where it does not). */
+  readonly supportsSjd: boolean;
   run(request: TokenLoopRequest): Promise<TokenLoopResult>;
   dispose(): Promise<void>;
 }

@@ -1,6 +1,9 @@
 // The one engine API: the Node CLI, the tests and the worker drive the same `Engine`; the page
 // holds a client with the same shape over Comlink.
 import type { GenerationSettings } from '../settings.ts';
+import type { SjdStats } from './token-loop.ts';
+
+export type { SjdStats };
 
 export type GenerationPhase = 'prefill' | 'decode' | 'vq-decode';
 
@@ -43,8 +46,13 @@ export interface GenerationStats {
   readbacks: number;
   /** GPU buffers created during the decode loop after its warm-up (the first row). */
   steadyStateAllocations: number;
-  /** Tokens accepted per LM run in the decode loop (1 without speculative decoding). */
+  /**
+   * Tokens emitted per LM run in the decode loop: 1 without speculative decoding; with SJD, per
+   * window verification (`runs` then counts verifications; sjd.sessionRuns the session calls).
+   */
   acceptedPerRun: number;
+  /** Speculative Jacobi decoding figures, when it was on. */
+  sjd?: SjdStats;
   /** Graph capture in use for decode steps. */
   graphCapture: boolean;
 }

@@ -39,6 +39,8 @@ export interface WebGpuLoopOptions {
 }
 
 export class WebGpuTokenLoop implements TokenLoop {
+  /** SJD is CPU-only for now: the engine rejects it for this backend with InvalidSettings. */
+  readonly supportsSjd = false;
   private readonly buffers: GPUBuffer[] = [];
   private readonly Tensor: GpuTensorFactory;
   private readonly cache: Record<string, Tensor> = {};

@@ -55,6 +55,31 @@ export class CpuSampler {
    * `u` is this step's uniform in [0, 1). Returns an index in [0, vocab).
    */
   sample(cond: Float32Array, uncond: Float32Array, p: SamplingParams, u: number): number {
+    const weighed = this.weigh(cond, uncond, p);
+    return weighed.greedy !== undefined ? weighed.greedy : this.draw(weighed.floor, u);
+  }
+
+  /**
+   * The distribution `sample` draws from, normalised into `out` (length vocab): the kept
+   * weights over their total; temperature 0 gives a point mass on the argmax. Speculative
+   * decoding verifies drafts against exactly this.
+   */
+  probabilities(cond: Float32Array, uncond: Float32Array, p: SamplingParams, out: Float32Array): Float32Array {
+    const weighed = this.weigh(cond, uncond, p);
+    if (weighed.greedy !== undefined) {
+      out.fill(0);
+      out[weighed.greedy] = 1;
+      return out;
+    }
+    const { weights: w, vocab: V } = this;
+    const floor = weighed.floor;
+    const total = this.massAbove(floor);
+    for (let i = 0; i < V; i++) out[i] = w[i]! >= floor && w[i]! > 0 ? w[i]! / total : 0;
+    return out;
+  }
+
+  /** CFG, temperature, top-k and top-p into `weights`; the nucleus floor (or the greedy pick). */
+  private weigh(cond: Float32Array, uncond: Float32Array, p: SamplingParams): { floor: number; greedy?: number } {
     const { scores: s, vocab: V } = this;
     const cfg = f(p.cfg);
     for (let i = 0; i < V; i++) {
@@ -62,7 +87,7 @@ export class CpuSampler {
       const n = uncond[i]!;
       s[i] = f(n + f(cfg * f(c - n)));
     }
-    if (p.temperature === 0) return argmax(s);
+    if (p.temperature === 0) return { floor: 0, greedy: argmax(s) };
     const invT = f(1 / p.temperature);
     let max = -Infinity;
     for (let i = 0; i < V; i++) {
@@ -72,8 +97,7 @@ export class CpuSampler {
     const kMin = p.topK < V ? this.kthLargestKey(Math.max(1, Math.floor(p.topK))) : 0;
     const w = this.weights;
     for (let i = 0; i < V; i++) w[i] = floatKey(s[i]!) >= kMin ? f(Math.exp(f(s[i]! - max))) : 0;
-    const floor = p.topP < 1 ? this.nucleusFloor(f(p.topP)) : 0;
-    return this.draw(floor, u);
+    return { floor: p.topP < 1 ? this.nucleusFloor(f(p.topP)) : 0 };
   }
 
   /** Sum of weights >= floor, in the GPU's order. */

@@ -192,6 +192,30 @@ export class LmRunner {
     return out;
   }
 
+  /**
+   * Batch 1: runs `tokens` after the cached prefix WITHOUT counting them as prefix; logits
+   * [S * visualCount], one row per token. `advance` then keeps the first tokens of the window;
+   * the cache entries of the others are overwritten by the next run (speculative decoding).
+   */
+  async runWindow(tokens: readonly number[]): Promise<Float32Array> {
+    if (this.cache.batch !== 1) throw new Error('runWindow: batch-1 runners only (GQA rejects multi-token calls after a cache for B > 1)');
+    const L = this.lengths[0]!;
+    const S = tokens.length;
+    return this.run({
+      input_ids: Int32Array.from(tokens),
+      seqlens_k: Int32Array.of(L + S - 1),
+      total_sequence_length: L + S,
+      logits_index: Int32Array.from({ length: S }, (_, i) => i),
+      seq: S,
+      rows: S,
+    });
+  }
+
+  /** Counts the first `count` tokens of the latest runWindow as cached prefix. */
+  advance(count: number): void {
+    this.lengths[0]! += count;
+  }
+
   /** Appends one token per row; logits [B * visualCount]. */
   async step(tokens: readonly number[]): Promise<Float32Array> {
     const logits = await this.run(decodeFeeds(tokens, this.lengths));
