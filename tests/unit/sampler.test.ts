@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CpuSampler, type SamplingParams } from '../../src/core/sampling/sampler.ts';
 import { Pcg32, stepUniforms } from '../../src/core/sampling/prng.ts';
+import { chiSquare, chiSquareCritical } from '../helpers/chi-square.ts';
 
 /** The target distribution, computed independently in float64 the way the reference does it (sort-based). */
 function expectedDistribution(c: Float32Array, n: Float32Array, p: SamplingParams): Float64Array {
@@ -38,36 +39,6 @@ function randomLogits(rng: Pcg32, V: number, scale: number): Float32Array {
   return out;
 }
 
-/** Pearson chi-square over cells with expected count >= 5 (rarer cells pooled). */
-function chiSquare(counts: Float64Array, probs: Float64Array, N: number): { stat: number; dof: number } {
-  let stat = 0;
-  let dof = -1;
-  let pooledObs = 0;
-  let pooledExp = 0;
-  for (let i = 0; i < probs.length; i++) {
-    const e = probs[i]! * N;
-    if (e >= 5) {
-      stat += (counts[i]! - e) ** 2 / e;
-      dof++;
-    } else {
-      pooledObs += counts[i]!;
-      pooledExp += e;
-    }
-  }
-  if (pooledExp > 0) {
-    stat += (pooledObs - pooledExp) ** 2 / Math.max(pooledExp, 1e-12);
-    dof++;
-  }
-  return { stat, dof };
-}
-
-/** Upper critical value of chi-square at significance 1e-6 (Wilson–Hilferty approximation). */
-function chiSquareCritical(dof: number): number {
-  const z = 4.753; // one-sided normal quantile for 1e-6
-  const a = 2 / (9 * dof);
-  return dof * (1 - a + z * Math.sqrt(a)) ** 3;
-}
-
 describe('CpuSampler', () => {
   const V = 200;
   const rng = new Pcg32(7);
@@ -96,6 +67,26 @@ describe('CpuSampler', () => {
       expect(stat).toBeLessThan(chiSquareCritical(dof));
     });
   }
+
+  it('probabilities() is the distribution sample() draws from (what SJD verifies against)', () => {
+    const sampler = new CpuSampler(V);
+    const out = new Float32Array(V);
+    for (const [, params] of cases) {
+      const probs = expectedDistribution(cond, uncond, params);
+      sampler.probabilities(cond, uncond, params, out);
+      let sum = 0;
+      for (let i = 0; i < V; i++) {
+        sum += out[i]!;
+        expect(out[i]! > 0, `support of token ${i}`).toBe(probs[i]! > 0);
+        expect(Math.abs(out[i]! - probs[i]!)).toBeLessThan(1e-5);
+      }
+      expect(Math.abs(sum - 1)).toBeLessThan(1e-5);
+    }
+    const greedy = sampler.sample(cond, uncond, { cfg: 3, temperature: 0, topK: V, topP: 1 }, 0.5);
+    sampler.probabilities(cond, uncond, { cfg: 3, temperature: 0, topK: V, topP: 1 }, out);
+    expect(out[greedy]).toBe(1);
+    expect(out.reduce((a, b) => a + b, 0)).toBe(1);
+  });
 
   it('detects a wrong distribution (the test has power)', () => {
     const sampler = new CpuSampler(V);

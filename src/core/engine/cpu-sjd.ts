@@ -75,6 +75,7 @@ export async function runCpuSjd(
     window: sjd.window,
     verifier,
     uniforms: sjd.uniforms,
+    ...(sjd.rule ? { rule: sjd.rule } : {}),
     checkpoint: () => throwIfAborted(req.signal),
     onTokens: (codes, count) => {
       // One report per completed row (an iteration may complete several, or none).

@@ -2,7 +2,7 @@
 // token (or per speculative window), sampling with the step's uniform. Backends: CPU (this file's
 // CpuTokenLoop, any ORT CPU/wasm session) and WebGPU (webgpu-loop.ts, GPU-resident).
 import type { SamplingParams } from '../sampling/sampler.ts';
-import type { SjdUniforms } from '../sampling/jacobi.ts';
+import type { AcceptRule, SjdUniforms } from '../sampling/jacobi.ts';
 
 /** Speculative Jacobi decoding for one generation (sampling/jacobi.ts). */
 export interface SjdLoopOptions {
@@ -10,6 +10,8 @@ export interface SjdLoopOptions {
   window: number;
   /** The draft / acceptance / emission draws, from the seed. */
   uniforms: SjdUniforms;
+  /** Tests only (the biased reference rule as a negative control); the engine never sets it. */
+  rule?: AcceptRule;
 }
 
 export interface TokenLoopRequest {
