@@ -1,0 +1,46 @@
+// Past images, kept in IndexedDB across reloads: the PNG (settings inside it too), the settings,
+// the time taken and the model. Its own database, apart from the model store's.
+import { createStore, del, entries, get, set, type UseStore } from 'idb-keyval';
+import type { GenerationTimings } from '../core/engine/types.ts';
+import type { GenerationSettings } from '../core/settings.ts';
+
+export interface GalleryEntry {
+  id: string;
+  /** ms since the epoch. */
+  createdAt: number;
+  png: Blob;
+  width: number;
+  height: number;
+  settings: GenerationSettings;
+  timings: GenerationTimings;
+  model: string;
+  backend: string;
+}
+
+export class GalleryStore {
+  readonly #store: UseStore;
+
+  constructor(databaseName = 'simplear-gallery') {
+    this.#store = createStore(databaseName, 'images');
+  }
+
+  async add(entry: Omit<GalleryEntry, 'id'>): Promise<GalleryEntry> {
+    const full = { ...entry, id: `${entry.createdAt.toString(36)}-${entry.settings.seed.toString(36)}` };
+    await set(full.id, full, this.#store);
+    return full;
+  }
+
+  /** Newest first. */
+  async list(): Promise<GalleryEntry[]> {
+    const all = await entries<string, GalleryEntry>(this.#store);
+    return all.map(([, e]) => e).sort((a, b) => b.createdAt - a.createdAt);
+  }
+
+  get(id: string): Promise<GalleryEntry | undefined> {
+    return get<GalleryEntry>(id, this.#store);
+  }
+
+  delete(id: string): Promise<void> {
+    return del(id, this.#store);
+  }
+}

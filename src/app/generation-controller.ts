@@ -1,0 +1,178 @@
+// The generation screen: the form, the progress, the image forming row by row, the result.
+// Runs one generation at a time through the client; cancel is cooperative (the worker stops
+// within a step and stays ready). A lost GPU or an out-of-memory error is explained, the model
+// is loaded again from storage, and the next Generate works.
+import type { EngineClient, GenerationResult, PreparedModelInfo } from '../client/engine-client.ts';
+import { SimpleARError } from '../core/errors.ts';
+import type { GenerationSettings } from '../core/settings.ts';
+import { estimateText, measureSpeed } from './cpu-estimate.ts';
+import { h, messageOf } from './dom.ts';
+import { formatDuration } from './format.ts';
+import type { GalleryEntry, GalleryStore } from './gallery-store.ts';
+import { GenerateForm } from './generate-form.ts';
+import { encodeImagePng, pngBlob } from './image-export.ts';
+import { PreviewCanvas } from './preview-canvas.ts';
+import { describeGeneration } from './progress-text.ts';
+import { ProgressView } from './progress-view.ts';
+import { ResultView } from './result-view.ts';
+import type { StatusLine } from './status-line.ts';
+
+export interface GenerationHandlers {
+  /** The GPU was lost or ran out of memory: load the model again (from storage). */
+  onDeviceLost(): Promise<void>;
+  onSaved(entry: GalleryEntry): void;
+}
+
+const isAbort = (e: unknown) => (e instanceof DOMException || e instanceof Error) && (e.name === 'AbortError' || (e instanceof SimpleARError && e.code === 'Aborted'));
+
+export class GenerationController {
+  readonly element: HTMLElement;
+  readonly #form: GenerateForm;
+  readonly #progress = new ProgressView('Generation progress');
+  readonly #preview = new PreviewCanvas();
+  readonly #result: ResultView;
+  readonly #notice: HTMLElement;
+  #model: PreparedModelInfo | undefined;
+  #running: AbortController | undefined;
+
+  constructor(
+    private readonly client: EngineClient,
+    private readonly gallery: GalleryStore,
+    private readonly status: StatusLine,
+    private readonly handlers: GenerationHandlers,
+  ) {
+    this.#form = new GenerateForm({ onGenerate: (s) => void this.generate(s), onCancel: () => this.cancel() });
+    this.#result = new ResultView({ onRerun: (s) => this.rerun(s) });
+    this.#notice = h('p', { class: 'engine-notice', hidden: true });
+    this.element = h('section', { id: 'create', class: 'panel', 'aria-labelledby': 'create-title' },
+      h('h2', { id: 'create-title' }, 'Create'),
+      this.#notice,
+      this.#form.element,
+      this.#progress.element,
+      this.#preview.element,
+      this.#result.element);
+    this.#form.setReady(false);
+  }
+
+  get busy(): boolean {
+    return this.#running !== undefined;
+  }
+
+  async modelReady(info: PreparedModelInfo): Promise<void> {
+    this.#model = info;
+    this.#preview.setColourMap(info.preview);
+    this.#form.setReady(true);
+    this.status.show(`Ready: type a prompt and press Generate.`, 'ok');
+    if (info.backend !== 'webgpu') await this.#measureCpu();
+  }
+
+  modelGone(): void {
+    this.#model = undefined;
+    this.#form.setReady(false);
+  }
+
+  cancel(): void {
+    this.#running?.abort();
+  }
+
+  rerun(settings: GenerationSettings): void {
+    this.#form.fill(settings);
+    if (this.#model && !this.#running) void this.generate(settings);
+  }
+
+  async open(entry: GalleryEntry): Promise<void> {
+    this.#form.fill(entry.settings);
+    await this.#preview.showBlob(entry.png, entry.settings.prompt);
+    this.#result.show({ png: entry.png, settings: entry.settings, timings: entry.timings, model: entry.model, backend: entry.backend });
+    this.#preview.element.scrollIntoView({ block: 'nearest' });
+  }
+
+  async generate(settings: GenerationSettings): Promise<void> {
+    if (!this.#model || this.#running) return;
+    const running = new AbortController();
+    this.#running = running;
+    this.#form.setBusy(true);
+    this.#result.hide();
+    this.#preview.start(settings.size / 16);
+    this.status.show('Generating…', 'busy');
+    try {
+      const result = await this.client.generate(settings, {
+        signal: running.signal,
+        onProgress: (p) => {
+          if (running.signal.aborted) return;
+          this.#progress.show(describeGeneration(p));
+          if (p.codes) this.#preview.paint(p.codes, p.codes.length);
+        },
+      });
+      await this.#finish(result);
+    } catch (e) {
+      await this.#failed(e, running.signal.aborted);
+    } finally {
+      this.#running = undefined;
+      this.#progress.hide();
+      this.#form.setBusy(false);
+    }
+  }
+
+  async #finish(r: GenerationResult): Promise<void> {
+    this.#preview.showImage(r.rgba, r.width, r.height, r.settings.prompt);
+    const png = pngBlob(encodeImagePng(r.rgba, r.width, r.height, r.settings, r.model));
+    const shown = { png, settings: r.settings, timings: r.timings, model: r.model, backend: r.stats.backend };
+    this.#result.show(shown);
+    this.status.show(`Done in ${formatDuration(r.timings.totalMs)} (seed ${r.settings.seed}).`, 'ok');
+    try {
+      const entry = await this.gallery.add({ ...shown, backend: r.stats.backend, width: r.width, height: r.height, createdAt: Date.now() });
+      this.handlers.onSaved(entry);
+    } catch (e) {
+      this.status.show(`Done, but the image could not be kept in the gallery: ${messageOf(e)}`, 'warning');
+    }
+  }
+
+  async #failed(e: unknown, cancelled: boolean): Promise<void> {
+    if (cancelled || isAbort(e)) {
+      this.#preview.stop('Cancelled');
+      this.status.show('Cancelled. The engine is ready for the next image.', 'info');
+      return;
+    }
+    this.#preview.stop('Failed');
+    if (e instanceof SimpleARError && (e.code === 'InvalidSettings' || e.code === 'PromptTooLong') && this.#form.showError(e)) {
+      this.status.show('Please check the highlighted setting.', 'warning');
+      return;
+    }
+    if (e instanceof SimpleARError && (e.code === 'DeviceLost' || e.code === 'GpuOutOfMemory')) {
+      const what = e.code === 'DeviceLost' ? 'The GPU stopped responding (device lost).' : 'The GPU ran out of memory.';
+      const advice = e.code === 'GpuOutOfMemory' ? ' A smaller size needs less memory; closing other GPU-heavy tabs helps too.' : '';
+      this.status.show(`${what} ${e.message} Loading the model again from this browser’s storage…`, 'error');
+      this.modelGone();
+      try {
+        await this.handlers.onDeviceLost();
+        this.status.show(`${what} The engine was restarted: press Generate to try again.${advice}`, 'warning');
+      } catch (again) {
+        this.status.show(`${what} The engine could not be restarted: ${messageOf(again)}. Reload the page to try again.`, 'error');
+      }
+      return;
+    }
+    this.status.show(`The image could not be generated: ${messageOf(e)}`, 'error');
+  }
+
+  /** No WebGPU: measure this device's CPU speed with a tiny image and show honest estimates. */
+  async #measureCpu(): Promise<void> {
+    this.#notice.hidden = false;
+    this.#notice.textContent = 'No WebGPU: images are made on the CPU. Measuring this device’s speed with a 4 × 4-token test image…';
+    this.#form.setReady(false);
+    const running = new AbortController();
+    this.#running = running;
+    this.#form.setBusy(true);
+    try {
+      this.#notice.textContent = `No WebGPU: images are made on the CPU. ${estimateText(await measureSpeed(this.client, running.signal))}`;
+    } catch (e) {
+      this.#notice.textContent = running.signal.aborted
+        ? 'No WebGPU: images are made on the CPU, much more slowly than on a GPU (the speed test was cancelled).'
+        : `No WebGPU, and the CPU engine failed its speed test: ${messageOf(e)}. This browser cannot generate images here.`;
+    } finally {
+      this.#running = undefined;
+      this.#form.setBusy(false);
+      this.#form.setReady(this.#model !== undefined);
+    }
+  }
+}

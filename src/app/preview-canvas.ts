@@ -1,0 +1,84 @@
+// The image area: tokens painted as they arrive (one pixel per token, scaled up by CSS), then
+// the decoded image. Reusable (no global state). The colours come from the model's fitted
+// preview map (src/core/preview.ts); a model without one gets a rough fixed map, and says so.
+import { paintTokens, previewPalette, type PreviewMap } from '../core/preview.ts';
+import { h } from './dom.ts';
+
+/** FSQ channels 0–2 straight to R, G, B: structure without the model's real colours. */
+const ROUGH_MAP: PreviewMap = [96, 0, 0, 0, 0, 0, 128, 0, 96, 0, 0, 0, 0, 128, 0, 0, 96, 0, 0, 0, 128];
+
+export type CanvasState = 'empty' | 'preview' | 'image';
+
+export class PreviewCanvas {
+  readonly element: HTMLElement;
+  readonly canvas: HTMLCanvasElement;
+  readonly #caption: HTMLElement;
+  #palette: Uint8ClampedArray | undefined;
+  #fitted = false;
+  #pixels: ImageData | undefined;
+
+  constructor() {
+    this.canvas = h('canvas', { class: 'stage-canvas', width: 1, height: 1, role: 'img', 'aria-label': 'No image yet' });
+    this.#caption = h('p', { class: 'stage-caption' });
+    this.element = h('figure', { class: 'stage', 'data-state': 'empty' }, this.canvas, this.#caption);
+  }
+
+  get state(): CanvasState {
+    return this.element.dataset.state as CanvasState;
+  }
+
+  /** The colour map of the loaded model (undefined: none fitted). */
+  setColourMap(map: PreviewMap | undefined): void {
+    this.#fitted = map !== undefined;
+    this.#palette = previewPalette(map ?? ROUGH_MAP);
+  }
+
+  /** Starts a live preview of a side × side token grid. */
+  start(side: number): void {
+    this.#palette ??= previewPalette(ROUGH_MAP);
+    this.canvas.width = side;
+    this.canvas.height = side;
+    this.#pixels = new ImageData(side, side);
+    this.#setState('preview', 'Image forming, row by row', this.#fitted ? 'Live preview' : 'Live preview (rough colours: this model has no fitted colour map)');
+    this.canvas.getContext('2d')!.clearRect(0, 0, side, side);
+  }
+
+  /** Paints the first `count` codes (raster order). */
+  paint(codes: ArrayLike<number>, count: number): void {
+    if (!this.#pixels || !this.#palette) return;
+    paintTokens(codes, Math.min(count, this.#pixels.width * this.#pixels.height), this.#palette, this.#pixels.data);
+    this.canvas.getContext('2d')!.putImageData(this.#pixels, 0, 0);
+  }
+
+  /** Shows a decoded image (RGBA bytes). */
+  showImage(rgba: Uint8Array, width: number, height: number, description: string): void {
+    this.canvas.width = width;
+    this.canvas.height = height;
+    const data = new ImageData(new Uint8ClampedArray(rgba.buffer as ArrayBuffer, rgba.byteOffset, rgba.byteLength).slice(), width, height);
+    this.canvas.getContext('2d')!.putImageData(data, 0, 0);
+    this.#pixels = undefined;
+    this.#setState('image', description, '');
+  }
+
+  /** Shows a stored image (a PNG from the gallery). */
+  async showBlob(png: Blob, description: string): Promise<void> {
+    const bitmap = await createImageBitmap(png);
+    this.canvas.width = bitmap.width;
+    this.canvas.height = bitmap.height;
+    this.canvas.getContext('2d')!.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    this.#pixels = undefined;
+    this.#setState('image', description, '');
+  }
+
+  /** Leaves a cancelled or failed preview on screen but marks it as such. */
+  stop(caption: string): void {
+    if (this.state === 'preview') this.#caption.textContent = caption;
+  }
+
+  #setState(state: CanvasState, label: string, caption: string): void {
+    this.element.dataset.state = state;
+    this.canvas.setAttribute('aria-label', label);
+    this.#caption.textContent = caption;
+  }
+}

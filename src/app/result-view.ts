@@ -1,0 +1,73 @@
+// What is known about the image on screen: its settings (the seed always), the time it took, and
+// what to do with it: download as PNG (settings inside), copy the settings, re-run them.
+import type { GenerationSettings } from '../core/settings.ts';
+import type { GenerationTimings } from '../core/engine/types.ts';
+import { h } from './dom.ts';
+import { formatDuration } from './format.ts';
+import { imageFileName, settingsJson } from './image-export.ts';
+
+export interface ShownImage {
+  png: Blob;
+  settings: GenerationSettings;
+  timings: GenerationTimings;
+  model: string;
+  backend?: string;
+}
+
+export interface ResultViewHandlers {
+  onRerun(settings: GenerationSettings): void;
+}
+
+export class ResultView {
+  readonly element: HTMLElement;
+  readonly #facts: HTMLElement;
+  readonly #download: HTMLAnchorElement;
+  readonly #copied: HTMLElement;
+  #url: string | undefined;
+  #shown: ShownImage | undefined;
+
+  constructor(handlers: ResultViewHandlers) {
+    this.#facts = h('dl', { class: 'result-facts' });
+    this.#download = h('a', { class: 'button download', href: '#' }, 'Download PNG');
+    this.#copied = h('span', { class: 'copied', role: 'status' });
+    const copy = h('button', { type: 'button', class: 'copy-settings secondary', onclick: () => void this.#copy() }, 'Copy settings');
+    const rerun = h('button', { type: 'button', class: 'rerun secondary', onclick: () => this.#shown && handlers.onRerun(this.#shown.settings) }, 'Re-run');
+    this.element = h('section', { class: 'result', hidden: true, 'aria-label': 'The image’s settings' },
+      this.#facts, h('div', { class: 'actions' }, this.#download, copy, rerun, this.#copied));
+  }
+
+  show(image: ShownImage): void {
+    this.#shown = image;
+    if (this.#url) URL.revokeObjectURL(this.#url);
+    this.#url = URL.createObjectURL(image.png);
+    this.#download.href = this.#url;
+    this.#download.download = imageFileName(image.settings);
+    const s = image.settings;
+    const rows: [string, string, string][] = [
+      ['prompt', 'Prompt', s.prompt],
+      ['seed', 'Seed', String(s.seed)],
+      ['size', 'Size', `${s.size} × ${s.size}`],
+      ['sampling', 'Sampling', `CFG ${s.cfg}, temperature ${s.temperature}, top-k ${s.topK}, top-p ${s.topP}${s.sjd ? `, SJD window ${s.sjd.window}` : ''}`],
+      ['negative', 'Negative prompt', s.negativePrompt ?? 'SimpleAR’s default'],
+      ['time', 'Time taken', `${formatDuration(image.timings.totalMs)} (prompt ${formatDuration(image.timings.prefillMs)}, tokens ${formatDuration(image.timings.decodeMs)}, pixels ${formatDuration(image.timings.vqMs)})`],
+      ['model', 'Model', `${image.model}${image.backend ? ` on ${image.backend}` : ''}`],
+    ];
+    this.#facts.replaceChildren(...rows.map(([key, label, value]) => h('div', { 'data-result': key }, h('dt', {}, label), h('dd', {}, value))));
+    this.#copied.textContent = '';
+    this.element.hidden = false;
+  }
+
+  hide(): void {
+    this.element.hidden = true;
+  }
+
+  async #copy(): Promise<void> {
+    if (!this.#shown) return;
+    try {
+      await navigator.clipboard.writeText(settingsJson(this.#shown.settings, this.#shown.model));
+      this.#copied.textContent = 'Settings copied.';
+    } catch {
+      this.#copied.textContent = 'The browser did not allow copying.';
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// The page's pure logic: which models a device is offered, the URL sources, the progress texts,
+// the CPU time estimate, and the PNG a person downloads.
+import { describe, expect, test } from 'vitest';
+import type { DeviceFacts } from '../../src/core/device.ts';
+import { CATALOG, largestWeightBytes, optionsFromUrl, sourceFromUrl, suitability } from '../../src/app/model-catalog.ts';
+import { describeGeneration, describePrepare } from '../../src/app/progress-text.ts';
+import { estimateMs, estimateText } from '../../src/app/cpu-estimate.ts';
+import { encodeImagePng, imageFileName } from '../../src/app/image-export.ts';
+import { formatDuration, formatRate } from '../../src/app/format.ts';
+import { decodePng } from '../../src/core/image/png.ts';
+import { resolveSettings } from '../../src/core/settings.ts';
+
+function gpu(limit: number): DeviceFacts {
+  return {
+    ok: true,
+    adapter: { vendor: 'x', architecture: 'y', device: '', description: '', isFallbackAdapter: false },
+    features: { shaderF16: true, subgroups: true, timestampQuery: false, all: [] },
+    limits: {
+      maxBufferSize: limit,
+      maxStorageBufferBindingSize: limit,
+      maxStorageBuffersPerShaderStage: 10,
+      maxComputeWorkgroupStorageSize: 32768,
+      maxComputeInvocationsPerWorkgroup: 1024,
+      maxComputeWorkgroupSizeX: 1024,
+      maxComputeWorkgroupsPerDimension: 65535,
+    },
+    environment: { crossOriginIsolated: true, secureContext: true, hardwareConcurrency: 8 },
+  };
+}
+const noGpu: DeviceFacts = {
+  ok: false,
+  code: 'WebGPUUnavailable',
+  reason: 'no-adapter',
+  message: 'none',
+  environment: { crossOriginIsolated: true, secureContext: true, hardwareConcurrency: 8 },
+};
+const byId = (id: string) => CATALOG.find((e) => e.id === id)!;
+
+describe('model catalog', () => {
+  test('the 1.5B models are offered only when their largest weight fits one binding, and the reason is given', () => {
+    const big = byId('simplear-1.5b-rl');
+    const small = byId('simplear-0.5b-rl');
+    const between = Math.floor((largestWeightBytes(small) + largestWeightBytes(big)) / 2);
+    expect(suitability(small, gpu(between), 16)).toEqual({ ok: true });
+    const refused = suitability(big, gpu(between), 16);
+    expect(refused.ok).toBe(false);
+    expect(!refused.ok && refused.reason).toMatch(/largest weight .* exceeds this GPU’s buffer limit/);
+    expect(suitability(big, gpu(2 ** 31), 16)).toEqual({ ok: true });
+    expect(suitability(big, gpu(2 ** 31), 4).ok).toBe(false);
+    expect(suitability(big, noGpu).ok).toBe(false);
+    expect(suitability(small, noGpu).ok).toBe(true);
+  });
+
+  test('?model=&vq= and ?bundle= name mirrors (relative URLs resolved, folders end in /); bad ones explain', () => {
+    const base = 'http://localhost:4173/app/';
+    const original = sourceFromUrl(new URLSearchParams('model=http://m.test/a&vq=../vq'), base);
+    expect(original).toMatchObject({ source: { kind: 'original', model: 'http://m.test/a/', vq: 'http://localhost:4173/vq/' } });
+    expect(sourceFromUrl(new URLSearchParams('bundle=b1'), base)).toMatchObject({ source: { kind: 'bundle', url: 'http://localhost:4173/app/b1/' } });
+    expect(sourceFromUrl(new URLSearchParams(''), base)).toBeNull();
+    expect(sourceFromUrl(new URLSearchParams('model=ftp://x'), base)).toMatchObject({ error: expect.stringMatching(/http\(s\)/) });
+    expect(optionsFromUrl(new URLSearchParams('weights=f32&decoder=f32'))).toMatchObject({ weights: 'f32', decoderDtype: 'f32' });
+    expect(optionsFromUrl(new URLSearchParams('weights=bogus')).weights).toBeUndefined();
+  });
+});
+
+describe('progress texts', () => {
+  test('download: bytes of total, percent, speed and ETA as measured', () => {
+    const r = describePrepare({ phase: 'download', bytes: 3 * 2 ** 20, totalBytes: 12 * 2 ** 20, fetchedBytes: 2 ** 20, bytesPerSecond: 2 ** 20, etaMs: 9000, file: 'model.safetensors' });
+    expect(r).toEqual({ title: 'Downloading model.safetensors', detail: '3 MiB of 12 MiB (25 %) · 1 MiB/s · about 9.0 s left', fraction: 0.25 });
+    expect(describePrepare({ phase: 'convert', step: 'decoder', done: 1, total: 4 }).fraction).toBe(0.25);
+  });
+
+  test('generation: rows, tokens/s and ETA; prompt and pixel phases have no fake fraction', () => {
+    const r = describeGeneration({ phase: 'decode', done: 40, total: 64, gridSide: 8, elapsedMs: 1000, tokensPerSecond: 40, etaMs: 600 });
+    expect(r).toEqual({ title: 'Drawing row 5 of 8', detail: '40 of 64 tokens · 40 tokens/s · about 0.6 s left', fraction: 0.625 });
+    expect(describeGeneration({ phase: 'prefill', done: 0, total: 1, gridSide: 8, elapsedMs: 10 }).fraction).toBeNull();
+  });
+
+  test('durations and rates read naturally', () => {
+    expect(formatDuration(185_000)).toBe('3 min 05 s');
+    expect(formatDuration(3_720_000)).toBe('1 h 02 min');
+    expect(formatRate(1536)).toBe('1.5 KiB/s');
+  });
+});
+
+test('the CPU estimate scales the measured probe and says it is a lower bound', () => {
+  const probe = { prefillMs: 2000, msPerToken: 500, tokens: 16 };
+  expect(estimateMs(probe, 1024)).toBe(2000 + 4096 * 500);
+  const text = estimateText(probe, [1024]);
+  expect(text).toContain('Measured on this device');
+  expect(text).toContain('500 ms per token (a 16-token test image)');
+  expect(text).toMatch(/1024 px \(4096 tokens\): at least 34 min 10 s/);
+  expect(text).toMatch(/expect more/);
+});
+
+test('the downloaded PNG carries the settings in its text chunks, and its name says what it is', () => {
+  const settings = resolveSettings({ prompt: 'A red fox, in the snow!', size: 32, seed: 77, cfg: 4.5 });
+  const rgba = new Uint8Array(2 * 2 * 4).map((_, i) => i * 7);
+  const png = decodePng(encodeImagePng(rgba, 2, 2, settings, 'tiny'));
+  expect(png.channels).toBe(3);
+  expect(Array.from(png.data)).toEqual(Array.from(rgba).filter((_, i) => i % 4 !== 3));
+  expect(png.text).toMatchObject({ prompt: 'A red fox, in the snow!', seed: '77', cfg: '4.5', size: '32x32', model: 'tiny', Software: 'simplear-web' });
+  expect(imageFileName(settings)).toBe('simplear-a-red-fox-in-the-snow-77.png');
+});
