@@ -1,6 +1,7 @@
 // A static file server for the built app (dist/): cross-origin isolation headers (COOP/COEP,
 // so wasm threads work), correct MIME types for .wasm/.mjs, HTTP Range requests (206) for
-// large model files, and nothing else. Used by `npm start` and by the browser tests.
+// large model files, the headers that let other sites embed the widget (embed.html, embed.js),
+// and nothing else. Used by `npm start` and by the browser tests.
 //
 //   tsx tools/serve.ts [dir=dist] [--port N] [--host H]      (PORT env also works)
 import { createReadStream } from 'node:fs';
@@ -42,6 +43,21 @@ export const ISOLATION_HEADERS: Record<string, string> = {
   'Cross-Origin-Resource-Policy': 'same-origin',
   'X-Content-Type-Options': 'nosniff',
 };
+
+/**
+ * Files other sites use: the widget page, which they frame (CORP cross-origin so even a
+ * cross-origin-isolated host may frame it; no X-Frame-Options anywhere), and the host library,
+ * which they import as a module script (a CORS request). Everything else stays same-origin.
+ */
+const SHARED_ACROSS_ORIGINS: Record<string, Record<string, string>> = {
+  '/embed.html': { 'Cross-Origin-Resource-Policy': 'cross-origin' },
+  '/embed.js': { 'Cross-Origin-Resource-Policy': 'cross-origin', 'Access-Control-Allow-Origin': '*' },
+};
+
+/** The headers every response for `pathname` carries. */
+export function baseHeadersFor(pathname: string): Record<string, string> {
+  return { ...ISOLATION_HEADERS, ...SHARED_ACROSS_ORIGINS[pathname] };
+}
 
 export function contentTypeOf(path: string): string {
   return MIME[extname(path).toLowerCase()] ?? 'application/octet-stream';
@@ -105,7 +121,7 @@ async function handle(root: string, req: IncomingMessage, res: ServerResponse): 
 
   const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
   const headers: Record<string, string | number> = {
-    ...ISOLATION_HEADERS,
+    ...baseHeadersFor(url.pathname),
     'Content-Type': contentTypeOf(path),
     'Accept-Ranges': 'bytes',
     'Last-Modified': info.mtime.toUTCString(),

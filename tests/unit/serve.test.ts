@@ -19,6 +19,8 @@ beforeAll(async () => {
   writeFileSync(join(root, 'assets', 'glue.mjs'), 'export {}');
   writeFileSync(join(root, 'assets', 'app.js'), 'console.log(1)');
   writeFileSync(join(root, 'empty.bin'), '');
+  writeFileSync(join(root, 'embed.html'), '<!doctype html><title>widget</title>');
+  writeFileSync(join(root, 'embed.js'), 'export const mount = () => {};');
   server = await startServer({ root, port: 0 });
 });
 
@@ -61,6 +63,24 @@ describe('startServer', () => {
     expect(mjs.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
     const js = await fetch(`http://127.0.0.1:${server.port}/assets/app.js`);
     expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+  });
+
+  test('other sites may frame embed.html and import embed.js; nothing else is shared or unframeable', async () => {
+    const base = `http://127.0.0.1:${server.port}`;
+    const widget = await fetch(`${base}/embed.html?origins=http://127.0.0.2:9`);
+    expect(widget.headers.get('cross-origin-resource-policy')).toBe('cross-origin');
+    expect(widget.headers.get('cross-origin-embedder-policy')).toBe('require-corp');
+    expect(widget.headers.get('access-control-allow-origin')).toBeNull();
+    const library = await fetch(`${base}/embed.js`, { headers: { Origin: 'http://127.0.0.2:9' } });
+    expect(library.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(library.headers.get('access-control-allow-origin')).toBe('*');
+    expect(library.headers.get('cross-origin-resource-policy')).toBe('cross-origin');
+    for (const path of ['/', '/index.html', '/assets/app.js']) {
+      const res = await fetch(`${base}${path}`);
+      expect(res.headers.get('cross-origin-resource-policy'), path).toBe('same-origin');
+      expect(res.headers.get('access-control-allow-origin'), path).toBeNull();
+      expect(res.headers.get('x-frame-options'), path).toBeNull();
+    }
   });
 
   test('answers byte ranges with 206 and the exact bytes', async () => {

@@ -1,0 +1,199 @@
+// embed.js: the host-side library. Mounts the SimpleAR widget (embed.html) in an iframe and
+// turns its postMessage protocol into promises and progress callbacks:
+//
+//   import { mount } from 'https://simplear.example/embed.js';
+//   const widget = mount(document.querySelector('#art'), { model: '…', vq: '…' });
+//   const { png, seed } = await widget.generate({ prompt: 'a red fox' }, { onProgress, signal });
+//
+// Built on its own into one self-contained ES module (vite.config.ts), served at /embed.js.
+import {
+  PROTOCOL_VERSION,
+  type GenerateParams,
+  type HostMessage,
+  type ProgressPhase,
+  type RequestId,
+  type WidgetCapabilities,
+  type WidgetMessage,
+} from './protocol.ts';
+
+export { PROTOCOL_VERSION } from './protocol.ts';
+export type { GenerateParams, ProgressPhase, WidgetCapabilities, WidgetStorage } from './protocol.ts';
+
+export interface MountOptions {
+  /** The widget page. Default: embed.html beside this script. */
+  src?: string | URL;
+  /** Model sources, as on the app's own page: `bundle`, or `model` + `vq` (base URLs). */
+  model?: string;
+  vq?: string;
+  bundle?: string;
+  /** LM weight format to prepare (default: the widget's, q4). */
+  weights?: 'q4' | 'q8' | 'f16' | 'f32';
+  /** VQ decoder precision (default: the widget's). */
+  decoder?: 'f16' | 'f32';
+  /** Defaults for requests that leave them out. */
+  defaults?: Partial<Pick<GenerateParams, 'size' | 'cfg' | 'temperature' | 'topK' | 'topP'>>;
+  /** Largest image side the engine is sized for (GPU memory grows with it). Default 1024. */
+  maxSize?: number;
+  theme?: 'auto' | 'light' | 'dark';
+  /** Hide the widget's own prompt box: only the host drives it. */
+  hidePrompt?: boolean;
+  /** CSS size of the iframe (default 100% × 420px). */
+  width?: string;
+  height?: string;
+  /** The iframe's accessible name. */
+  title?: string;
+  /** How long to wait for the widget's ready message (default 30 s). */
+  readyTimeoutMs?: number;
+}
+
+export interface GenerateOptions {
+  onProgress?: (progress: { phase: ProgressPhase; done: number; total: number }) => void;
+  /** Aborting sends `simplear:cancel`; the promise rejects with an EmbedError of code 'Aborted'. */
+  signal?: AbortSignal;
+}
+
+export interface EmbedResult {
+  /** image/png */
+  png: Blob;
+  seed: number;
+  width: number;
+  height: number;
+}
+
+export interface EmbeddedWidget {
+  readonly iframe: HTMLIFrameElement;
+  /** Resolves with the widget's capabilities once it has announced itself. */
+  readonly ready: Promise<WidgetCapabilities>;
+  generate(request: GenerateParams, options?: GenerateOptions): Promise<EmbedResult>;
+  /** Removes the iframe; pending requests reject with code 'Destroyed'. */
+  destroy(): void;
+}
+
+/** A failure reported by the widget (its `code`), or by this library ('NotReady', 'Destroyed', 'VersionMismatch'). */
+export class EmbedError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EmbedError';
+  }
+}
+
+interface Pending {
+  resolve(result: EmbedResult): void;
+  reject(error: EmbedError): void;
+  onProgress?: GenerateOptions['onProgress'];
+}
+
+function widgetUrl(options: MountOptions): URL {
+  // Resolved at run time against wherever embed.js was loaded from (not a build-time asset).
+  const here = import.meta.url;
+  const url = new URL(options.src ?? new URL('embed.html', here));
+  const set = (key: string, value: string | number | boolean | undefined) => {
+    if (value !== undefined && value !== false) url.searchParams.set(key, String(value));
+  };
+  // The widget answers only the origins listed here: this page's.
+  set('origins', location.origin);
+  set('model', options.model);
+  set('vq', options.vq);
+  set('bundle', options.bundle);
+  set('weights', options.weights);
+  set('decoder', options.decoder);
+  set('maxSize', options.maxSize);
+  set('theme', options.theme);
+  set('hidePrompt', options.hidePrompt ? 1 : undefined);
+  for (const [key, value] of Object.entries(options.defaults ?? {})) set(key, value);
+  return url;
+}
+
+/** Mounts the widget into `element` and returns its controller. */
+export function mount(element: HTMLElement, options: MountOptions = {}): EmbeddedWidget {
+  const src = widgetUrl(options);
+  const widgetOrigin = src.origin;
+  const iframe = document.createElement('iframe');
+  iframe.src = src.href;
+  iframe.title = options.title ?? 'SimpleAR image generator';
+  // WebGPU in a cross-origin frame needs the permissions policy to delegate it.
+  iframe.allow = 'webgpu';
+  iframe.style.border = '0';
+  iframe.style.width = options.width ?? '100%';
+  iframe.style.height = options.height ?? '420px';
+
+  const pending = new Map<RequestId, Pending>();
+  let nextId = 0;
+  let destroyed = false;
+  let announce: (capabilities: WidgetCapabilities) => void = () => {};
+  let fail: (error: EmbedError) => void = () => {};
+  const ready = new Promise<WidgetCapabilities>((resolve, reject) => {
+    announce = resolve;
+    fail = reject;
+  });
+  ready.catch(() => {}); // observed through generate()
+  const timer = setTimeout(
+    () => fail(new EmbedError('NotReady', `The widget at ${widgetOrigin} did not answer: is this page's origin in its ?origins=?`)),
+    options.readyTimeoutMs ?? 30_000,
+  );
+
+  const onMessage = (event: MessageEvent) => {
+    if (event.source !== iframe.contentWindow || event.origin !== widgetOrigin) return;
+    const message = event.data as WidgetMessage;
+    if (typeof message !== 'object' || message === null || typeof message.type !== 'string') return;
+    if (message.type === 'simplear:ready') {
+      clearTimeout(timer);
+      if (Math.floor(message.version) !== PROTOCOL_VERSION) {
+        fail(new EmbedError('VersionMismatch', `The widget speaks protocol ${message.version}; this embed.js speaks ${PROTOCOL_VERSION}.`));
+      } else {
+        announce(message.capabilities);
+      }
+      return;
+    }
+    const request = pending.get(message.id);
+    if (!request) return;
+    if (message.type === 'simplear:progress') {
+      request.onProgress?.({ phase: message.phase, done: message.done, total: message.total });
+    } else if (message.type === 'simplear:result') {
+      pending.delete(message.id);
+      request.resolve({ png: message.png, seed: message.seed, width: message.width, height: message.height });
+    } else if (message.type === 'simplear:error') {
+      pending.delete(message.id);
+      request.reject(new EmbedError(message.code, message.message));
+    }
+  };
+  window.addEventListener('message', onMessage);
+  element.append(iframe);
+
+  const post = (message: HostMessage) => iframe.contentWindow?.postMessage(message, widgetOrigin);
+
+  return {
+    iframe,
+    ready,
+    async generate(request, { onProgress, signal } = {}) {
+      if (destroyed) throw new EmbedError('Destroyed', 'This widget was destroyed.');
+      if (signal?.aborted) throw new EmbedError('Aborted', 'The generation was cancelled.');
+      await ready;
+      const id = `r${++nextId}`;
+      return new Promise<EmbedResult>((resolve, reject) => {
+        const onAbort = () => post({ type: 'simplear:cancel', id });
+        const settle = () => signal?.removeEventListener('abort', onAbort);
+        pending.set(id, {
+          resolve: (r) => (settle(), resolve(r)),
+          reject: (e) => (settle(), reject(e)),
+          ...(onProgress ? { onProgress } : {}),
+        });
+        signal?.addEventListener('abort', onAbort, { once: true });
+        post({ ...request, type: 'simplear:generate', id });
+      });
+    },
+    destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      clearTimeout(timer);
+      window.removeEventListener('message', onMessage);
+      iframe.remove();
+      fail(new EmbedError('Destroyed', 'This widget was destroyed.'));
+      for (const request of pending.values()) request.reject(new EmbedError('Destroyed', 'This widget was destroyed.'));
+      pending.clear();
+    },
+  };
+}

@@ -1,0 +1,116 @@
+// embed.html: the SimpleAR widget for iframes. Its own small UI (prompt, image, progress) and
+// the postMessage protocol (src/embed/protocol.ts) for the host page, both driving one engine.
+import './widget.css';
+import { EngineClient } from '../client/engine-client.ts';
+import { PROTOCOL_VERSION, type GenerateParams, type ProgressPhase, type WidgetCapabilities } from '../embed/protocol.ts';
+import { SIZE_LIMITS } from '../core/settings.ts';
+import { parseWidgetConfig, type WidgetConfig } from './config.ts';
+import { openHostChannel } from './host-channel.ts';
+import { toFailure, WidgetRunner, type WidgetFailure, type WidgetImage } from './runner.ts';
+import { detectStorage, requestStorageAccess } from './storage-access.ts';
+import { WidgetView } from './view.ts';
+
+const PARTITIONED_NOTICE =
+  'This site keeps its own copy of the model: browsers keep the storage of an embedded page separate for each site, ' +
+  'so the first image here downloads the model again, even if you used SimpleAR elsewhere.';
+
+interface Job {
+  onProgress(phase: ProgressPhase, done: number, total: number): void;
+  onResult(image: WidgetImage): void;
+  onError(failure: WidgetFailure): void;
+}
+
+function start(runner: WidgetRunner, view: WidgetView, key: string, params: GenerateParams, job: Job): void {
+  view.running(params.prompt);
+  // The view shows the latest request; the cancel button stops that one.
+  view.cancelButton.onclick = () => runner.cancel(key);
+  runner
+    .run(key, params, (phase, done, total) => {
+      view.progress(phase, done, total);
+      job.onProgress(phase, done, total);
+    })
+    .then(
+      (image) => {
+        view.image(image.png, `${image.prompt} (seed ${image.seed})`);
+        view.status(`Done: ${image.width}×${image.height}, seed ${image.seed}.`);
+        job.onResult(image);
+      },
+      (error: unknown) => {
+        const failure = toFailure(error);
+        view.status(failure.code === 'Aborted' ? 'Cancelled.' : failure.message, failure.code === 'Aborted' ? 'info' : 'error');
+        job.onError(failure);
+      },
+    )
+    .finally(() => {
+      if (!runner.busy) view.idle();
+    });
+}
+
+async function main(): Promise<void> {
+  const view = new WidgetView();
+  let config: WidgetConfig;
+  try {
+    config = parseWidgetConfig(location.search, location.href);
+  } catch (e) {
+    view.status(`This widget's address is wrong: ${e instanceof Error ? e.message : String(e)}`, 'error');
+    view.generateButton.disabled = true;
+    return;
+  }
+  if (config.theme !== 'auto') document.documentElement.dataset.theme = config.theme;
+  view.form.hidden = config.hidePrompt;
+
+  const client = new EngineClient();
+  const runner = new WidgetRunner(client, config);
+  const quiet: Job = { onProgress: () => {}, onResult: () => {}, onError: () => {} };
+  view.form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const prompt = view.prompt.value.trim();
+    if (prompt) start(runner, view, `local ${Date.now()}`, { prompt }, quiet);
+  });
+
+  const channel = openHostChannel(config.origins, (message, reply, origin) => {
+    if ('malformed' in message) {
+      if (message.id !== undefined) reply({ type: 'simplear:error', id: message.id, code: 'InvalidRequest', message: message.malformed });
+      return;
+    }
+    const { id } = message;
+    const key = `${origin} ${JSON.stringify(id)}`;
+    if (message.type === 'simplear:cancel') return runner.cancel(key);
+    if (runner.has(key)) {
+      reply({ type: 'simplear:error', id, code: 'InvalidRequest', message: `Request ${JSON.stringify(id)} is already running.` });
+      return;
+    }
+    const { type: _type, id: _id, ...params } = message;
+    start(runner, view, key, params, {
+      onProgress: (phase, done, total) => reply({ type: 'simplear:progress', id, phase, done, total }),
+      onResult: ({ png, seed, width, height }) => reply({ type: 'simplear:result', id, png, seed, width, height }),
+      onError: ({ code, message: text }) => reply({ type: 'simplear:error', id, code, message: text }),
+    });
+  });
+
+  const [storage, device] = await Promise.all([detectStorage(), client.getDeviceInfo().catch(() => null)]);
+  if (storage.storage === 'partitioned') {
+    view.storageNotice(PARTITIONED_NOTICE, storage.canRequestAccess);
+    view.storageButton.addEventListener('click', () => {
+      void requestStorageAccess().then((granted) =>
+        view.storageNotice(
+          granted
+            ? 'Storage access granted. The engine still keeps this site’s own copy: it runs in a worker, which browsers do not yet give shared storage.'
+            : 'Storage access was not granted: this site keeps its own copy of the model.',
+          false,
+        ),
+      );
+    });
+  }
+  const capabilities: WidgetCapabilities = {
+    webgpu: device?.ok ?? false,
+    crossOriginIsolated: self.crossOriginIsolated,
+    storage: storage.storage,
+    cancel: true,
+    sizes: { min: SIZE_LIMITS.min, max: config.maxSize, default: config.defaults.size },
+  };
+  view.status(device?.ok ? 'Ready.' : 'Ready, without WebGPU: images will be slow.');
+  channel.announce({ type: 'simplear:ready', version: PROTOCOL_VERSION, capabilities });
+}
+
+void main();

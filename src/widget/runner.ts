@@ -1,0 +1,118 @@
+// Runs the widget's requests one at a time on one EngineClient: prepares the model on first use
+// (download → convert → store → load, reported as progress of that request), generates, and
+// encodes the PNG. Each request can be cancelled by its key, queued or running.
+import type { EngineClient, GenerationResult, PrepareProgress } from '../client/engine-client.ts';
+import { SimpleARError } from '../core/errors.ts';
+import { encodePng } from '../core/image/png.ts';
+import { pngText } from '../core/image/png-metadata.ts';
+import { SIZE_LIMITS } from '../core/settings.ts';
+import type { GenerateParams, ProgressPhase } from '../embed/protocol.ts';
+import type { WidgetConfig } from './config.ts';
+
+export interface WidgetImage {
+  png: Blob;
+  seed: number;
+  width: number;
+  height: number;
+  prompt: string;
+}
+
+export type ProgressListener = (phase: ProgressPhase, done: number, total: number) => void;
+
+/** A failure as the protocol reports it. */
+export interface WidgetFailure {
+  code: string;
+  message: string;
+}
+
+export function toFailure(error: unknown): WidgetFailure {
+  if (error instanceof DOMException && error.name === 'AbortError') return { code: 'Aborted', message: 'The generation was cancelled.' };
+  if (error instanceof SimpleARError) return { code: error.code, message: error.message };
+  const e = error as { code?: unknown; message?: unknown } | null;
+  // Errors that crossed the worker boundary keep their code (error-transfer.ts) but may not be instances.
+  if (e && typeof e.code === 'string' && typeof e.message === 'string') return { code: e.code, message: e.message };
+  return { code: 'Internal', message: error instanceof Error ? error.message : String(error) };
+}
+
+function prepareStep(p: PrepareProgress): [ProgressPhase, number, number] {
+  return p.phase === 'download' ? ['download', p.bytes, p.totalBytes] : [p.phase, p.done, p.total];
+}
+
+async function toPng(result: GenerationResult): Promise<Blob> {
+  // RGB: the alpha channel of a generated image is always opaque.
+  const { width, height, rgba } = result;
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+    rgb[j] = rgba[i]!;
+    rgb[j + 1] = rgba[i + 1]!;
+    rgb[j + 2] = rgba[i + 2]!;
+  }
+  const bytes = encodePng({ width, height, channels: 3, data: rgb }, { text: pngText(result.settings, result.model) });
+  return new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' });
+}
+
+export class WidgetRunner {
+  readonly #client: EngineClient;
+  readonly #config: WidgetConfig;
+  /** Requests not yet settled (queued or running), by key. */
+  readonly #active = new Map<string, AbortController>();
+  #queue: Promise<unknown> = Promise.resolve();
+  #modelReady = false;
+
+  constructor(client: EngineClient, config: WidgetConfig) {
+    this.#client = client;
+    this.#config = config;
+  }
+
+  /** Something is queued or running. */
+  get busy(): boolean {
+    return this.#active.size > 0;
+  }
+
+  has(key: string): boolean {
+    return this.#active.has(key);
+  }
+
+  /** Aborts request `key` (queued: it never starts; running: the engine stops within a step). */
+  cancel(key: string): void {
+    this.#active.get(key)?.abort();
+  }
+
+  /** Checks the request now (bad settings fail before queuing), then runs it after the ones before it. */
+  run(key: string, params: GenerateParams, onProgress: ProgressListener): Promise<WidgetImage> {
+    if (this.#active.has(key)) return Promise.reject(new SimpleARError('InvalidSettings', `A request with id ${key} is already running.`));
+    const size = params.size ?? this.#config.defaults.size;
+    if (!Number.isInteger(size) || size % 16 !== 0 || size < SIZE_LIMITS.min || size > this.#config.maxSize) {
+      return Promise.reject(
+        new SimpleARError('InvalidSettings', `size must be a multiple of 16 from ${SIZE_LIMITS.min} to ${this.#config.maxSize} here (got ${size}).`, { field: 'size' }),
+      );
+    }
+    const controller = new AbortController();
+    this.#active.set(key, controller);
+    if (this.#active.size > 1) onProgress('queued', 0, 1);
+    const job = this.#queue.then(() => this.#execute({ ...this.#config.defaults, ...stripUndefined(params), prompt: params.prompt, size }, controller.signal, onProgress));
+    this.#queue = job.catch(() => {});
+    return job.finally(() => this.#active.delete(key));
+  }
+
+  async #execute(params: GenerateParams, signal: AbortSignal, onProgress: ProgressListener): Promise<WidgetImage> {
+    if (signal.aborted) throw new DOMException('Cancelled', 'AbortError');
+    if (!this.#modelReady) {
+      await this.#client.prepareModel(this.#config.source, {
+        ...this.#config.load,
+        signal,
+        onProgress: (p) => onProgress(...prepareStep(p)),
+      });
+      this.#modelReady = true;
+    }
+    const result = await this.#client.generate(params, {
+      signal,
+      onProgress: (p) => onProgress(p.phase, p.done, p.total),
+    });
+    return { png: await toPng(result), seed: result.settings.seed, width: result.width, height: result.height, prompt: result.settings.prompt };
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
