@@ -80,7 +80,7 @@ export class ModelLoader {
     this.#loaded = h('p', { class: 'model-loaded', hidden: true });
     this.element = h('section', { id: 'model', class: 'panel', 'aria-labelledby': 'model-title' },
       h('h2', { id: 'model-title' }, 'Model'),
-      h('div', { class: 'field' }, h('label', { for: 'model-select' }, 'Model'), this.#select),
+      h('div', { class: 'field' }, h('label', { for: 'model-select' }, 'Choose a model'), this.#select),
       this.#plan,
       h('div', { class: 'actions' }, this.#action, this.#cancel),
       this.#progress.element,
@@ -173,6 +173,7 @@ export class ModelLoader {
       }
       this.#planned = plan;
       this.#plan.textContent = await planText(plan);
+      this.#plan.dataset.downloadBytes = String(plan.downloadBytes);
       this.#action.textContent = `Download ${formatBytes(plan.downloadBytes)} and prepare`;
     } catch (e) {
       this.#plan.textContent = `Could not check the model: ${messageOf(e)}`;
