@@ -25,6 +25,8 @@ export interface FailureRule {
   dropAfterBytes?: number;
   /** How many matching requests fail (default: all). */
   times?: number;
+  /** Let this many matching requests through before failing (default 0). */
+  after?: number;
   /** Only GET, only HEAD… (default: any method). */
   method?: string;
 }
@@ -55,6 +57,7 @@ export interface TestServer {
 
 interface LiveRule extends FailureRule {
   used: number;
+  seen: number;
 }
 
 const CORS_HEADERS = {
@@ -67,15 +70,14 @@ const CORS_HEADERS = {
 
 export async function startTestServer(root: string, options: TestServerOptions = {}): Promise<TestServer> {
   const requests: RequestRecord[] = [];
-  let rules: LiveRule[] = (options.failures ?? []).map((r) => ({ ...r, used: 0 }));
+  let rules: LiveRule[] = (options.failures ?? []).map((r) => ({ ...r, used: 0, seen: 0 }));
 
   const takeRule = (path: string, method: string): LiveRule | undefined => {
-    const r = rules.find(
-      (x) =>
-        (x.path === path || x.path === '*') &&
-        (!x.method || x.method === method) &&
-        (x.times === undefined || x.used < x.times),
-    );
+    const r = rules.find((x) => {
+      if ((x.path !== path && x.path !== '*') || (x.method && x.method !== method)) return false;
+      if (x.after !== undefined && x.seen++ < x.after) return false;
+      return x.times === undefined || x.used < x.times;
+    });
     if (r) r.used++;
     return r;
   };
@@ -185,7 +187,7 @@ export async function startTestServer(root: string, options: TestServerOptions =
     fullGets: (path) => requests.filter((r) => r.path === path && r.method === 'GET' && !r.range && r.bytesSent > 0).length,
     bytesSent: (path) => requests.filter((r) => r.path === path).reduce((a, r) => a + r.bytesSent, 0),
     setFailures(next) {
-      rules = next.map((r) => ({ ...r, used: 0 }));
+      rules = next.map((r) => ({ ...r, used: 0, seen: 0 }));
     },
     reset() {
       requests.length = 0;
