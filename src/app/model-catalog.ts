@@ -11,7 +11,7 @@ export interface CatalogEntry {
   label: string;
   /** The model repository (owner/name). */
   repo: string;
-  /** Parameters of the language model, for the size estimates below. */
+  /** Parameters of the language model (Qwen2.5 + 64,000 visual embedding rows), approximate. */
   parameters: number;
   /** Rows × width of the tied embedding / visual head: the engine's largest single weight. */
   embedding: { rows: number; width: number };
@@ -26,7 +26,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     id: 'simplear-0.5b-rl',
     label: 'SimpleAR-0.5B-RL',
     repo: 'Daniel0724/SimpleAR-0.5B-RL',
-    parameters: 0.69e9,
+    parameters: 0.55e9,
     embedding: { rows: VOCAB_ROWS, width: 896 },
     note: 'the default: tuned with reinforcement learning, the best images of the 0.5B models',
   },
@@ -34,7 +34,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     id: 'simplear-0.5b-sft',
     label: 'SimpleAR-0.5B-SFT',
     repo: 'Daniel0724/SimpleAR-0.5B-SFT',
-    parameters: 0.69e9,
+    parameters: 0.55e9,
     embedding: { rows: VOCAB_ROWS, width: 896 },
     note: 'the same model before reinforcement learning',
   },
@@ -42,7 +42,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     id: 'simplear-1.5b-rl',
     label: 'SimpleAR-1.5B-RL',
     repo: 'Daniel0724/SimpleAR-1.5B-RL',
-    parameters: 1.87e9,
+    parameters: 1.64e9,
     embedding: { rows: VOCAB_ROWS, width: 1536 },
     note: 'larger and slower; needs a GPU with more memory',
   },
@@ -50,7 +50,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     id: 'simplear-1.5b-sft',
     label: 'SimpleAR-1.5B-SFT',
     repo: 'Daniel0724/SimpleAR-1.5B-SFT',
-    parameters: 1.87e9,
+    parameters: 1.64e9,
     embedding: { rows: VOCAB_ROWS, width: 1536 },
     note: 'the 1.5B model before reinforcement learning',
   },
@@ -66,11 +66,6 @@ export function largestWeightBytes(entry: CatalogEntry): number {
   return Math.ceil(entry.embedding.rows * entry.embedding.width * Q4_BYTES_PER_WEIGHT);
 }
 
-/** Estimated GPU memory of the 4-bit model's weights (the KV cache and decoder come on top). */
-export function weightBytes(entry: CatalogEntry): number {
-  return Math.ceil(entry.parameters * Q4_BYTES_PER_WEIGHT);
-}
-
 export function sourceOf(entry: CatalogEntry): ModelSource {
   return { kind: 'original', model: `${HUB}/${entry.repo}/resolve/main/`, vq: DEFAULT_VQ_URL };
 }
@@ -79,14 +74,14 @@ export type Suitability = { ok: true } | { ok: false; reason: string };
 
 /**
  * Whether this device can hold `entry`: the largest weight must fit one storage binding and one
- * buffer; the 1.5B models also want a device that reports at least 8 GB of memory.
- * Without WebGPU the wasm engine holds weights in a 4 GiB heap: only the 0.5B models fit.
+ * buffer; the 1.5B models also want a device that reports at least 8 GB of memory
+ * (navigator.deviceMemory, where the browser tells). Without WebGPU only the 0.5B models.
  */
 export function suitability(entry: CatalogEntry, device: DeviceFacts, deviceMemoryGB?: number): Suitability {
   const largest = largestWeightBytes(entry);
   const large = entry.parameters > 1e9;
   if (!device.ok) {
-    return large ? { ok: false, reason: 'without WebGPU only the 0.5B models fit in the CPU engine’s 4 GiB memory' } : { ok: true };
+    return large ? { ok: false, reason: 'without WebGPU only the 0.5B models are offered: on the CPU they are already slow, and the 1.5B ones are about three times larger' } : { ok: true };
   }
   const { maxBufferSize, maxStorageBufferBindingSize } = device.limits;
   const limit = Math.min(maxBufferSize, maxStorageBufferBindingSize);
