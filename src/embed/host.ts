@@ -114,8 +114,8 @@ export function mount(element: HTMLElement, options: MountOptions = {}): Embedde
   const iframe = document.createElement('iframe');
   iframe.src = src.href;
   iframe.title = options.title ?? 'SimpleAR image generator';
-  // WebGPU in a cross-origin frame needs the permissions policy to delegate it.
-  iframe.allow = 'webgpu';
+  // No `allow` attribute: Chromium does not gate WebGPU by permissions policy (it logs
+  // "Unrecognized feature: 'webgpu'"); the e2e test checks WebGPU inside a cross-site frame.
   iframe.style.border = '0';
   iframe.style.width = options.width ?? '100%';
   iframe.style.height = options.height ?? '420px';
