@@ -11,7 +11,7 @@ import { pngText, SOFTWARE } from '../core/image/png-metadata.ts';
 import { openModelBundle } from '../core/model-bundle.ts';
 import { encodePrompt } from '../core/prompt.ts';
 import { randomSeed } from '../core/sampling/prng.ts';
-import { latentSide, resolveSettings, type GenerationSettings } from '../core/settings.ts';
+import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings } from '../core/settings.ts';
 import { createCpuEngine } from '../core/engine/create-cpu.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import type { GenerationProgress } from '../core/engine/types.ts';
@@ -30,11 +30,6 @@ function num(values: OptionValues, name: string): number | undefined {
 
 /** The option values → checked settings (defaults filled, seed drawn when missing). */
 export function settingsFromOptions(values: OptionValues): GenerationSettings {
-  if (values.sjd !== undefined) {
-    throw new SimpleARError('InvalidSettings', 'sjd: speculative Jacobi decoding (--sjd) is not implemented yet; run without --sjd', {
-      field: 'sjd',
-    });
-  }
   const seed = num(values, 'seed');
   const settings = resolveSettings({
     prompt: values.prompt as string,
@@ -45,6 +40,8 @@ export function settingsFromOptions(values: OptionValues): GenerationSettings {
     topK: num(values, 'top-k'),
     topP: num(values, 'top-p'),
     seed: seed ?? randomSeed(),
+    // --sjd <window>: a bad number reaches resolveSettings as NaN, which names the field.
+    ...(values.sjd !== undefined ? { sjd: { window: num(values, 'sjd') ?? NaN } } : {}),
   });
   if (latentSide(settings.size) > MAX_LATENT_SIDE) {
     throw new SimpleARError('InvalidSettings', `size: at most ${MAX_LATENT_SIDE * 16} px (got ${settings.size})`, { field: 'size' });
@@ -70,7 +67,11 @@ const command: CommandModule = {
     'top-k': { type: 'string', arg: '<k>', description: 'sample among the k most likely codes (64000 = off)', default: '64000' },
     'top-p': { type: 'string', arg: '<p>', description: 'nucleus sampling mass, (0, 1] (1 = off)', default: '1' },
     seed: { type: 'string', short: 's', arg: '<n>', description: 'random seed 0..4294967295 (default: random, printed)' },
-    sjd: { type: 'string', arg: '<window>', description: 'speculative Jacobi decoding window (not implemented yet)' },
+    sjd: {
+      type: 'string',
+      arg: '<window>',
+      description: `speculative Jacobi decoding: draft tokens verified per run, ${SJD_WINDOW_LIMITS.min}..${SJD_WINDOW_LIMITS.max} (same image distribution; default: off)`,
+    },
     out: { type: 'string', short: 'o', arg: '<image.png>', description: 'the PNG to write', required: true },
     'tokens-out': { type: 'string', arg: '<tokens.json>', description: 'also write the visual codes (JSON array, raster order)' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress on stderr' },
@@ -136,6 +137,13 @@ const command: CommandModule = {
         `${((result.stats.steps / t.decodeMs) * 1000).toFixed(1)} tokens/s, pixels ${formatSeconds(t.vqMs)}), ` +
         `${formatSeconds(performance.now() - started)} in all\n`,
     );
+    const sjd = result.stats.sjd;
+    if (sjd) {
+      io.stdout.write(
+        `sjd window ${sjd.window}: ${sjd.acceptedPerRun.toFixed(2)} accepted tokens per run ` +
+          `(${sjd.iterations} window runs of 2 session runs each, ${sjd.draftsAccepted}/${sjd.draftsProposed} drafts accepted)\n`,
+      );
+    }
   },
 };
 

@@ -99,6 +99,17 @@ describe('simplear generate', () => {
     expect(text['negative prompt']).toBeDefined();
   });
 
+  it('--sjd: greedy speculative Jacobi decoding gives the reference tokens and reports accepted tokens per run', async () => {
+    const ref = golden.lm.find((c) => c.checkpoint === 'tiny-simplear')!;
+    const png = join(dir, 'out', 'sjd.png');
+    const tokens = join(dir, 'out', 'sjd.json');
+    const r = await cli('generate', '-b', bundle, '--temperature', '0', '--size', '64', '-p', ref.prompt, '--sjd', '4', '-s', '3', '-o', png, '--tokens-out', tokens, '-q');
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(await readFile(tokens, 'utf8'))).toEqual(ref.greedy.codes);
+    expect(r.stdout).toMatch(/^sjd window 4: [\d.]+ accepted tokens per run \(\d+ window runs of 2 session runs each, \d+\/\d+ drafts accepted\)$/m);
+    expect(pngTextChunks(new Uint8Array(await readFile(png)))).toMatchObject({ sjd: 'window 4', seed: '3' });
+  });
+
   it('the same seed twice gives the same tokens; non-Latin-1 text goes to iTXt', async () => {
     const run = async (name: string, seed: string) => {
       const tokens = join(dir, `${name}.json`);
@@ -128,7 +139,8 @@ describe('simplear generate', () => {
       [['--top-k', '0'], 'topK: must be a whole number >= 1'],
       [['--top-p', '1.5'], 'topP: must be in (0, 1]'],
       [['--seed', 'x'], 'seed: must be a whole number'],
-      [['--sjd', '8'], 'not implemented yet'],
+      [['--sjd', '0'], 'sjd: window must be a whole number from 1 to 30'],
+      [['--sjd', 'wide'], 'sjd: window must be a whole number'],
     ] as const) {
       // The bundle does not exist: these fail before it is opened.
       const r = await cli('generate', '--bundle', missing, '--prompt', 'a cat', '--out', join(dir, 'x.png'), ...args);
