@@ -1,0 +1,82 @@
+// The widget's pure parts: its query string (origins, defaults, model options) and the
+// validation of host messages, which decides what is answered and what is ignored.
+import { describe, expect, test } from 'vitest';
+import { DEFAULT_MODEL_SOURCE } from '../../src/client/model-source.ts';
+import { DEFAULT_SETTINGS } from '../../src/core/settings.ts';
+import { parseOrigins, parseWidgetConfig } from '../../src/widget/config.ts';
+import { readHostMessage } from '../../src/widget/host-channel.ts';
+import { toFailure } from '../../src/widget/runner.ts';
+import { SimpleARError } from '../../src/core/errors.ts';
+
+const BASE = 'https://simplear.example/embed.html';
+
+describe('widget query string', () => {
+  test('origins are normalized to scheme://host:port; none means no host may drive it', () => {
+    expect(parseOrigins(null)).toEqual([]);
+    expect(parseOrigins('https://a.example/path?q, http://127.0.0.2:8080 https://B.example:443')).toEqual([
+      'https://a.example',
+      'http://127.0.0.2:8080',
+      'https://b.example',
+    ]);
+    expect(() => parseOrigins('*')).toThrow(/origins/);
+    expect(() => parseOrigins('file:///x')).toThrow(/http\(s\)/);
+  });
+
+  test('defaults are the engine’s unless given, and are checked by the engine’s rules', () => {
+    const plain = parseWidgetConfig('', BASE);
+    expect(plain).toMatchObject({
+      origins: [],
+      source: DEFAULT_MODEL_SOURCE,
+      defaults: { size: DEFAULT_SETTINGS.size, cfg: DEFAULT_SETTINGS.cfg, temperature: DEFAULT_SETTINGS.temperature },
+      maxSize: 1024,
+      load: { maxLatentSide: 64 },
+      theme: 'auto',
+      hidePrompt: false,
+    });
+    const tuned = parseWidgetConfig('?size=64&cfg=3&topP=0.9&maxSize=128&weights=f32&decoder=f32&theme=dark&hidePrompt=1&bundle=/b/', BASE);
+    expect(tuned).toMatchObject({
+      defaults: { size: 64, cfg: 3, topP: 0.9 },
+      maxSize: 128,
+      load: { maxLatentSide: 8, weights: 'f32', decoderDtype: 'f32' },
+      theme: 'dark',
+      hidePrompt: true,
+      source: { kind: 'bundle', url: 'https://simplear.example/b/' },
+    });
+    expect(() => parseWidgetConfig('?size=100', BASE)).toThrow(/size/);
+    expect(() => parseWidgetConfig('?size=512&maxSize=256', BASE)).toThrow(/maxSize/);
+    expect(() => parseWidgetConfig('?cfg=lots', BASE)).toThrow(/cfg= must be a number/);
+    expect(() => parseWidgetConfig('?weights=q3', BASE)).toThrow(/q4, q8, f16, f32/);
+    expect(() => parseWidgetConfig('?theme=pink', BASE)).toThrow(/theme/);
+  });
+});
+
+describe('host messages', () => {
+  test('other scripts’ messages are not ours: ignored without a reply', () => {
+    for (const data of [null, 'simplear:generate', 42, { type: 'webpackOk' }, { hello: 1 }]) expect(readHostMessage(data)).toBeNull();
+  });
+
+  test('generate and cancel are read field by field; extra fields are dropped', () => {
+    expect(readHostMessage({ type: 'simplear:generate', id: 'a', prompt: 'fox', size: 64, seed: 5, evil: '<script>' })).toEqual({
+      type: 'simplear:generate',
+      id: 'a',
+      prompt: 'fox',
+      size: 64,
+      seed: 5,
+    });
+    expect(readHostMessage({ type: 'simplear:cancel', id: 3 })).toEqual({ type: 'simplear:cancel', id: 3 });
+  });
+
+  test('malformed messages of the protocol say what is wrong (answered only when they carry an id)', () => {
+    expect(readHostMessage({ type: 'simplear:generate', prompt: 'x' })).toEqual({ malformed: 'id must be a non-empty string or a number' });
+    expect(readHostMessage({ type: 'simplear:generate', id: 1 })).toEqual({ malformed: 'prompt must be a string', id: 1 });
+    expect(readHostMessage({ type: 'simplear:generate', id: 1, prompt: 'x', size: '64' })).toEqual({ malformed: 'size must be a number', id: 1 });
+    expect(readHostMessage({ type: 'simplear:explode', id: 'k' })).toEqual({ malformed: 'unknown message type "simplear:explode"', id: 'k' });
+  });
+
+  test('failures keep the engine’s code; cancellation is Aborted; anything else is Internal', () => {
+    expect(toFailure(new DOMException('Cancelled', 'AbortError'))).toMatchObject({ code: 'Aborted' });
+    expect(toFailure(new SimpleARError('PromptTooLong', 'too long'))).toEqual({ code: 'PromptTooLong', message: 'too long' });
+    expect(toFailure(Object.assign(new Error('no GPU'), { code: 'WebGPUUnavailable' }))).toEqual({ code: 'WebGPUUnavailable', message: 'no GPU' });
+    expect(toFailure(new TypeError('boom'))).toEqual({ code: 'Internal', message: 'boom' });
+  });
+});
