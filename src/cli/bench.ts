@@ -2,8 +2,10 @@
 //  a. Node CPU (onnxruntime-node): one batch-2 CFG decode step of SimpleAR-0.5B shapes (q4) at
 //     context ≈ prompt + 2048, against the memory-bandwidth bound measured in the same run and
 //     against a plain PyTorch step (tools/bench/torch_decode_step.py).
+//     With the cost of one speculative Jacobi verification (window runs) at the same context.
 //  b. Chromium WebGPU (SwiftShader without a GPU; bench/gpu.sh runs it on a real GPU): the app's
 //     worker engine loads a checkpoint over HTTP and generates; stats and ms per step.
+//  c. SJD end to end on the tiny fixture engine (with a): accepted tokens per run, ms per token.
 // Prints a readable table on stderr-free stdout followed by one JSON object (last line).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -87,6 +89,45 @@ interface CpuVariant {
   accuracyLevel: 0 | 4;
   msPerStep: number;
   steps: number[];
+  /** One SJD verification: a batch-1 run of window + 1 tokens per CFG stream (cpu-sjd.ts). */
+  sjdWindows: SjdWindowTiming[];
+}
+
+const SJD_BENCH_WINDOWS = [4, 8] as const;
+
+interface SjdWindowTiming {
+  window: number;
+  msPerIteration: number;
+}
+
+/**
+ * The cost of one SJD verification at the same context as the plain step: two batch-1 runs of
+ * window + 1 tokens (cond, uncond), as cpu-sjd.ts does them. SJD only pays where the accepted
+ * tokens per run exceed msPerIteration / msPerStep.
+ */
+async function sjdWindowRuns(
+  ort: typeof import('onnxruntime-node'),
+  session: import('onnxruntime-node').InferenceSession,
+  spec: LmSpec,
+  capacity: number,
+  lengths: number[],
+  token: number,
+  quick: boolean,
+): Promise<SjdWindowTiming[]> {
+  const out: SjdWindowTiming[] = [];
+  const runners = lengths.map(() => new LmRunner(ort, session, spec, { batch: 1, capacity }));
+  for (const window of SJD_BENCH_WINDOWS) {
+    const ids = new Array<number>(window + 1).fill(token);
+    const times: number[] = [];
+    for (let i = 0; i < (quick ? 4 : 5); i++) {
+      runners.forEach((r, b) => (r.lengths[0] = lengths[b]!)); // nothing committed: same context every time
+      const t = performance.now();
+      for (const r of runners) await r.runWindow(ids);
+      if (i > 0) times.push(performance.now() - t); // the first call of a new shape warms up
+    }
+    out.push({ window, msPerIteration: round(median(times)) });
+  }
+  return out;
 }
 
 async function benchCpu(quick: boolean) {
@@ -98,7 +139,7 @@ async function benchCpu(quick: boolean) {
   const context = Math.max(...lengths);
   const warmup = quick ? 1 : 2;
   const measured = quick ? 5 : 7;
-  const capacity = context + warmup + measured + 2;
+  const capacity = context + warmup + measured + 2 + SJD_BENCH_WINDOWS.at(-1)! + 1;
   const threads = availableParallelism();
   const sessionOptions = {
     executionProviders: ['cpu'],
@@ -139,9 +180,11 @@ async function benchCpu(quick: boolean) {
       await runner.step([token, token]);
       steps.push(performance.now() - t);
     }
+    const sjdWindows = await sjdWindowRuns(ort, session, spec, capacity, lengths, token, quick);
     await session.release();
-    variants.push({ accuracyLevel, msPerStep: round(median(steps)), steps: steps.map((s) => round(s, 1)) });
-    log(`  accuracy_level ${accuracyLevel}: ${round(median(steps))} ms/step (median of ${measured})`);
+    variants.push({ accuracyLevel, msPerStep: round(median(steps)), steps: steps.map((s) => round(s, 1)), sjdWindows });
+    log(`  accuracy_level ${accuracyLevel}: ${round(median(steps))} ms/step (median of ${measured}); ` +
+      sjdWindows.map((w) => `SJD window ${w.window}: ${w.msPerIteration} ms/iteration`).join(', '));
   }
   const best = variants.reduce((a, b) => (b.msPerStep < a.msPerStep ? b : a));
 
@@ -189,6 +232,49 @@ async function benchCpu(quick: boolean) {
     },
     targets: { oursOverBound: '<= 2', torchOverOurs: '>= 3' },
   };
+}
+
+// ── c. SJD on the CPU engine (tiny fixture) ─────────────────────────────────────────────────
+
+/**
+ * Speculative Jacobi decoding end to end on the tiny fixture (the engine the CLI uses): accepted
+ * tokens per run and decode ms per token, against plain decoding with the same seed. The
+ * fixture's weights are random, so its acceptance says nothing about a trained checkpoint; the
+ * break-even acceptance of the 0.5B shapes is in section a.
+ */
+async function benchSjdTiny(quick: boolean) {
+  const ort = await import('onnxruntime-node');
+  const { createCpuEngine } = await import('../core/engine/create-cpu.ts');
+  const { loadOriginalModel } = await import('../core/engine/load-original.ts');
+  log('c. SJD on the CPU engine (tiny fixture)');
+  const fixtures = join(ROOT, 'tests/fixtures');
+  const model = await loadOriginalModel(openFolder(join(fixtures, 'tiny-simplear')), openFolder(join(fixtures, 'tiny-cosmos')), {
+    weights: 'f32',
+    decoderDtype: 'f32',
+    name: 'tiny-simplear (random weights)',
+  });
+  const size = quick ? 64 : 128;
+  const engine = await createCpuEngine(ort, model, { maxLatentSide: size / 16 });
+  const rows: { mode: string; window: number | null; temperature: number; acceptedPerRun: number; runs: number; msPerToken: number }[] = [];
+  try {
+    for (const temperature of [1, 0]) {
+      for (const window of [null, 4, 8]) {
+        const r = await engine.generate({ prompt: SAMPLE_PROMPT, size, seed: 1, temperature, ...(window ? { sjd: { window } } : {}) });
+        rows.push({
+          mode: window ? 'sjd' : 'plain',
+          window,
+          temperature,
+          acceptedPerRun: round(r.stats.acceptedPerRun),
+          runs: r.stats.runs,
+          msPerToken: round(r.timings.decodeMs / r.stats.steps),
+        });
+        log(`  T=${temperature} ${window ? `SJD window ${window}` : 'plain'}: ${round(r.stats.acceptedPerRun)} tokens/run, ${round(r.timings.decodeMs / r.stats.steps)} ms/token`);
+      }
+    }
+  } finally {
+    await engine.dispose();
+  }
+  return { model: 'tests/fixtures/tiny-simplear (random weights: acceptance is not indicative)', size, seed: 1, rows };
 }
 
 // ── b. Chromium WebGPU ─────────────────────────────────────────────────────────────────────
@@ -291,10 +377,16 @@ function table(report: Record<string, unknown>): string {
   else if (cpu) {
     const t = cpu.torch as { msPerStep?: number; status?: string };
     const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+    const best = cpu.variants.find((v) => v.accuracyLevel === cpu.best.accuracyLevel)!;
     lines.push(
       `a. Node CPU decode step, batch 2 (CFG), ${cpu.model}`,
       `   context cond/uncond            ${cpu.context.cond}/${cpu.context.uncond} tokens; ${cpu.session.intraOpThreads} intra-op threads`,
       ...cpu.variants.map((v) => `   ours, accuracy_level ${v.accuracyLevel}         ${v.msPerStep.toFixed(1)} ms/step   (${v.steps.join(', ')})`),
+      ...best.sjdWindows.map(
+        (w) =>
+          `   SJD window ${String(w.window).padEnd(2)} verification    ${w.msPerIteration.toFixed(1)} ms (2 × ${w.window + 1} tokens, batch 1): ` +
+          `pays off above ${round(w.msPerIteration / best.msPerStep)} accepted tokens per run`,
+      ),
       `   level 4 vs exact logits        max |Δ| ${cpu.accuracyLevel4VsExact?.maxAbs}, argmax ${cpu.accuracyLevel4VsExact?.argmaxAgree ? 'same' : 'DIFFERS'}`,
       `   bytes read per step            ${mb(cpu.bytesPerStep.total)} (layers ${mb(cpu.bytesPerStep.layers)}, head ${mb(cpu.bytesPerStep.visualHeadAndNorm)}, KV ${mb(cpu.bytesPerStep.kvCache)})`,
       `   copy bandwidth                 ${cpu.copyBandwidthGBps} GB/s`,
@@ -302,6 +394,18 @@ function table(report: Record<string, unknown>): string {
       `   PyTorch f32 step               ${t.msPerStep !== undefined ? `${t.msPerStep.toFixed(1)} ms/step` : 'unavailable'}`,
       `   ours / bound                   ${cpu.ratios.oursOverBound}   (target ≤ 2)`,
       `   torch / ours                   ${cpu.ratios.torchOverOurs ?? 'n/a'}   (target ≥ 3)`,
+    );
+  }
+  const sjd = report.sjd as Awaited<ReturnType<typeof benchSjdTiny>> | { error: string } | undefined;
+  if (sjd && 'error' in sjd) lines.push(`c. SJD on the CPU engine: FAILED: ${sjd.error}`);
+  else if (sjd) {
+    lines.push(
+      `c. SJD on the CPU engine, ${sjd.model}, ${sjd.size}², seed ${sjd.seed}`,
+      ...sjd.rows.map(
+        (r) =>
+          `   T=${r.temperature} ${(r.window ? `SJD window ${r.window}` : 'plain').padEnd(27)}${r.acceptedPerRun.toFixed(2)} tokens/run, ` +
+          `${r.runs} runs, ${r.msPerToken.toFixed(2)} ms/token`,
+      ),
     );
   }
   const b = report.browser as Awaited<ReturnType<typeof benchBrowser>> | { error: string } | undefined;
@@ -344,6 +448,11 @@ const command: CommandModule = {
       } catch (e) {
         report.cpu = { error: (e as Error).stack ?? String(e) };
       }
+      try {
+        report.sjd = await benchSjdTiny(quick);
+      } catch (e) {
+        report.sjd = { error: (e as Error).stack ?? String(e) };
+      }
     }
     if (!values['cpu-only']) {
       const fixtures = join(ROOT, 'tests/fixtures');
@@ -369,7 +478,7 @@ const command: CommandModule = {
     io.stdout.write(table(report));
     io.stdout.write(`${JSON.stringify(report)}\n`);
     if (values.json) await writeFile(values.json as string, `${JSON.stringify(report, null, 2)}\n`);
-    if ((report.cpu as { error?: string } | undefined)?.error || (report.browser as { error?: string } | undefined)?.error) process.exitCode = 1;
+    if ((report.cpu as { error?: string } | undefined)?.error || (report.sjd as { error?: string } | undefined)?.error || (report.browser as { error?: string } | undefined)?.error) process.exitCode = 1;
   },
 };
 
