@@ -1,27 +1,45 @@
-// Speculative Jacobi decoding on a CPU session (sampling/jacobi.ts does the drafting and the
-// acceptance). Each CFG stream has its own batch-1 runner and KV cache, because ORT's
-// GroupQueryAttention rejects multi-token calls after a non-empty cache for batch > 1: one window
-// verification = one run per stream over [last token, drafts…], with the logits of every
-// position. Only the accepted prefix is committed; rejected positions are overwritten next run.
+// Speculative Jacobi decoding as a token loop, for any backend that can run one CFG stream at a
+// time over a window and hand the logits of every window position to JS (sampling/jacobi.ts
+// does the drafting and the acceptance, CpuSampler.probabilities gives the targets).
+//
+// Each CFG stream has its own batch-1 KV cache, because ORT's GroupQueryAttention rejects
+// multi-token calls after a non-empty cache for batch > 1: one window verification = one run per
+// stream over [last token, drafts…]. Only the accepted prefix is committed; the cache entries of
+// rejected positions are overwritten by the next run.
 import type { LmSpec } from '../model-spec.ts';
-import { LmRunner } from '../convert/lm/session-io.ts';
 import { speculativeJacobiDecode, type WindowVerifier } from '../sampling/jacobi.ts';
-import type { CpuSampler } from '../sampling/sampler.ts';
-import type { InferenceSession, OrtModule } from './ort.ts';
+import type { CpuSampler, SamplingParams } from '../sampling/sampler.ts';
 import { throwIfAborted, type SjdLoopOptions, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
-class CpuWindowVerifier implements WindowVerifier {
+/** One CFG stream with its own batch-1 cache. */
+export interface StreamRunner {
+  /** Prefills the prompt; logits [visualCount] of its last token. */
+  prefill(prompt: readonly number[]): Promise<Float32Array>;
+  /** Runs token ids after the committed prefix without committing them; logits [S × visualCount]. */
+  runWindow(ids: readonly number[]): Promise<Float32Array>;
+  /** The first `count` ids of the latest window are now prefix. */
+  advance(count: number): void;
+}
+
+/** Backend counters, read once the loop is done. */
+export interface SjdBackendStats {
+  prefillRuns: number;
+  sessionRuns: number;
+  readbacks: number;
+  steadyStateAllocations: number;
+}
+
+class StreamsVerifier implements WindowVerifier {
   /** Two banks of window + 1 rows: one iteration's rows are the next one's proposals. */
   private readonly banks: Float32Array[][];
   private bank = 0;
-  sessionRuns = 0;
 
   constructor(
-    private readonly cond: LmRunner,
-    private readonly uncond: LmRunner,
+    private readonly cond: StreamRunner,
+    private readonly uncond: StreamRunner,
     private readonly sampler: CpuSampler,
     private readonly spec: LmSpec,
-    private readonly sampling: TokenLoopRequest['sampling'],
+    private readonly sampling: SamplingParams,
     window: number,
   ) {
     const V = spec.visualCount;
@@ -33,7 +51,6 @@ class CpuWindowVerifier implements WindowVerifier {
     const ids = [last, ...drafts].map((code) => code + this.spec.visualOffset);
     const c = await this.cond.runWindow(ids);
     const u = await this.uncond.runWindow(ids);
-    this.sessionRuns += 2;
     this.bank ^= 1;
     const rows = this.banks[this.bank]!.slice(0, ids.length);
     rows.forEach((out, i) => this.sampler.probabilities(c.subarray(i * V, (i + 1) * V), u.subarray(i * V, (i + 1) * V), this.sampling, out));
@@ -46,29 +63,24 @@ class CpuWindowVerifier implements WindowVerifier {
   }
 }
 
-export async function runCpuSjd(
-  ort: OrtModule,
-  session: InferenceSession,
+export async function runSjdLoop(
+  streams: { cond: StreamRunner; uncond: StreamRunner; stats: () => SjdBackendStats; onWarm?: () => void },
   spec: LmSpec,
   sampler: CpuSampler,
-  opts: { capacity: number; preallocateOutputs: boolean },
   req: TokenLoopRequest,
   sjd: SjdLoopOptions,
 ): Promise<TokenLoopResult> {
   const V = spec.visualCount;
   const t0 = performance.now();
   throwIfAborted(req.signal);
-  // Fresh caches per generation: SJD-only memory, released with the generation.
-  const runner = () => new LmRunner(ort, session, spec, { batch: 1, capacity: opts.capacity, preallocateOutputs: opts.preallocateOutputs });
-  const cond = runner();
-  const uncond = runner();
-  const c = await cond.prefill([req.cond]);
-  const u = await uncond.prefill([req.uncond]);
+  const c = await streams.cond.prefill(req.cond);
+  const u = await streams.uncond.prefill(req.uncond);
   const first = sampler.probabilities(c.subarray(0, V), u.subarray(0, V), req.sampling, new Float32Array(V));
   req.onPrefilled?.();
   const t1 = performance.now();
-  const verifier = new CpuWindowVerifier(cond, uncond, sampler, spec, req.sampling, sjd.window);
+  const verifier = new StreamsVerifier(streams.cond, streams.uncond, sampler, spec, req.sampling, sjd.window);
   let reportedRows = 0;
+  let iterations = 0;
   const out = await speculativeJacobiDecode({
     first,
     steps: req.steps,
@@ -78,6 +90,7 @@ export async function runCpuSjd(
     ...(sjd.rule ? { rule: sjd.rule } : {}),
     checkpoint: () => throwIfAborted(req.signal),
     onTokens: (codes, count) => {
+      if (iterations++ === 1) streams.onWarm?.();
       // One report per completed row (an iteration may complete several, or none).
       const rows = Math.floor(count / req.rowLength);
       if (rows > reportedRows || count === req.steps) {
@@ -87,20 +100,21 @@ export async function runCpuSjd(
     },
   });
   const t2 = performance.now();
+  const backend = streams.stats();
   return {
     codes: out.codes,
     prefillMs: t1 - t0,
     decodeMs: t2 - t1,
     runs: out.iterations,
-    prefillRuns: 2,
-    readbacks: verifier.sessionRuns + 2,
-    steadyStateAllocations: 0,
+    prefillRuns: backend.prefillRuns,
+    readbacks: backend.readbacks,
+    steadyStateAllocations: backend.steadyStateAllocations,
     graphCapture: false,
     acceptedPerRun: out.acceptedPerRun,
     sjd: {
       window: sjd.window,
       iterations: out.iterations,
-      sessionRuns: verifier.sessionRuns,
+      sessionRuns: backend.sessionRuns,
       draftsProposed: out.draftsProposed,
       draftsAccepted: out.draftsAccepted,
       acceptedPerRun: out.acceptedPerRun,
