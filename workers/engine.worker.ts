@@ -1,34 +1,156 @@
 // The engine worker: exposes the engine API over Comlink, nothing else. All work is in
-// src/core; this file wires it to the worker's globals (navigator.gpu, ORT Web).
+// src/core; this file wires it to the worker's globals (navigator.gpu, ORT Web, IndexedDB).
+//
+// GPU failures: once the engine's device is lost or runs out of memory, the engine is disposed
+// and every GPU call here rejects with DeviceLost / GpuOutOfMemory. ONNX Runtime Web cannot
+// move to a new device in the same worker, so the client answers those codes by starting a
+// fresh worker and loading the stored model again before the next generation.
 import * as Comlink from 'comlink';
 import { probeDevice } from '../src/core/device.ts';
 import { SimpleARError } from '../src/core/errors.ts';
-import { openFolder } from '../src/core/formats/byte-source.ts';
+import { openFolder, type FileFolder } from '../src/core/formats/byte-source.ts';
 import { inspectCheckpoint } from '../src/core/formats/inspect-checkpoint.ts';
 import { maxAbsDiff, referenceSelfTest, runSelfTest } from '../src/core/runtime/self-test-graph.ts';
 import { loadOriginalModel } from '../src/core/engine/load-original.ts';
 import { createWebGpuEngine } from '../src/core/engine/create-webgpu.ts';
 import { createCpuEngine } from '../src/core/engine/create-cpu.ts';
-import { requestEngineDevice, type EngineDevice } from '../src/core/engine/webgpu-device.ts';
+import { classifyGpuError, requestEngineDevice, watchDeviceFailures, type EngineDevice } from '../src/core/engine/webgpu-device.ts';
+import type { EngineModel } from '../src/core/engine/model.ts';
 import type { Engine, GenerationResult } from '../src/core/engine/types.ts';
+import { BundleError } from '../src/core/bundle/index.ts';
+import { openModelBundle } from '../src/core/model-bundle.ts';
+import { ModelStore, type StoredBundle } from '../src/core/store/model-store.ts';
+import { openBrowserStores } from '../src/core/store/kv-idb.ts';
 import { installErrorTransfer } from '../src/client/error-transfer.ts';
-import type { EngineWorkerApi, SelfTestReport } from '../src/client/protocol.ts';
+import type { EngineWorkerApi, LoadedModelInfo, LoadModelOptions, PrepareProgress, SelfTestReport } from '../src/client/protocol.ts';
 import { loadOrtWeb, type OrtWeb } from './ort-web.ts';
 
 let gpu: Promise<EngineDevice> | undefined;
+/** Set once the device is lost or out of memory: this worker's GPU is done for. */
+let gpuFailure: SimpleARError | undefined;
+const failureListeners = new Set<(e: SimpleARError) => void>();
 
 /** ORT with the engine's own GPUDevice installed before any session exists. */
 async function ortOnEngineDevice(): Promise<{ ort: OrtWeb; gpu: EngineDevice }> {
+  if (gpuFailure) throw gpuFailure;
   const ort = await loadOrtWeb();
   gpu ??= requestEngineDevice().then((d) => {
     ort.env.webgpu.device = d.device;
+    void watchDeviceFailures(d.device).then(onGpuFailure);
     return d;
   });
   return { ort, gpu: await gpu };
 }
 
+function onGpuFailure(error: SimpleARError): void {
+  if (gpuFailure) return;
+  gpuFailure = error;
+  const lost = engine;
+  engine = undefined;
+  loadedModelId = undefined;
+  void lost?.dispose().catch(() => {}); // best effort: its buffers died with the device
+  for (const listener of failureListeners) listener(error);
+}
+
+/** Runs a GPU call; rejects with the device's failure as soon as it happens, or maps ORT's allocation errors. */
+async function onGpu<T>(work: () => Promise<T>): Promise<T> {
+  if (gpuFailure) throw gpuFailure;
+  let listener: ((e: SimpleARError) => void) | undefined;
+  const failed = new Promise<never>((_, reject) => {
+    listener = reject;
+    failureListeners.add(listener);
+  });
+  try {
+    return await Promise.race([work(), failed]);
+  } catch (e) {
+    const gpuError = gpuFailure ?? classifyGpuError(e);
+    if (gpuError) {
+      onGpuFailure(gpuError);
+      throw gpuError;
+    }
+    throw e;
+  } finally {
+    failureListeners.delete(listener!);
+  }
+}
+
 let engine: Engine | undefined;
+let loadedModelId: string | undefined;
 const running = new Map<number, AbortController>();
+
+let store: ModelStore | undefined;
+function modelStore(): ModelStore {
+  store ??= new ModelStore({
+    ...openBrowserStores(),
+    ...(navigator.storage?.estimate ? { estimate: () => navigator.storage.estimate() } : {}),
+  });
+  return store;
+}
+
+/** The backend to build on: WebGPU when asked for or offered, else the wasm EP. */
+async function chooseBackend(options: LoadModelOptions): Promise<'webgpu' | 'wasm'> {
+  const device = await probeDevice();
+  const backend = options.backend === 'auto' || !options.backend ? (device.ok ? 'webgpu' : 'wasm') : options.backend;
+  if (backend === 'webgpu' && !device.ok) throw new SimpleARError('WebGPUUnavailable', device.message, { reason: device.reason });
+  return backend;
+}
+
+/** Replaces the engine with one built from `model` on `backend`. */
+async function buildEngine(model: EngineModel, backend: 'webgpu' | 'wasm', options: LoadModelOptions): Promise<LoadedModelInfo> {
+  await engine?.dispose();
+  engine = undefined;
+  loadedModelId = undefined;
+  const sizes = { maxLatentSide: options.maxLatentSide };
+  let activations: 'f16' | 'f32' = 'f32';
+  if (backend === 'webgpu') {
+    engine = await onGpu(async () => {
+      const { ort, gpu: engineGpu } = await ortOnEngineDevice();
+      activations = options.activations ?? (engineGpu.shaderF16 ? 'f16' : 'f32');
+      return createWebGpuEngine(ort, engineGpu, model, { ...sizes, activations });
+    });
+  } else {
+    engine = await createCpuEngine(await loadOrtWeb(), model, { ...sizes, backend: 'wasm' });
+  }
+  return {
+    name: model.name,
+    backend: engine.backend,
+    activations,
+    hiddenSize: model.lm.hiddenSize,
+    numLayers: model.lm.numLayers,
+    visualOffset: model.lm.visualOffset,
+    ...(model.preview ? { preview: model.preview } : {}),
+  };
+}
+
+/** Reads the stored bundle into memory (every chunk's SHA-256 checked), reporting chunks read. */
+async function loadStored(stored: StoredBundle, onProgress: ((p: PrepareProgress) => void) | undefined, signal: AbortSignal): Promise<EngineModel> {
+  const seen = new Set<string>();
+  let total = 0;
+  const folder = stored.folder;
+  const counted: FileFolder = {
+    base: folder.base,
+    readOptional: (file, s) => folder.readOptional(file, s),
+    open(file) {
+      const source = folder.open(file);
+      return {
+        name: source.name,
+        size: (s) => source.size(s),
+        async read(offset, length, s) {
+          const bytes = await source.read(offset, length, s);
+          if (file.startsWith('chunk-') && !seen.has(file)) {
+            seen.add(file);
+            onProgress?.({ phase: 'load', done: seen.size, total });
+          }
+          return bytes;
+        },
+      };
+    },
+  };
+  const bundle = await openModelBundle(counted, { signal });
+  total = bundle.manifest.chunks.length;
+  onProgress?.({ phase: 'load', done: 0, total });
+  return bundle.loadModel({ name: stored.record.name, signal });
+}
 
 const api: EngineWorkerApi = {
   getDeviceInfo: () => probeDevice(),
@@ -36,61 +158,45 @@ const api: EngineWorkerApi = {
   async selfTest(): Promise<SelfTestReport> {
     const device = await probeDevice();
     if (!device.ok) throw new SimpleARError('WebGPUUnavailable', device.message, { reason: device.reason });
-    const { ort } = await ortOnEngineDevice();
-    const result = await runSelfTest(ort, { executionProviders: ['webgpu'], strict: true });
-    const reference = referenceSelfTest();
-    return {
-      ...result,
-      ortVersion: ort.env.versions.web ?? 'unknown',
-      executionProvider: 'webgpu',
-      numThreads: ort.env.wasm.numThreads ?? 1,
-      maxAbsDiffFromReference: Math.max(
-        maxAbsDiff(result.outputs.y.data, reference.y),
-        maxAbsDiff(result.outputs.residual.data, reference.residual),
-      ),
-    };
+    return onGpu(async () => {
+      const { ort } = await ortOnEngineDevice();
+      const result = await runSelfTest(ort, { executionProviders: ['webgpu'], strict: true });
+      const reference = referenceSelfTest();
+      return {
+        ...result,
+        ortVersion: ort.env.versions.web ?? 'unknown',
+        executionProvider: 'webgpu' as const,
+        numThreads: ort.env.wasm.numThreads ?? 1,
+        maxAbsDiffFromReference: Math.max(
+          maxAbsDiff(result.outputs.y.data, reference.y),
+          maxAbsDiff(result.outputs.residual.data, reference.residual),
+        ),
+      };
+    });
   },
 
   inspectCheckpoint: (baseUrl, parts) => inspectCheckpoint(openFolder(baseUrl), parts ? { parts } : {}),
 
   async loadModel(source, options = {}) {
-    const device = await probeDevice();
-    const backend = options.backend === 'auto' || !options.backend ? (device.ok ? 'webgpu' : 'wasm') : options.backend;
-    if (backend === 'webgpu' && !device.ok) throw new SimpleARError('WebGPUUnavailable', device.message, { reason: device.reason });
+    const backend = await chooseBackend(options);
     if (source.kind !== 'original') throw new SimpleARError('InvalidSettings', 'loadModel reads original checkpoints; use prepareModel for a bundle URL.');
     const model = await loadOriginalModel(openFolder(source.model), openFolder(source.vq), {
       weights: options.weights,
       decoderDtype: options.decoderDtype,
       name: source.model,
     });
-    await engine?.dispose();
-    engine = undefined;
-    const sizes = { maxLatentSide: options.maxLatentSide };
-    let activations: 'f16' | 'f32' = 'f32';
-    if (backend === 'webgpu') {
-      const { ort, gpu: engineGpu } = await ortOnEngineDevice();
-      activations = options.activations ?? (engineGpu.shaderF16 ? 'f16' : 'f32');
-      engine = await createWebGpuEngine(ort, engineGpu, model, { ...sizes, activations });
-    } else {
-      engine = await createCpuEngine(await loadOrtWeb(), model, { ...sizes, backend: 'wasm' });
-    }
-    return {
-      name: model.name,
-      backend: engine.backend,
-      activations,
-      hiddenSize: model.lm.hiddenSize,
-      numLayers: model.lm.numLayers,
-      visualOffset: model.lm.visualOffset,
-      ...(model.preview ? { preview: model.preview } : {}),
-    };
+    return buildEngine(model, backend, options);
   },
 
   async generate(id, request, onProgress): Promise<GenerationResult> {
+    if (gpuFailure) throw gpuFailure;
     if (!engine) throw new SimpleARError('ModelFileMissing', 'No model is loaded: load one before generating.');
     const controller = new AbortController();
     running.set(id, controller);
+    const current = engine;
     try {
-      const result = await engine.generate(request, { signal: controller.signal, onProgress: onProgress && ((p) => void onProgress(p)) });
+      const run = () => current.generate(request, { signal: controller.signal, onProgress: onProgress && ((p) => void onProgress(p)) });
+      const result = await (current.backend === 'webgpu' ? onGpu(run) : run());
       return Comlink.transfer(result, [result.rgba.buffer as ArrayBuffer]);
     } finally {
       running.delete(id);
@@ -101,11 +207,49 @@ const api: EngineWorkerApi = {
     running.get(id)?.abort();
   },
 
-  // The model store (download → IndexedDB → engine) is being built: see issue 5.
-  planModel: () => Promise.reject(new Error('planModel is not implemented yet')),
-  prepareModel: () => Promise.reject(new Error('prepareModel is not implemented yet')),
-  listCachedModels: async () => [],
-  deleteCachedModel: () => Promise.reject(new Error('deleteCachedModel is not implemented yet')),
+  planModel: (source, options = {}) => modelStore().plan(source, options),
+
+  async prepareModel(id, source, options = {}, onProgress) {
+    const controller = new AbortController();
+    running.set(id, controller);
+    const { signal } = controller;
+    const report = onProgress && ((p: PrepareProgress) => void onProgress(p));
+    try {
+      const backend = await chooseBackend(options);
+      // The converter fits the live-preview map with ORT (on the wasm EP); on WebGPU the
+      // engine's device is installed first, before ORT creates any session.
+      const ort = backend === 'webgpu' ? (await onGpu(ortOnEngineDevice)).ort : await loadOrtWeb();
+      const prepare = () => modelStore().prepare(source, { ...options, signal, ort, ...(report ? { onProgress: report } : {}) });
+      let stored = await prepare();
+      let model: EngineModel;
+      try {
+        model = await loadStored(stored, report, signal);
+      } catch (e) {
+        if (!(e instanceof BundleError)) throw e;
+        // A stored chunk failed its SHA-256: forget the broken part and fetch it again, once.
+        await modelStore().repair(stored.modelId, e);
+        stored = await prepare();
+        model = await loadStored(stored, report, signal);
+      }
+      const info = await buildEngine(model, backend, options);
+      loadedModelId = stored.modelId;
+      await modelStore().touch(stored.modelId);
+      return { ...info, modelId: stored.modelId, fromCache: stored.fromCache };
+    } finally {
+      running.delete(id);
+    }
+  },
+
+  listCachedModels: () => modelStore().list(),
+
+  async deleteCachedModel(modelId) {
+    if (loadedModelId === modelId) {
+      await engine?.dispose();
+      engine = undefined;
+      loadedModelId = undefined;
+    }
+    await modelStore().delete(modelId);
+  },
 
   async debugLoseDevice() {
     if (!gpu) return false;

@@ -68,6 +68,10 @@ export class EngineClient {
   #connection: Connection | undefined;
   #disposed = false;
   #nextId = 0;
+  /** Loads the current model again (same source and options, no progress): after a GPU failure. */
+  #reload: ((api: Comlink.Remote<EngineWorkerApi>) => Promise<unknown>) | undefined;
+  /** The worker was replaced after a GPU failure: the model must be loaded before generating. */
+  #reloadPending = false;
 
   constructor(options: EngineClientOptions = {}) {
     this.#startWorker = options.startWorker ?? startEngineWorker;
@@ -95,9 +99,12 @@ export class EngineClient {
   }
 
   /** Loads a model into the worker's engine (replacing any loaded one). */
-  loadModel(source: ModelSource, options: LoadModelOptions & { signal?: AbortSignal } = {}): Promise<LoadedModelInfo> {
+  async loadModel(source: ModelSource, options: LoadModelOptions & { signal?: AbortSignal } = {}): Promise<LoadedModelInfo> {
     const { signal, ...rest } = options;
-    return this.#call((api) => api.loadModel(source, rest), signal);
+    const info = await this.#gpuCall(() => this.#call((api) => api.loadModel(source, rest), signal));
+    this.#reload = (api) => api.loadModel(source, rest);
+    this.#reloadPending = false;
+    return info;
   }
 
   /** Download size, storage needed and cache state of `source`; downloads nothing. */
@@ -115,7 +122,12 @@ export class EngineClient {
     options: LoadModelOptions & { onProgress?: (p: PrepareProgress) => void; signal?: AbortSignal } = {},
   ): Promise<PreparedModelInfo> {
     const { signal, onProgress, ...rest } = options;
-    return this.#cancellable(signal, (id, api) => api.prepareModel(id, source, rest, onProgress && Comlink.proxy(onProgress)));
+    const info = await this.#gpuCall(() =>
+      this.#cancellable(signal, (id, api) => api.prepareModel(id, source, rest, onProgress && Comlink.proxy(onProgress))),
+    );
+    this.#reload = (api) => api.prepareModel(++this.#nextId, source, rest);
+    this.#reloadPending = false;
+    return info;
   }
 
   /** Models in the browser's storage (complete or partial downloads). */
@@ -137,7 +149,44 @@ export class EngineClient {
     options: { onProgress?: (p: GenerationProgress) => void; signal?: AbortSignal } = {},
   ): Promise<GenerationResult> {
     const { signal, onProgress } = options;
-    return this.#cancellable(signal, (id, api) => api.generate(id, request, onProgress && Comlink.proxy(onProgress)));
+    if (this.#reloadPending && this.#reload) {
+      // The last GPU failure ended the old worker: load the model again (from storage) first.
+      const reload = this.#reload;
+      await this.#gpuCall(() => this.#call((api) => reload(api), signal));
+      this.#reloadPending = false;
+    }
+    return this.#gpuCall(() => this.#cancellable(signal, (id, api) => api.generate(id, request, onProgress && Comlink.proxy(onProgress))));
+  }
+
+  /**
+   * For tests only: makes the worker's GPUDevice lost (as a driver reset would). The next GPU
+   * call rejects with DeviceLost; the generation after it restarts the engine by itself.
+   */
+  debugLoseDevice(): Promise<boolean> {
+    return this.#call((api) => api.debugLoseDevice());
+  }
+
+  /**
+   * A call after which a DeviceLost / GpuOutOfMemory error ends the worker (ONNX Runtime cannot
+   * move to a new device in it): the next generate starts a fresh one and reloads the model.
+   */
+  async #gpuCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      if (e instanceof SimpleARError && (e.code === 'DeviceLost' || e.code === 'GpuOutOfMemory')) {
+        this.#endWorker();
+        this.#reloadPending = true;
+      }
+      throw e;
+    }
+  }
+
+  #endWorker(): void {
+    if (!this.#connection) return;
+    this.#connection.remote[Comlink.releaseProxy]();
+    this.#connection.worker.terminate();
+    this.#connection = undefined;
   }
 
   /** A worker call that `cancel(id)` can stop; rejects with an AbortError once `signal` aborts. */
@@ -159,10 +208,7 @@ export class EngineClient {
   /** Ends the worker and everything it holds. Later calls reject. */
   dispose(): void {
     this.#disposed = true;
-    if (!this.#connection) return;
-    this.#connection.remote[Comlink.releaseProxy]();
-    this.#connection.worker.terminate();
-    this.#connection = undefined;
+    this.#endWorker();
   }
 
   #connect(): Connection {

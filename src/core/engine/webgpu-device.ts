@@ -1,6 +1,7 @@
 // The GPUDevice the engine shares with ONNX Runtime: requested here with the adapter's largest
 // buffer limits and shader-f16 where offered, then handed to ORT before its first session.
 // createBuffer is counted, so tests can show that the decode loop allocates nothing.
+import { SimpleARError } from '../errors.ts';
 
 export interface AllocationCounter {
   /** createBuffer calls so far. */
@@ -63,4 +64,47 @@ export async function requestEngineDevice(gpu: GPU = navigator.gpu): Promise<Eng
     shaderF16,
     allocations: counter,
   };
+}
+
+/**
+ * Resolves, once, with the error to report when the device stops being usable: lost (driver
+ * reset, GPU removed, `destroy()`), or out of memory outside any error scope (what ONNX Runtime's
+ * allocations hit). The message says what to do; the caller disposes the engine.
+ */
+export function watchDeviceFailures(device: GPUDevice): Promise<SimpleARError> {
+  return new Promise((resolve) => {
+    void device.lost.then((info) => resolve(deviceLostError(info.reason, info.message)));
+    device.addEventListener('uncapturederror', (event) => {
+      const error = (event as GPUUncapturedErrorEvent).error;
+      if (typeof GPUOutOfMemoryError !== 'undefined' && error instanceof GPUOutOfMemoryError) resolve(gpuOutOfMemoryError(error.message));
+    });
+  });
+}
+
+export function deviceLostError(reason: string, message: string): SimpleARError {
+  return new SimpleARError(
+    'DeviceLost',
+    `The GPU stopped working for this page (device lost${reason && reason !== 'unknown' ? `: ${reason}` : ''}${message ? `, “${message}”` : ''}). ` +
+      'The engine was shut down; generate again and it restarts from the stored model, with no download. ' +
+      'If it keeps happening, close other tabs or apps that use the GPU, or choose a smaller image size.',
+    { reason, gpuMessage: message },
+  );
+}
+
+export function gpuOutOfMemoryError(message: string): SimpleARError {
+  return new SimpleARError(
+    'GpuOutOfMemory',
+    `The GPU ran out of memory${message ? ` (“${message}”)` : ''}. ` +
+      'Choose a smaller image size, or close other tabs or apps that use the GPU, then generate again: the engine restarts from the stored model.',
+    { gpuMessage: message },
+  );
+}
+
+/** A GPU failure recognised in an error thrown by ONNX Runtime or WebGPU, or null. */
+export function classifyGpuError(e: unknown): SimpleARError | null {
+  if (e instanceof SimpleARError) return e.code === 'DeviceLost' || e.code === 'GpuOutOfMemory' ? e : null;
+  const message = e instanceof Error ? e.message : String(e);
+  if (/out of memory|failed to allocate|allocation failed|not enough memory|\bOOM\b/i.test(message)) return gpuOutOfMemoryError(message);
+  if (/device (was |is )?lost|lost device|destroyed device|device is destroyed/i.test(message)) return deviceLostError('unknown', message);
+  return null;
 }

@@ -41,8 +41,8 @@ export interface HttpRetryOptions {
 export interface BlockCacheOptions extends HttpRetryOptions {
   /** Blocks fetched at once (default 3). */
   concurrency?: number;
-  /** Called when a write fails for lack of space; returns the error to throw. */
-  onQuotaError?: (e: unknown) => Error;
+  /** Called when a write fails for lack of space; gives the error to throw. */
+  onQuotaError?: (e: unknown) => Promise<Error>;
 }
 
 export interface BlockProgress {
@@ -279,7 +279,7 @@ export class BlockCache {
     try {
       await this.kv.setMany(entries);
     } catch (e) {
-      if (isQuotaError(e) && this.options.onQuotaError) throw this.options.onQuotaError(e);
+      if (isQuotaError(e) && this.options.onQuotaError) throw await this.options.onQuotaError(e);
       throw e;
     }
   }

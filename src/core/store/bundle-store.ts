@@ -42,7 +42,7 @@ export const newGeneration = (): string => `${Date.now().toString(36)}-${Math.ra
 export class BundleStore {
   constructor(
     private readonly kv: KeyValueStore,
-    private readonly onQuotaError?: (e: unknown) => Error,
+    private readonly onQuotaError?: (e: unknown) => Promise<Error>,
   ) {}
 
   record(id: string): Promise<ModelRecord | undefined> {
@@ -186,7 +186,7 @@ export class BundleStore {
     try {
       await this.kv.setMany(entries);
     } catch (e) {
-      if (isQuotaError(e) && this.onQuotaError) throw this.onQuotaError(e);
+      if (isQuotaError(e) && this.onQuotaError) throw await this.onQuotaError(e);
       throw e;
     }
   }

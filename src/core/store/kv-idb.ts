@@ -20,3 +20,18 @@ export function idbKv(dbName: string, storeName: string): KeyValueStore {
       }),
   };
 }
+
+/** The model store's IndexedDB databases (one object store each). Tests open them by these names. */
+export const STORE_DATABASES = {
+  /** Blocks of original files being downloaded (`f|<url>` records, `b|<url>|<index>` blocks). */
+  downloads: { db: 'simplear-downloads', store: 'blocks' },
+  /** Model records (`m|<id>`) and bundle generations (`g|<id>|<generation>|<file>`). */
+  bundles: { db: 'simplear-models', store: 'bundles' },
+} as const;
+
+export function openBrowserStores(): { downloads: KeyValueStore; bundles: KeyValueStore } {
+  return {
+    downloads: idbKv(STORE_DATABASES.downloads.db, STORE_DATABASES.downloads.store),
+    bundles: idbKv(STORE_DATABASES.bundles.db, STORE_DATABASES.bundles.store),
+  };
+}

@@ -47,13 +47,18 @@ export interface QuotaFacts {
   quota?: number;
 }
 
-/** The QuotaExceeded error a person can act on: how much is needed, how much is free. */
+/**
+ * The QuotaExceeded error a person can act on: how much is needed, how much is free. `cause`:
+ * the storage write the browser refused (its estimate may still claim space: quotas per site
+ * can be lower than what navigator.storage.estimate() reports).
+ */
 export function quotaExceeded(facts: QuotaFacts, cause?: unknown): SimpleARError {
   const free = facts.available === null ? 'the browser did not say how much is free' : `${mb(Math.max(0, facts.available))} is free`;
+  const refused = cause !== undefined ? `the browser refused to store more (${free})` : free;
   return new SimpleARError(
     'QuotaExceeded',
-    `Not enough storage for the model: it needs ${mb(facts.needed)} more and ${free}. ` +
+    `Not enough storage for the model: it needs ${mb(facts.needed)} more and ${refused}. ` +
       'Free some space (delete stored models or other site data), or allow this site persistent storage, then try again; what was downloaded is kept.',
-    { ...facts, ...(cause !== undefined ? { cause: String((cause as Error)?.message ?? cause) } : {}) },
+    { ...facts, ...(cause !== undefined ? { cause: `${(cause as Error)?.name ?? 'Error'}: ${(cause as Error)?.message ?? cause}` } : {}) },
   );
 }

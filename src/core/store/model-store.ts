@@ -74,7 +74,13 @@ export class ModelStore {
 
   constructor(private readonly options: ModelStoreOptions) {
     this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-    const onQuotaError = (e: unknown) => quotaExceeded({ needed: this.pendingNeed, available: null }, e);
+    const onQuotaError = async (e: unknown) => {
+      const storage = await this.storageEstimate();
+      return quotaExceeded(
+        { needed: this.pendingNeed, available: storage ? storage.quota - storage.usage : null, ...(storage ?? {}) },
+        e,
+      );
+    };
     this.cache = new BlockCache(options.downloads, this.fetchImpl, {
       ...(options.retries !== undefined ? { retries: options.retries } : {}),
       ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
