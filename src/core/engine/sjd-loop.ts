@@ -80,7 +80,7 @@ export async function runSjdLoop(
   const t1 = performance.now();
   const verifier = new StreamsVerifier(streams.cond, streams.uncond, sampler, spec, req.sampling, sjd.window);
   let reportedRows = 0;
-  let iterations = 0;
+  let reports = 0;
   const out = await speculativeJacobiDecode({
     first,
     steps: req.steps,
@@ -90,7 +90,7 @@ export async function runSjdLoop(
     ...(sjd.rule ? { rule: sjd.rule } : {}),
     checkpoint: () => throwIfAborted(req.signal),
     onTokens: (codes, count) => {
-      if (iterations++ === 1) streams.onWarm?.();
+      if (reports++ === 1) streams.onWarm?.(); // after the first window run (report 0 is the prefill's token)
       // One report per completed row (an iteration may complete several, or none).
       const rows = Math.floor(count / req.rowLength);
       if (rows > reportedRows || count === req.steps) {

@@ -7,6 +7,7 @@
 //    streams' lengths.
 // Per step: one session.run and one sampler dispatch; nothing is read back and nothing allocated.
 // The CPU reads the codes once per latent row (progress, preview) and at the end.
+// Speculative Jacobi decoding is a different loop (webgpu-sjd.ts), entered when the request asks.
 import type { LmSpec } from '../model-spec.ts';
 import { pastKey, pastValue, presentKey, presentValue } from '../convert/lm/graph.ts';
 import { prefillSchedule } from '../convert/lm/session-io.ts';
@@ -14,6 +15,8 @@ import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampli
 import type { InferenceSession, OrtModule, Tensor } from './ort.ts';
 import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
+import { WebGpuSjd } from './webgpu-sjd.ts';
+import { CpuSampler } from '../sampling/sampler.ts';
 
 type GpuTensorFactory = OrtModule['Tensor'] & {
   fromGpuBuffer(buffer: GPUBuffer, options: { dataType: 'float32' | 'float16' | 'int32'; dims: readonly number[] }): Tensor;
@@ -39,8 +42,10 @@ export interface WebGpuLoopOptions {
 }
 
 export class WebGpuTokenLoop implements TokenLoop {
-  /** SJD is CPU-only for now: the engine rejects it for this backend with InvalidSettings. */
-  readonly supportsSjd = false;
+  /** SJD runs in webgpu-sjd.ts (window runs, logits read back, verified in JS). */
+  readonly supportsSjd = true;
+  private sjd: WebGpuSjd | undefined;
+  private sjdSampler: CpuSampler | undefined;
   private readonly buffers: GPUBuffer[] = [];
   private readonly Tensor: GpuTensorFactory;
   private readonly cache: Record<string, Tensor> = {};
@@ -57,7 +62,7 @@ export class WebGpuTokenLoop implements TokenLoop {
   private bindGroup!: GPUBindGroup;
 
   constructor(
-    ort: OrtModule,
+    private readonly ort: OrtModule,
     private readonly device: GPUDevice,
     private readonly session: InferenceSession,
     private readonly spec: LmSpec,
@@ -119,6 +124,12 @@ export class WebGpuTokenLoop implements TokenLoop {
   }
 
   async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
+    if (req.sjd) {
+      const { capacity, activations } = this.options;
+      this.sjd ??= new WebGpuSjd(this.ort, this.device, this.session, this.spec, this.allocations, { capacity, activations, maxCall: WEBGPU_PREFILL_CHUNK });
+      this.sjdSampler ??= new CpuSampler(this.spec.visualCount);
+      return this.sjd.run(this.sjdSampler, req, req.sjd);
+    }
     const { device, spec, options } = this;
     if (req.steps > options.maxSteps) throw new Error(`${req.steps} steps > ${options.maxSteps}`);
     const P = req.cond.length;
@@ -246,5 +257,6 @@ export class WebGpuTokenLoop implements TokenLoop {
   async dispose(): Promise<void> {
     await this.session.release();
     for (const b of this.buffers) b.destroy();
+    this.sjd?.destroy();
   }
 }
