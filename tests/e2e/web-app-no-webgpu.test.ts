@@ -1,0 +1,59 @@
+// The app in a browser with no WebGPU adapter: the model still prepares (on the CPU, wasm), the
+// page measures this device's speed with a small test image and shows the estimate it gives
+// (numbers computed from that measurement), and an image is generated and shown.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Browser } from 'playwright-core';
+import { launchChromium, openApp, serveDist, waitForReady, type AppSession } from './browser.ts';
+import { startTestServer, type TestServer } from '../helpers/http-server.ts';
+import { FIXTURES } from '../helpers/fixture-model.ts';
+import type { RunningServer } from '../../tools/serve.ts';
+
+let browser: Browser;
+let app: RunningServer;
+let files: TestServer;
+let session: AppSession;
+// Chromium itself says so when it finds no adapter.
+const NO_ADAPTER = [/No available adapters/];
+
+beforeAll(async () => {
+  [browser, app, files] = await Promise.all([launchChromium({ webgpu: false }), serveDist(), startTestServer(FIXTURES)]);
+  const query = new URLSearchParams({ model: `${files.url}tiny-simplear/`, vq: `${files.url}tiny-cosmos/`, weights: 'f32', decoder: 'f32' });
+  session = await openApp(browser, `${app.url}?${query}`, NO_ADAPTER);
+});
+
+afterAll(async () => {
+  await session?.close();
+  await browser?.close();
+  await Promise.all([app?.close(), files?.close()]);
+});
+
+it('without WebGPU the model runs on the CPU, the page shows a measured time estimate, and generates', async () => {
+  const { page } = session;
+  expect(await waitForReady(page)).toMatch(/^WebGPU is not available: images can still be made on the CPU/);
+  // The 1.5B models are not offered here, and the list says why.
+  expect(await page.locator('#model-select option[value="simplear-1.5b-rl"]').isDisabled()).toBe(true);
+  expect(await page.locator('#model-select option[value="simplear-1.5b-rl"]').textContent()).toMatch(/not on this device: without WebGPU/);
+
+  await page.locator('.model-action').click();
+  await page.locator('#model-plan[data-download-bytes]').waitFor({ timeout: 60_000 });
+  await page.locator('.model-action').click();
+  await page.locator('.model-loaded').waitFor({ timeout: 120_000 });
+  expect(await page.locator('.model-loaded').textContent()).toMatch(/runs on the CPU \(no WebGPU: much slower\)/);
+
+  // The estimate: measured prompt time and ms per token, scaled to 256/512/1024 px.
+  const notice = page.locator('.engine-notice', { hasText: 'Measured on this device' });
+  await notice.waitFor({ timeout: 120_000 });
+  const text = (await notice.textContent())!;
+  const msPerToken = Number(text.match(/ (\d+) ms per token \(a 16-token test image\)/)![1]);
+  expect(msPerToken).toBeGreaterThan(0);
+  expect(text).toMatch(/1024 px \(4096 tokens\): at least .+\. Later tokens/);
+
+  await page.locator('#prompt').fill('a small house by a lake');
+  await page.locator('.advanced summary').click();
+  await page.locator('#setting-size').fill('32');
+  await page.locator('button.generate:not([disabled])').click();
+  await page.locator('.stage[data-state="image"]').waitFor({ timeout: 120_000 });
+  expect(await page.locator('[data-result="model"] dd').textContent()).toMatch(/ on wasm$/);
+  expect(await page.locator('.gallery-item').count()).toBe(1);
+  session.console.assertClean();
+});
