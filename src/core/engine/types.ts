@@ -38,7 +38,10 @@ export interface GenerationStats {
   backend: EngineBackendKind;
   /** Tokens sampled (= latent side²). */
   steps: number;
-  /** session.run calls of the LM in the decode loop (one per step after the first token). */
+  /**
+   * session.run calls of the LM in the decode loop (one per step after the first token); with
+   * SJD, window verifications (each one run per CFG stream: sjd.sessionRuns).
+   */
   runs: number;
   /** session.run calls of the LM to prefill both prompts. */
   prefillRuns: number;
