@@ -82,6 +82,18 @@ async function greedyCodes(checkpoint: string): Promise<{ codes: number[]; expec
   return { codes, expected: ref.greedy.codes };
 }
 
+/** A short request (one prefill run per prompt, 2×2 latents): fast on SwiftShader; greedy, so repeatable. */
+const QUICK = { prompt: 'a tree', negativePrompt: 'blurry', size: 32, temperature: 0, seed: 1 };
+
+async function quickCodes(): Promise<number[]> {
+  const t0 = Date.now();
+  const codes = await page.evaluate(async (req) => Array.from((await simplear.client.generate(req)).codes), QUICK);
+  console.log(`quick generate: ${Date.now() - t0} ms`);
+  return codes;
+}
+
+let quickReference: number[] = [];
+
 /** Keys of one of the store's IndexedDB object stores, read from the page (same origin as the worker). */
 function idbKeys(which: keyof typeof STORE_DATABASES, prefix = ''): Promise<string[]> {
   return page.evaluate(
@@ -104,12 +116,15 @@ function idbKeys(which: keyof typeof STORE_DATABASES, prefix = ''): Promise<stri
   );
 }
 
-/** The block index of each GET of a whole block of `path` (other reads left out). */
+/**
+ * The block index of each GET of a whole block of `path` that was answered in full (other
+ * reads left out, and so is an attempt cut off by the network, which the worker retries).
+ */
 function blockGets(path: string): number[] {
   return files.requests
     .filter((r) => r.path === path && r.method === 'GET' && r.range)
-    .map((r) => /^bytes=(\d+)-(\d+)$/.exec(r.range!)!.slice(1).map(Number) as [number, number])
-    .filter(([start, end]) => start % BLOCK === 0 && (end + 1 - start === BLOCK || end + 1 === fileSize(path)))
+    .map((r) => [...(/^bytes=(\d+)-(\d+)$/.exec(r.range!)!.slice(1).map(Number) as [number, number]), r.bytesSent] as const)
+    .filter(([start, end, sent]) => start % BLOCK === 0 && sent === end + 1 - start && (sent === BLOCK || end + 1 === fileSize(path)))
     .map(([start]) => start / BLOCK)
     .sort((a, b) => a - b);
 }
@@ -185,21 +200,22 @@ describe('model store in the worker (IndexedDB)', () => {
     expect(info).toMatchObject({ fromCache: true, backend: 'webgpu' });
     expect(progress.map((p) => p.phase).every((p) => p === 'load')).toBe(true);
     expect(files.requests).toEqual([]);
-    const { codes, expected } = await greedyCodes('tiny-simplear');
-    expect(codes).toEqual(expected);
+    quickReference = await quickCodes();
+    expect(quickReference).toHaveLength(4);
+    expect(quickReference.every((c) => Number.isInteger(c) && c >= 0 && c < 64000)).toBe(true);
     watch.assertClean();
   });
 
   it('a lost GPU device: the running generation rejects with DeviceLost, the next one restarts the engine from storage', async () => {
     files.reset();
-    const result = await page.evaluate(async () => {
+    const result = await page.evaluate(async (req) => {
       const { client } = simplear;
       let lost: Promise<boolean> | undefined;
       const t0 = performance.now();
       let lostAt = 0;
       const failed = await client
         .generate(
-          { prompt: 'a red cat', size: 64, temperature: 0 },
+          { ...req, size: 64 },
           {
             onProgress: (p) => {
               if (p.phase !== 'decode' || p.done < 2 || lost) return;
@@ -213,14 +229,13 @@ describe('model store in the worker (IndexedDB)', () => {
           (e: Error & { code?: string }) => ({ name: e.name, code: e.code, message: e.message }),
         );
       return { failed, wasLost: await lost, lostAt, rejectedAt: performance.now() - t0 };
-    });
+    }, QUICK);
     console.log(`device lost ${Math.round(result.lostAt)} ms into the generation; it rejected at ${Math.round(result.rejectedAt)} ms`);
     expect(result.wasLost).toBe(true);
     expect(result.failed).toMatchObject({ code: 'DeviceLost' });
     expect(result.failed!.message).toMatch(/generate again/);
-    // The next generation starts a fresh worker, loads the stored bundle and gives the reference.
-    const { codes, expected } = await greedyCodes('tiny-simplear');
-    expect(codes).toEqual(expected);
+    // The next generation starts a fresh worker, loads the stored bundle: the same tokens as before.
+    expect(await quickCodes()).toEqual(quickReference);
     expect(files.requests).toEqual([]);
     watch.assertClean();
   });
@@ -353,6 +368,7 @@ describe('model store in the worker (IndexedDB)', () => {
     expect(partial).toMatchObject({ complete: false, bytes: plan.storedBytes });
     await page.evaluate((id) => simplear.client.deleteCachedModel(id), partial!.modelId);
     expect(await idbKeys('downloads')).toEqual([]);
-    watch.assertClean();
+    // The refused write stops the other block fetches then in flight.
+    watch.assertClean([/request failed\] http:\/\/127\.0\.0\.1:\d+\/tiny-(simplear\/model\.safetensors|cosmos\/decoder\.jit): net::ERR_ABORTED/]);
   });
 });
