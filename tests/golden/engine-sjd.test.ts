@@ -16,7 +16,7 @@ import { encodePrompt } from '../../src/core/prompt.ts';
 import { exactAcceptance, sjdUniforms, type AcceptRule } from '../../src/core/sampling/jacobi.ts';
 import { stepUniforms } from '../../src/core/sampling/prng.ts';
 import { CpuSampler, type SamplingParams } from '../../src/core/sampling/sampler.ts';
-import { SJD_WINDOW_LIMITS } from '../../src/core/settings.ts';
+import { DEFAULT_SETTINGS, SJD_WINDOW_LIMITS } from '../../src/core/settings.ts';
 import { chiSquare, chiSquareCritical } from '../helpers/chi-square.ts';
 import { FIXTURES, loadFixtureModel } from '../helpers/fixture-model.ts';
 
@@ -25,6 +25,7 @@ interface GoldenLm {
   prompt: string;
   greedy: { steps: number; codes: number[] };
 }
+const V_ALL = DEFAULT_SETTINGS.topK;
 const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as { lm: GoldenLm[] };
 
 describe('speculative Jacobi decoding on the CPU engine', () => {
@@ -61,6 +62,29 @@ describe('speculative Jacobi decoding on the CPU engine', () => {
       await engine.dispose();
     });
   }
+
+  it("greedy SJD is the same where the runtime returns fresh cache tensors (the wasm EP's behaviour)", async () => {
+    const ref = golden.lm.find((c) => c.checkpoint === 'tiny-simplear')!;
+    const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32');
+    const { cond, uncond } = encodePrompt(model.tokenizer, ref.prompt);
+    const capacity = Math.max(cond.length, uncond.length) + ref.greedy.steps;
+    const session = await ort.InferenceSession.create(lmGraphBytes(model, 'f32', capacity), { executionProviders: ['cpu'], logSeverityLevel: 3 });
+    // Not pre-allocated: each run's present_* come back as new tensors, which the runners adopt.
+    const loop = new CpuTokenLoop(ort, session, model.lm, capacity, { preallocateOutputs: false });
+    const side = Math.sqrt(ref.greedy.steps);
+    const sampling: SamplingParams = { cfg: 6, temperature: 0, topK: V_ALL, topP: 1 };
+    const out = await loop.run({
+      cond,
+      uncond,
+      steps: ref.greedy.steps,
+      rowLength: side,
+      sampling,
+      uniforms: stepUniforms(1, ref.greedy.steps),
+      sjd: { window: 3, uniforms: sjdUniforms(1) },
+    });
+    expect(Array.from(out.codes)).toEqual(ref.greedy.codes);
+    await loop.dispose();
+  });
 
   it("sampled SJD has the plain sampler's joint distribution; the forced-first-draft rule does not", async () => {
     const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32');
