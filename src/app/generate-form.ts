@@ -174,8 +174,12 @@ export class GenerateForm {
   }
 
   #sync(): void {
+    // Keep keyboard focus on a live control: a disabled button drops focus to the page.
+    const focused = document.activeElement;
     this.#generate.disabled = !this.#ready || this.#busy;
     this.#cancel.disabled = !this.#busy;
+    if (focused === this.#generate && this.#busy) this.#cancel.focus();
+    else if (focused === this.#cancel && !this.#busy) (this.#ready ? this.#generate : this.prompt).focus();
     this.element.dataset.state = this.#busy ? 'busy' : this.#ready ? 'ready' : 'waiting';
   }
 }

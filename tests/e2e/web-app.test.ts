@@ -131,16 +131,26 @@ describe('web app, first-time user with a mirror', () => {
     );
     const [again, original] = pngs.map((bytes) => decodePng(Uint8Array.from(bytes)));
     expect(Array.from(again!.data)).toEqual(Array.from(original!.data)); // same settings + seed → same pixels
+
+    // Open shows a past image with its settings, and puts them back into the form.
+    await page.locator('.gallery-item').nth(1).locator('button.open').click();
+    await page.locator('[data-result="seed"] dd', { hasText: firstSeed! }).waitFor();
+    expect(await page.locator('#setting-seed').inputValue()).toBe(firstSeed);
+    expect(await page.locator('#prompt').inputValue()).toBe('a red fox in the snow');
     expect(files.requests).toEqual([]);
     watch.assertClean();
   });
 
   it('Escape cancels mid-generation, and the next generation works', async () => {
     await fillQuickSettings('a lighthouse at night', 64);
-    await page.locator('button.generate').click();
+    await page.locator('button.generate').focus();
+    await page.keyboard.press('Enter');
+    // Focus moves to Cancel while Generate is disabled (keyboard users are not dropped to the page).
+    await page.waitForFunction(() => document.activeElement?.classList.contains('cancel'));
     await page.locator('.progress-title', { hasText: /^Drawing row [12] of 4$/ }).waitFor({ timeout: 120_000 });
     await page.keyboard.press('Escape');
     await page.locator('#status', { hasText: /^Cancelled\./ }).waitFor({ timeout: 30_000 });
+    expect(await page.evaluate(() => document.activeElement?.classList.contains('generate'))).toBe(true);
     expect(await page.locator('.stage-caption').textContent()).toBe('Cancelled');
     expect(await page.locator('.gallery-item').count()).toBe(2);
 
