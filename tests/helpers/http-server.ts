@@ -1,7 +1,8 @@
 // A real node:http static server for tests: serves a directory with HEAD, Range (206/416),
 // Content-Length and ETag; counts requests per path; injects failures on demand.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { open, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, readFile, stat } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
 import type { AddressInfo } from 'node:net';
 
@@ -37,6 +38,11 @@ export interface TestServerOptions {
   /** Omit Content-Length on HEAD (some CDNs do). */
   noContentLengthOnHead?: boolean;
   failures?: FailureRule[];
+  /**
+   * ETag = the file's SHA-256 (as Hugging Face serves LFS files), hashed at the first request
+   * for a path and then kept, as a CDN keeps it: a file changed later is served with a stale ETag.
+   */
+  sha256Etags?: boolean;
 }
 
 export interface TestServer {
@@ -70,6 +76,7 @@ const CORS_HEADERS = {
 
 export async function startTestServer(root: string, options: TestServerOptions = {}): Promise<TestServer> {
   const requests: RequestRecord[] = [];
+  const shaEtags = new Map<string, string>();
   let rules: LiveRule[] = (options.failures ?? []).map((r) => ({ ...r, used: 0, seen: 0 }));
 
   const takeRule = (path: string, method: string): LiveRule | undefined => {
@@ -136,7 +143,11 @@ export async function startTestServer(root: string, options: TestServerOptions =
     const rule = takeRule(path, method);
     if (rule?.status !== undefined) return finish(rule.status, { 'Content-Length': 0 });
 
-    const etag = `"${size.toString(16)}-${Math.floor(mtime).toString(16)}"`;
+    let etag = `"${size.toString(16)}-${Math.floor(mtime).toString(16)}"`;
+    if (options.sha256Etags) {
+      if (!shaEtags.has(path)) shaEtags.set(path, `"${createHash('sha256').update(await readFile(file)).digest('hex')}"`);
+      etag = shaEtags.get(path)!;
+    }
     const common = { 'Accept-Ranges': options.ignoreRange ? 'none' : 'bytes', ETag: etag, 'Content-Type': 'application/octet-stream' };
     let status = 200;
     let start = 0;

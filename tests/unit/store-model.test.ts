@@ -4,7 +4,7 @@
 // download → convert → stored bundle, a second prepare with no request, resume after a dropped
 // connection with only the missing blocks fetched, a corrupted block fetched again, bundle
 // sources resumed by chunk, quota errors with the sizes, list and delete.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -179,6 +179,88 @@ describe('model store: interrupted downloads', () => {
     const plan = await store.plan(source, WEIGHTS);
     expect(plan.storedBytes).toBeGreaterThanOrEqual(2 * BLOCK);
     expect(plan.cached).toBe(false);
+  });
+});
+
+describe('model store: files that change or are corrupted on the server', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'store-changing-'));
+    await cp(join(FIXTURES, 'tiny-simplear'), join(root, 'tiny-simplear'), { recursive: true });
+    await cp(join(FIXTURES, 'tiny-cosmos'), join(root, 'tiny-cosmos'), { recursive: true });
+  });
+  afterAll(() => rm(root, { recursive: true, force: true }));
+  const sourceAt = (s: TestServer): ModelSource => ({
+    kind: 'original',
+    model: new URL('tiny-simplear/', s.url).href,
+    vq: new URL('tiny-cosmos/', s.url).href,
+  });
+
+  it('a file changed on the server (new ETag) between visits: its stored blocks are dropped, never mixed in', async () => {
+    const local = await startTestServer(root);
+    try {
+      const { store } = newStore({ concurrency: 1 });
+      local.setFailures([{ path: 'tiny-cosmos/decoder.jit', method: 'GET', after: 3, status: 404 }]);
+      await expect(store.prepare(sourceAt(local), WEIGHTS)).rejects.toMatchObject({ code: 'HttpError' });
+      local.setFailures([]);
+      const decoderUrl = new URL('tiny-cosmos/decoder.jit', local.url).href;
+      expect((await store.cache.storedBlocks(decoderUrl)).size).toBe(3);
+      // The decoder is replaced by another version (same size, new modification time).
+      const path = join(root, 'tiny-cosmos/decoder.jit');
+      const bytes = readFileSync(path);
+      await new Promise((r) => setTimeout(r, 20));
+      await writeFile(path, bytes);
+      local.reset();
+      await store.prepare(sourceAt(local), WEIGHTS);
+      const refetched = local.requests.filter((r) => r.path === 'tiny-cosmos/decoder.jit' && r.method === 'GET').length;
+      expect(refetched).toBe(Math.ceil(bytes.byteLength / BLOCK));
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('SHA-256 ETags (Hugging Face): a complete file is hashed whole; bytes that do not match are discarded with a clear error', async () => {
+    const local = await startTestServer(root, { sha256Etags: true });
+    try {
+      const { store } = newStore();
+      const good = await store.prepare(sourceAt(local), WEIGHTS);
+      expect(good.fromCache).toBe(false);
+      await store.delete(good.modelId);
+      // The server now sends other bytes under the ETag it hashed before (a corrupted mirror).
+      const path = join(root, 'tiny-simplear/tokenizer_config.json');
+      const original = readFileSync(path);
+      await writeFile(path, Buffer.from(original.toString('utf8').replace('{', '{ ')));
+      try {
+        const err = (await store.prepare(sourceAt(local), WEIGHTS).catch((e: unknown) => e)) as SimpleARError;
+        expect(err).toBeInstanceOf(SimpleARError);
+        expect(err.code).toBe('ModelFileInvalid');
+        expect(err.message).toMatch(/tokenizer_config\.json: downloaded bytes do not match the file's SHA-256/);
+        const url = new URL('tiny-simplear/tokenizer_config.json', local.url).href;
+        expect(await store.cache.record(url)).toBeUndefined();
+        expect((await store.cache.storedBlocks(url)).size).toBe(0);
+      } finally {
+        await writeFile(path, original);
+      }
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('a conversion cut off half-way leaves no bundle taken as complete; the next prepare removes its chunks and converts again', async () => {
+    const { store, bundles } = newStore();
+    const controller = new AbortController();
+    const cut = await store
+      .prepare(source, { ...WEIGHTS, signal: controller.signal, onProgress: (p) => p.phase === 'convert' && p.step === 'lm' && controller.abort() })
+      .catch((e: unknown) => e);
+    expect(cut).toMatchObject({ code: 'Aborted' });
+    const [partial] = await store.list();
+    expect(partial).toMatchObject({ complete: false });
+    expect((await store.plan(source, WEIGHTS)).cached).toBe(false);
+    const done = await store.prepare(source, WEIGHTS);
+    expect(done.fromCache).toBe(false);
+    const gens = new Set((await bundles.keys('g|')).map((k) => k.split('|')[2]));
+    expect([...gens]).toEqual([done.record.generation]);
+    await (await openModelBundle(done.folder)).reader.verify();
   });
 });
 
