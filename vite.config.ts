@@ -1,4 +1,6 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import ts from 'typescript';
 import { build, defineConfig, type Plugin } from 'vite';
 import { VitePWA } from 'vite-plugin-pwa';
 
@@ -15,8 +17,22 @@ const isolationHeaders = {
 const MAX_PRECACHED_FILE_BYTES = 64 * 1024 * 1024;
 
 /**
+ * embed.d.ts beside embed.js: the declarations of the host library and the protocol in one file
+ * (the library has explicit types at its boundary, so each file's declarations stand alone).
+ */
+function embedDeclarations(root: string): string {
+  const declarations = (file: string) =>
+    ts.transpileDeclaration(readFileSync(resolve(root, file), 'utf8'), { fileName: file, compilerOptions: { target: ts.ScriptTarget.ES2022 } }).outputText;
+  const host = declarations('src/embed/host.ts')
+    .split('\n')
+    .filter((line) => !line.includes("from './protocol.ts'"))
+    .join('\n');
+  return `// Types of embed.js (SimpleAR widget host library), protocol version included.\n${declarations('src/embed/protocol.ts')}\n${host}`;
+}
+
+/**
  * embed.js, the host library other sites load from us: one self-contained ES module at a stable
- * URL (no hash, no shared chunks), so it is built on its own after the app.
+ * URL (no hash, no shared chunks), so it is built on its own after the app; embed.d.ts types it.
  */
 function embedHostLibrary(): Plugin {
   let outDir = 'dist';
@@ -43,6 +59,7 @@ function embedHostLibrary(): Plugin {
           lib: { entry: resolve(root, 'src/embed/host.ts'), formats: ['es'], fileName: () => 'embed.js' },
         },
       });
+      writeFileSync(resolve(outDir, 'embed.d.ts'), embedDeclarations(root));
     },
   };
 }
@@ -95,7 +112,7 @@ export default defineConfig({
         // The shell, the engine worker and ONNX Runtime's wasm/mjs: all the app needs offline
         // (the model itself lives in IndexedDB). embed.js is for other sites: not precached.
         globPatterns: ['**/*.{html,js,mjs,css,wasm,png,svg,webmanifest}'],
-        globIgnores: ['embed.js'],
+        globIgnores: ['embed.js', 'embed.d.ts'],
         maximumFileSizeToCacheInBytes: MAX_PRECACHED_FILE_BYTES,
         // Model URLs and settings travel in the query string: serve the cached page whatever it is.
         ignoreURLParametersMatching: [/.*/],

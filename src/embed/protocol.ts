@@ -44,7 +44,10 @@ export type WidgetStorage =
   /** Top-level or same-site: the model cache is shared with our own app. */
   | 'first-party'
   /** Cross-site iframe: this embedding site keeps its own copy of the model. */
-  | 'partitioned';
+  | 'partitioned'
+  /** The browser gives this frame no storage (e.g. third-party storage blocked): the model is
+   * downloaded into memory on each visit and not kept. */
+  | 'unavailable';
 
 export interface WidgetCapabilities {
   /** WebGPU adapter available to the widget's engine (else ONNX Runtime's wasm EP, slow). */

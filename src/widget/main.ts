@@ -14,6 +14,10 @@ const PARTITIONED_NOTICE =
   'This site keeps its own copy of the model: browsers keep the storage of an embedded page separate for each site, ' +
   'so the first image here downloads the model again, even if you used SimpleAR elsewhere.';
 
+const UNAVAILABLE_NOTICE =
+  'This browser gives this embedded page no storage here (third-party storage is blocked), so the model ' +
+  'cannot be kept: it is downloaded again each time this page is opened.';
+
 interface Job {
   onProgress(phase: ProgressPhase, done: number, total: number): void;
   onResult(image: WidgetImage): void;
@@ -60,13 +64,30 @@ async function main(): Promise<void> {
   view.form.hidden = config.hidePrompt;
 
   const client = new EngineClient();
-  const runner = new WidgetRunner(client, config);
+  // Storage first: it decides how the model is prepared. Hosts wait for `ready` before asking.
+  const [storage, device] = await Promise.all([detectStorage(), client.getDeviceInfo().catch(() => null)]);
+  if (storage.storage !== 'first-party') {
+    view.storageNotice(storage.storage === 'partitioned' ? PARTITIONED_NOTICE : UNAVAILABLE_NOTICE, storage.canRequestAccess);
+    view.storageButton.addEventListener('click', () => {
+      void requestStorageAccess().then((granted) =>
+        view.storageNotice(
+          granted
+            ? 'Storage access granted for this page. The model store lives in the engine’s worker, which browsers do not give shared storage yet, so the model is still kept per site.'
+            : 'Storage access was not granted.',
+          false,
+        ),
+      );
+    });
+  }
+
+  const runner = new WidgetRunner(client, config, { storageAvailable: storage.storage !== 'unavailable' });
   const quiet: Job = { onProgress: () => {}, onResult: () => {}, onError: () => {} };
   view.form.addEventListener('submit', (event) => {
     event.preventDefault();
     const prompt = view.prompt.value.trim();
     if (prompt) start(runner, view, `local ${Date.now()}`, { prompt }, quiet);
   });
+  view.generateButton.disabled = false;
 
   const channel = openHostChannel(config.origins, (message, reply, origin) => {
     if ('malformed' in message) {
@@ -88,20 +109,6 @@ async function main(): Promise<void> {
     });
   });
 
-  const [storage, device] = await Promise.all([detectStorage(), client.getDeviceInfo().catch(() => null)]);
-  if (storage.storage === 'partitioned') {
-    view.storageNotice(PARTITIONED_NOTICE, storage.canRequestAccess);
-    view.storageButton.addEventListener('click', () => {
-      void requestStorageAccess().then((granted) =>
-        view.storageNotice(
-          granted
-            ? 'Storage access granted. The engine still keeps this site’s own copy: it runs in a worker, which browsers do not yet give shared storage.'
-            : 'Storage access was not granted: this site keeps its own copy of the model.',
-          false,
-        ),
-      );
-    });
-  }
   const capabilities: WidgetCapabilities = {
     webgpu: device?.ok ?? false,
     crossOriginIsolated: self.crossOriginIsolated,

@@ -58,10 +58,13 @@ export class WidgetRunner {
   readonly #active = new Map<string, AbortController>();
   #queue: Promise<unknown> = Promise.resolve();
   #modelReady = false;
+  /** false where the browser gives the frame no storage: the model loads into memory only. */
+  readonly #storageAvailable: boolean;
 
-  constructor(client: EngineClient, config: WidgetConfig) {
+  constructor(client: EngineClient, config: WidgetConfig, options: { storageAvailable: boolean }) {
     this.#client = client;
     this.#config = config;
+    this.#storageAvailable = options.storageAvailable;
   }
 
   /** Something is queued or running. */
@@ -95,14 +98,22 @@ export class WidgetRunner {
     return job.finally(() => this.#active.delete(key));
   }
 
+  async #prepare(signal: AbortSignal, onProgress: ProgressListener): Promise<void> {
+    const { source, load } = this.#config;
+    if (this.#storageAvailable || source.kind !== 'original') {
+      await this.#client.prepareModel(source, { ...load, signal, onProgress: (p) => onProgress(...prepareStep(p)) });
+      return;
+    }
+    // No storage: read the original checkpoints straight into the engine (nothing is kept).
+    onProgress('load', 0, 1);
+    await this.#client.loadModel(source, { ...load, signal });
+    onProgress('load', 1, 1);
+  }
+
   async #execute(params: GenerateParams, signal: AbortSignal, onProgress: ProgressListener): Promise<WidgetImage> {
     if (signal.aborted) throw new DOMException('Cancelled', 'AbortError');
     if (!this.#modelReady) {
-      await this.#client.prepareModel(this.#config.source, {
-        ...this.#config.load,
-        signal,
-        onProgress: (p) => onProgress(...prepareStep(p)),
-      });
+      await this.#prepare(signal, onProgress);
       this.#modelReady = true;
     }
     const result = await this.#client.generate(params, {

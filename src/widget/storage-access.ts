@@ -25,9 +25,33 @@ function isCrossOriginFrame(): boolean {
   }
 }
 
+/** Opens (and deletes) a scratch database: browsers that block a frame's storage refuse it. */
+function indexedDbWorks(): Promise<boolean> {
+  return new Promise((resolve) => {
+    try {
+      const name = 'simplear-storage-probe';
+      const request = indexedDB.open(name);
+      request.onsuccess = () => {
+        request.result.close();
+        indexedDB.deleteDatabase(name);
+        resolve(true);
+      };
+      request.onerror = (event) => {
+        event.preventDefault();
+        resolve(false);
+      };
+      request.onblocked = () => resolve(true);
+    } catch {
+      resolve(false);
+    }
+  });
+}
+
 export async function detectStorage(doc: Document = document): Promise<StorageSituation> {
+  const canRequestAccess = isCrossOriginFrame() && typeof doc.requestStorageAccess === 'function';
+  // The worker's IndexedDB follows the same policy as this document's.
+  if (!(await indexedDbWorks())) return { storage: 'unavailable', canRequestAccess };
   if (!isCrossOriginFrame()) return { storage: 'first-party', canRequestAccess: false };
-  const canRequestAccess = typeof doc.requestStorageAccess === 'function';
   if (typeof doc.hasStorageAccess === 'function') {
     // A same-site frame has access (its storage is ours); a cross-site one does not until granted,
     // and even then the worker's IndexedDB stays partitioned (see above).

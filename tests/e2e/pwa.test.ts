@@ -8,13 +8,14 @@
 import { appendFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineClient } from '../../src/client/engine-client.ts';
 import { startServer, type RunningServer } from '../../tools/serve.ts';
 import { FIXTURES } from '../helpers/fixture-model.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
-import { CHROMIUM_PATH, ConsoleWatch, DIST, launchChromium, openApp, waitForReady } from './browser.ts';
+import { ConsoleWatch, DIST, launchChromium, openApp, waitForReady } from './browser.ts';
+import { launchPersistentChromium } from './persistent-context.ts';
 
 declare const simplear: { client: EngineClient };
 
@@ -46,13 +47,8 @@ async function underServiceWorker(page: Page): Promise<string> {
 describe('PWA', () => {
   it('is installable by Chromium’s criteria', async () => {
     // A persistent profile: Chromium never offers installation in an incognito-like context.
-    const profile = mkdtempSync(join(tmpdir(), 'simplear-profile-'));
     const app = await startServer({ root, port: 0 });
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM_PATH,
-      headless: true,
-      args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', '--enable-unsafe-webgpu'],
-    });
+    const { context, close } = await launchPersistentChromium();
     try {
       const watch = new ConsoleWatch(context);
       const page = context.pages()[0] ?? (await context.newPage());
@@ -70,9 +66,8 @@ describe('PWA', () => {
       expect(data.icons.map((i) => i.sizes)).toEqual(expect.arrayContaining(['192x192', '512x512']));
       watch.assertClean();
     } finally {
-      await context.close();
+      await close();
       await app.close();
-      rmSync(profile, { recursive: true, force: true });
     }
   });
 

@@ -4,7 +4,9 @@
 //    CPU engine's image for the same seed;
 //  - cancel through the protocol stops a generation and leaves the widget ready;
 //  - a host whose origin is not in ?origins= gets no message and starts no work;
-//  - the widget says the cross-site copy of the model is partitioned.
+//  - storage: where cross-site frames get partitioned storage, the widget keeps its own copy of
+//    the model in IndexedDB and says so; where Chromium blocks third-party storage (its default
+//    here, and incognito), it says so and loads the model into memory instead.
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +20,7 @@ import type { RunningServer } from '../../tools/serve.ts';
 import { FIXTURES, loadFixtureModel } from '../helpers/fixture-model.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
 import { ConsoleWatch, launchChromium, serveDist } from './browser.ts';
+import { launchPersistentChromium } from './persistent-context.ts';
 
 /** A plain static host on its own loopback address (another site): no COOP/COEP, like most sites. */
 interface HostSite {
@@ -101,20 +104,40 @@ afterAll(async () => {
   await Promise.all([widgetServer?.close(), files?.close(), host?.close(), stranger?.close()]);
 });
 
-async function openHost(url: string): Promise<{ page: Page; watch: ConsoleWatch; close(): Promise<void> }> {
-  const context = await browser.newContext();
+/**
+ * A host page in a fresh incognito-like context (third-party storage blocked), or (`persistent`)
+ * on a real temporary profile that gives cross-site frames partitioned storage.
+ */
+async function openHost(url: string, persistent = false): Promise<{ page: Page; watch: ConsoleWatch; close(): Promise<void> }> {
+  const { context, close } = persistent
+    ? await launchPersistentChromium({ thirdPartyStorage: true })
+    : await browser.newContext().then((c) => ({ context: c, close: () => c.close() }));
   const watch = new ConsoleWatch(context);
-  const page = await context.newPage();
+  const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(url);
-  return { page, watch, close: () => context.close() };
+  return { page, watch, close };
+}
+
+/** Resolves when `done` does; rejects at once with the page's problems if it logs any first. */
+async function unlessProblems<T>(watch: ConsoleWatch, done: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const problem = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      if (watch.problems.length > 0) reject(new Error(`The page logged problems:\n  ${watch.problems.join('\n  ')}`));
+    }, 250);
+  });
+  try {
+    return await Promise.race([done, problem]);
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 describe('widget in a cross-site iframe', () => {
   it('a host page made from the README snippet gets the PNG that Node computes for the same seed', async () => {
     const { page, watch, close } = await openHost(`${host.origin}/readme.html`);
     try {
-      const img = page.locator('body > img');
-      await img.waitFor({ timeout: 240_000 });
+      await unlessProblems(watch, page.locator('body > img').waitFor({ timeout: 240_000 }));
       const png = await page.evaluate(async () => {
         const src = document.querySelector<HTMLImageElement>('body > img')!.src;
         return Array.from(new Uint8Array(await (await fetch(src)).arrayBuffer()));
@@ -133,9 +156,9 @@ describe('widget in a cross-site iframe', () => {
       }
       expect(maxDiff).toBeLessThanOrEqual(1);
 
-      // The widget knows it is a cross-site frame: no isolation, partitioned storage, and says so.
+      // Incognito-like context: Chromium gives the cross-site frame no storage; the widget says so.
       const frame = page.frameLocator('iframe');
-      await expect.poll(() => frame.locator('.w-storage-text').textContent()).toMatch(/keeps its own copy of the model/);
+      expect(await frame.locator('.w-storage-text').textContent()).toMatch(/downloaded again each time/);
       expect(await frame.locator('.w-image').isVisible()).toBe(true);
       watch.assertClean();
     } finally {
@@ -143,8 +166,8 @@ describe('widget in a cross-site iframe', () => {
     }
   });
 
-  it('cancel through the protocol stops a generation; the next request still works', async () => {
-    const { page, watch, close } = await openHost(`${host.origin}/blank.html`);
+  it('cancel through the protocol stops a generation; the next request still works (partitioned storage)', async () => {
+    const { page, watch, close } = await openHost(`${host.origin}/blank.html`, true);
     try {
       // As a host's own module would: import embed.js from the widget's origin (a CORS module load).
       await page.evaluate(`import('${widgetOrigin}/embed.js').then((m) => { window.embedModule = m; })`);
@@ -160,6 +183,7 @@ describe('widget in a cross-site iframe', () => {
             decoder: 'f32',
           });
           const capabilities = await widget.ready;
+          const prepared: string[] = [];
           const controller = new AbortController();
           const phases: string[] = [];
           const cancelled = await widget
@@ -169,6 +193,7 @@ describe('widget in a cross-site iframe', () => {
                 signal: controller.signal,
                 onProgress: ({ phase, done }) => {
                   phases.push(phase);
+                  if (phase === 'download' || phase === 'convert') prepared.push(phase);
                   if (phase === 'decode' && done >= 2) controller.abort();
                 },
               },
@@ -178,15 +203,18 @@ describe('widget in a cross-site iframe', () => {
               (e: { name: string; code: string }) => `${e.name}:${e.code}`,
             );
           const after = await widget.generate({ prompt: 'a tree', seed: 7, size: 32 });
-          widget.destroy();
-          return { capabilities, cancelled, phases: [...new Set(phases)], after: { width: after.width, seed: after.seed, type: after.png.type } };
+          (window as unknown as { widget: typeof widget }).widget = widget;
+          return {
+            capabilities,
+            cancelled,
+            phases: [...new Set(phases)],
+            prepared: [...new Set(prepared)],
+            after: { width: after.width, seed: after.seed, type: after.png.type },
+          };
         },
         { model: modelUrl, vq: vqUrl },
       );
-      expect(outcome.cancelled).toBe('EmbedError:Aborted');
-      // The model was prepared as part of the first request, then generation began.
-      expect(outcome.phases).toContain('decode');
-      expect(outcome.after).toEqual({ width: 32, seed: 7, type: 'image/png' });
+      console.log(`widget phases: ${outcome.phases.join(', ')}; capabilities: ${JSON.stringify(outcome.capabilities)}`);
       expect(outcome.capabilities).toMatchObject({
         webgpu: true,
         crossOriginIsolated: false,
@@ -194,6 +222,23 @@ describe('widget in a cross-site iframe', () => {
         cancel: true,
         sizes: { min: 16, max: 128, default: 64 },
       });
+      expect(outcome.cancelled).toBe('EmbedError:Aborted');
+      // The model was downloaded and converted into the frame's IndexedDB by the first request.
+      expect(outcome.prepared).toEqual(['download', 'convert']);
+      expect(outcome.phases).toContain('decode');
+      expect(await page.frameLocator('iframe').locator('.w-storage-text').textContent()).toMatch(/keeps its own copy of the model/);
+      expect(outcome.after).toEqual({ width: 32, seed: 7, type: 'image/png' });
+      // destroy() removes the frame; later calls reject.
+      const destroyed = await page.evaluate(async () => {
+        const { widget } = window as unknown as { widget: import('../../src/embed/host.ts').EmbeddedWidget };
+        widget.destroy();
+        const code = await widget.generate({ prompt: 'x' }).then(
+          () => 'resolved',
+          (e: { code: string }) => e.code,
+        );
+        return { code, frames: document.querySelectorAll('iframe').length };
+      });
+      expect(destroyed).toEqual({ code: 'Destroyed', frames: 0 });
       watch.assertClean();
     } finally {
       await close();
