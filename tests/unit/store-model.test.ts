@@ -223,8 +223,15 @@ describe('model store: files that change or are corrupted on the server', () => 
     const local = await startTestServer(root, { sha256Etags: true });
     try {
       const { store } = newStore();
-      const good = await store.prepare(sourceAt(local), WEIGHTS);
+      const progress: PrepareProgress[] = [];
+      const good = await store.prepare(sourceAt(local), { ...WEIGHTS, onProgress: (p) => progress.push(p) });
       expect(good.fromCache).toBe(false);
+      // Download, then the whole-file hashes (every byte downloaded), then conversion.
+      const phases = progress.map((p) => p.phase).filter((p, i, a) => p !== a[i - 1]);
+      expect(phases).toEqual(['download', 'verify', 'convert']);
+      const verified = progress.filter((p) => p.phase === 'verify').at(-1) as { done: number; total: number };
+      expect(verified.done).toBe(verified.total);
+      expect(verified.total).toBe((progress.find((p) => p.phase === 'download') as { totalBytes: number }).totalBytes);
       await store.delete(good.modelId);
       // The server now sends other bytes under the ETag it hashed before (a corrupted mirror).
       const path = join(root, 'tiny-simplear/tokenizer_config.json');

@@ -125,7 +125,10 @@ export class BlockCache {
    * Fetches every block of `records` not yet stored (several at once), then checks each file
    * whose ETag is a SHA-256. On failure the blocks already stored stay stored.
    */
-  async download(records: FileRecord[], options: { signal?: AbortSignal; onProgress?: (p: BlockProgress) => void } = {}): Promise<void> {
+  async download(
+    records: FileRecord[],
+    options: { signal?: AbortSignal; onProgress?: (p: BlockProgress) => void; onVerify?: (done: number, total: number) => void } = {},
+  ): Promise<void> {
     const queue: { record: FileRecord; index: number }[] = [];
     for (const record of records) {
       const stored = await this.storedBlocks(record.url);
@@ -153,15 +156,24 @@ export class BlockCache {
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
-    for (const record of records) await this.verifyWhole(record, options.signal);
+    const toHash = records.filter((r) => sha256FromEtag(r.etag) && !r.verified);
+    const total = toHash.reduce((a, r) => a + r.size, 0);
+    let done = 0;
+    for (const record of toHash) {
+      await this.verifyWhole(record, options.signal, (n) => options.onVerify?.((done += n), total));
+    }
   }
 
   /** Hashes a complete file whose ETag is its SHA-256; a mismatch drops the file's blocks. */
-  async verifyWhole(record: FileRecord, signal?: AbortSignal): Promise<void> {
+  async verifyWhole(record: FileRecord, signal?: AbortSignal, onBytes?: (n: number) => void): Promise<void> {
     const expected = sha256FromEtag(record.etag);
     if (!expected || record.verified) return;
     const hash = new Sha256Stream();
-    for (let i = 0; i < blockCount(record.size, record.blockBytes); i++) hash.update(await this.block(record, i, signal));
+    for (let i = 0; i < blockCount(record.size, record.blockBytes); i++) {
+      const bytes = await this.block(record, i, signal);
+      hash.update(bytes);
+      onBytes?.(bytes.byteLength);
+    }
     const actual = hash.hex();
     if (actual !== expected) {
       await this.forget([record.url]);

@@ -8,6 +8,7 @@ export class DownloadMeter {
   private lastReport = -Infinity;
   private fetched = 0;
   private file = '';
+  private finished = false;
 
   constructor(
     private readonly totalBytes: number,
@@ -20,6 +21,7 @@ export class DownloadMeter {
 
   /** `fetchedBytes`: bytes received so far in this session; `file` the one being fetched. */
   update(fetchedBytes: number, file: string): void {
+    if (this.finished) return;
     this.fetched = fetchedBytes;
     this.file = file;
     const t = this.now();
@@ -29,8 +31,10 @@ export class DownloadMeter {
     if (t - this.lastReport >= (this.options.intervalMs ?? 200)) this.report(t);
   }
 
-  /** The last report (100% when the download completed). */
+  /** The last report (100% when the download completed); later calls do nothing. */
   finish(): void {
+    if (this.finished) return;
+    this.finished = true;
     this.report(this.now());
   }
 

@@ -240,7 +240,15 @@ export class ModelStore {
     await this.checkSpace(totalBytes - storedBytes + estimatedBundleBytes);
 
     const meter = new DownloadMeter(totalBytes, storedBytes, onProgress);
-    await this.cache.download(tracked, { ...(signal ? { signal } : {}), onProgress: (p) => meter.update(p.fetchedBytes, p.file) });
+    await this.cache.download(tracked, {
+      ...(signal ? { signal } : {}),
+      onProgress: (p) => meter.update(p.fetchedBytes, p.file),
+      // Files whose ETag is their SHA-256 are hashed whole once downloaded.
+      onVerify: (done, total) => {
+        meter.finish();
+        onProgress?.({ phase: 'verify', done, total });
+      },
+    });
     meter.finish();
 
     const sink = this.bundles.sink(modelId);
