@@ -27,7 +27,7 @@ export function describePrepare(p: PrepareProgress): ProgressReport {
       };
     }
     case 'convert':
-      return { title: 'Converting the model for your device', detail: `${p.step} (${p.done} of ${p.total})`, fraction: ratio(p.done, p.total) };
+      return { title: 'Converting the model for your device', detail: p.total > 0 ? `${p.step} (${p.done} of ${p.total})` : p.step, fraction: ratio(p.done, p.total) };
     case 'verify':
       return { title: 'Checking the stored model', detail: `${p.done} of ${p.total} files`, fraction: ratio(p.done, p.total) };
     case 'load':
