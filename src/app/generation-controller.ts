@@ -10,7 +10,8 @@ import { h, messageOf } from './dom.ts';
 import { formatDuration } from './format.ts';
 import type { GalleryEntry, GalleryStore } from './gallery-store.ts';
 import { GenerateForm } from './generate-form.ts';
-import { encodeImagePng, pngBlob } from './image-export.ts';
+import { pngBlob } from './image-export.ts';
+import { PngEncoder } from './png-encoder.ts';
 import { PreviewCanvas } from './preview-canvas.ts';
 import { describeGeneration } from './progress-text.ts';
 import { ProgressView } from './progress-view.ts';
@@ -32,6 +33,7 @@ export class GenerationController {
   readonly #preview = new PreviewCanvas();
   readonly #result: ResultView;
   readonly #notice: HTMLElement;
+  readonly #pngEncoder = new PngEncoder();
   #model: PreparedModelInfo | undefined;
   #running: AbortController | undefined;
 
@@ -115,8 +117,8 @@ export class GenerationController {
   }
 
   async #finish(r: GenerationResult): Promise<void> {
-    this.#preview.showImage(r.rgba, r.width, r.height, r.settings.prompt);
-    const png = pngBlob(encodeImagePng(r.rgba, r.width, r.height, r.settings, r.model));
+    this.#preview.showImage(r.rgba, r.width, r.height, r.settings.prompt); // copies the pixels
+    const png = pngBlob(await this.#pngEncoder.encode(r.rgba, r.width, r.height, r.settings, r.model));
     const shown = { png, settings: r.settings, timings: r.timings, model: r.model, backend: r.stats.backend };
     this.#result.show(shown);
     this.status.show(`Done in ${formatDuration(r.timings.totalMs)} (seed ${r.settings.seed}).`, 'ok');

@@ -105,6 +105,8 @@ describe('web app, first-time user with a mirror', () => {
     // Everything fits a 360 px phone screen: nothing scrolls sideways.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
 
+    // The PNG was encoded in its own worker, off the main thread.
+    expect(page.workers().map((w) => w.url()).some((u) => /png-encoder\.worker/.test(u))).toBe(true);
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('a.download').click()]);
     expect(download.suggestedFilename()).toBe(`simplear-a-red-fox-in-the-snow-${seed}.png`);
     const png = decodePng(new Uint8Array(await readFile(await download.path())));
