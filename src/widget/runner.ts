@@ -5,7 +5,7 @@ import type { EngineClient, GenerationResult, PrepareProgress } from '../client/
 import { SimpleARError } from '../core/errors.ts';
 import { encodePng } from '../core/image/png.ts';
 import { pngText } from '../core/image/png-metadata.ts';
-import { SIZE_LIMITS } from '../core/settings.ts';
+import { resolveSettings } from '../core/settings.ts';
 import type { GenerateParams, ProgressPhase } from '../embed/protocol.ts';
 import type { WidgetConfig } from './config.ts';
 
@@ -84,16 +84,23 @@ export class WidgetRunner {
   /** Checks the request now (bad settings fail before queuing), then runs it after the ones before it. */
   run(key: string, params: GenerateParams, onProgress: ProgressListener): Promise<WidgetImage> {
     if (this.#active.has(key)) return Promise.reject(new SimpleARError('InvalidSettings', `A request with id ${key} is already running.`));
-    const size = params.size ?? this.#config.defaults.size;
-    if (!Number.isInteger(size) || size % 16 !== 0 || size < SIZE_LIMITS.min || size > this.#config.maxSize) {
+    const request: GenerateParams = { ...this.#config.defaults, ...stripUndefined(params), prompt: params.prompt };
+    try {
+      // The engine's checks before any download (the seed stays random when left out).
+      resolveSettings({ ...request, seed: request.seed ?? 0 });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const size = request.size!;
+    if (size > this.#config.maxSize) {
       return Promise.reject(
-        new SimpleARError('InvalidSettings', `size must be a multiple of 16 from ${SIZE_LIMITS.min} to ${this.#config.maxSize} here (got ${size}).`, { field: 'size' }),
+        new SimpleARError('InvalidSettings', `size: at most ${this.#config.maxSize} pixels in this widget (got ${size}); its maxSize sets the limit.`, { field: 'size' }),
       );
     }
     const controller = new AbortController();
     this.#active.set(key, controller);
     if (this.#active.size > 1) onProgress('queued', 0, 1);
-    const job = this.#queue.then(() => this.#execute({ ...this.#config.defaults, ...stripUndefined(params), prompt: params.prompt, size }, controller.signal, onProgress));
+    const job = this.#queue.then(() => this.#execute(request, controller.signal, onProgress));
     this.#queue = job.catch(() => {});
     return job.finally(() => this.#active.delete(key));
   }

@@ -5,7 +5,8 @@ import { DEFAULT_MODEL_SOURCE } from '../../src/client/model-source.ts';
 import { DEFAULT_SETTINGS } from '../../src/core/settings.ts';
 import { parseOrigins, parseWidgetConfig } from '../../src/widget/config.ts';
 import { readHostMessage } from '../../src/widget/host-channel.ts';
-import { toFailure } from '../../src/widget/runner.ts';
+import { toFailure, WidgetRunner } from '../../src/widget/runner.ts';
+import { EngineClient } from '../../src/client/engine-client.ts';
 import { SimpleARError } from '../../src/core/errors.ts';
 
 const BASE = 'https://simplear.example/embed.html';
@@ -78,5 +79,25 @@ describe('host messages', () => {
     expect(toFailure(new SimpleARError('PromptTooLong', 'too long'))).toEqual({ code: 'PromptTooLong', message: 'too long' });
     expect(toFailure(Object.assign(new Error('no GPU'), { code: 'WebGPUUnavailable' }))).toEqual({ code: 'WebGPUUnavailable', message: 'no GPU' });
     expect(toFailure(new TypeError('boom'))).toEqual({ code: 'Internal', message: 'boom' });
+  });
+});
+
+describe('widget runner', () => {
+  test('bad settings are refused before anything starts (no worker, no download)', async () => {
+    let started = 0;
+    const client = new EngineClient({
+      startWorker: () => {
+        started++;
+        throw new Error('this test starts no worker');
+      },
+    });
+    const runner = new WidgetRunner(client, parseWidgetConfig('?size=64&maxSize=128', BASE), { storageAvailable: true });
+    const progress = () => {};
+    await expect(runner.run('a', { prompt: '  ' }, progress)).rejects.toMatchObject({ code: 'InvalidSettings', message: /prompt/ });
+    await expect(runner.run('b', { prompt: 'fox', size: 100 }, progress)).rejects.toMatchObject({ code: 'InvalidSettings', message: /multiple of 16/ });
+    await expect(runner.run('c', { prompt: 'fox', size: 256 }, progress)).rejects.toMatchObject({ code: 'InvalidSettings', message: /at most 128/ });
+    await expect(runner.run('d', { prompt: 'fox', cfg: -1 }, progress)).rejects.toMatchObject({ code: 'InvalidSettings', message: /cfg/ });
+    expect(started).toBe(0);
+    expect(runner.busy).toBe(false);
   });
 });
