@@ -52,18 +52,30 @@ function onGpuFailure(error: SimpleARError): void {
   for (const listener of failureListeners) listener(error);
 }
 
-/** Runs a GPU call; rejects with the device's failure as soon as it happens, or maps ORT's allocation errors. */
-async function onGpu<T>(work: () => Promise<T>): Promise<T> {
+/** How long a failed GPU call waits for the device to report itself lost (its errors can come first). */
+const LOSS_GRACE_MS = 300;
+
+/**
+ * Runs a GPU call; rejects with the device's failure as soon as it happens, or maps ORT's
+ * allocation errors. `cancelled` tells a cancel of our own apart from a device that died:
+ * a destroyed device also rejects pending mapAsync calls with an AbortError.
+ */
+async function onGpu<T>(work: () => Promise<T>, cancelled: () => boolean = () => false): Promise<T> {
   if (gpuFailure) throw gpuFailure;
   let listener: ((e: SimpleARError) => void) | undefined;
   const failed = new Promise<never>((_, reject) => {
     listener = reject;
     failureListeners.add(listener);
   });
+  failed.catch(() => {});
   try {
     return await Promise.race([work(), failed]);
   } catch (e) {
-    const gpuError = gpuFailure ?? classifyGpuError(e);
+    if (e instanceof SimpleARError && (e.code === 'DeviceLost' || e.code === 'GpuOutOfMemory')) throw e;
+    let gpuError: SimpleARError | null | undefined = gpuFailure ?? classifyGpuError(e);
+    if (!gpuError && !cancelled()) {
+      gpuError = await Promise.race([failed.catch((f: SimpleARError) => f), new Promise<undefined>((r) => setTimeout(r, LOSS_GRACE_MS))]);
+    }
     if (gpuError) {
       onGpuFailure(gpuError);
       throw gpuError;
@@ -196,7 +208,7 @@ const api: EngineWorkerApi = {
     const current = engine;
     try {
       const run = () => current.generate(request, { signal: controller.signal, onProgress: onProgress && ((p) => void onProgress(p)) });
-      const result = await (current.backend === 'webgpu' ? onGpu(run) : run());
+      const result = await (current.backend === 'webgpu' ? onGpu(run, () => controller.signal.aborted) : run());
       return Comlink.transfer(result, [result.rgba.buffer as ArrayBuffer]);
     } finally {
       running.delete(id);

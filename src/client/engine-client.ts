@@ -101,7 +101,7 @@ export class EngineClient {
   /** Loads a model into the worker's engine (replacing any loaded one). */
   async loadModel(source: ModelSource, options: LoadModelOptions & { signal?: AbortSignal } = {}): Promise<LoadedModelInfo> {
     const { signal, ...rest } = options;
-    const info = await this.#gpuCall(() => this.#call((api) => api.loadModel(source, rest), signal));
+    const info = await this.#onFreshWorkerIfLost(() => this.#call((api) => api.loadModel(source, rest), signal));
     this.#reload = (api) => api.loadModel(source, rest);
     this.#reloadPending = false;
     return info;
@@ -122,7 +122,7 @@ export class EngineClient {
     options: LoadModelOptions & { onProgress?: (p: PrepareProgress) => void; signal?: AbortSignal } = {},
   ): Promise<PreparedModelInfo> {
     const { signal, onProgress, ...rest } = options;
-    const info = await this.#gpuCall(() =>
+    const info = await this.#onFreshWorkerIfLost(() =>
       this.#cancellable(signal, (id, api) => api.prepareModel(id, source, rest, onProgress && Comlink.proxy(onProgress))),
     );
     this.#reload = (api) => api.prepareModel(++this.#nextId, source, rest);
@@ -178,6 +178,19 @@ export class EngineClient {
         this.#endWorker();
         this.#reloadPending = true;
       }
+      throw e;
+    }
+  }
+
+  /**
+   * Loading builds a new engine anyway: if the worker's device turns out lost, do it once more
+   * in a fresh worker. (Out of memory is not retried: the same load would fail the same way.)
+   */
+  async #onFreshWorkerIfLost<T>(load: () => Promise<T>): Promise<T> {
+    try {
+      return await this.#gpuCall(load);
+    } catch (e) {
+      if (e instanceof SimpleARError && e.code === 'DeviceLost') return this.#gpuCall(load);
       throw e;
     }
   }

@@ -100,6 +100,28 @@ describe.each([
 });
 
 describe('GPU errors', () => {
+  test('prepareModel on a worker whose device is lost runs again in a fresh worker; out of memory is not retried', async () => {
+    const { client, log } = clientWith((n, log) => ({
+      prepareModel: async () => {
+        log.push(`worker ${n} prepareModel`);
+        if (n === 0) throw deviceLostError('unknown', '');
+        return INFO;
+      },
+    }));
+    expect(await client.prepareModel(SOURCE)).toEqual(INFO);
+    expect(log).toEqual(['worker 0 started', 'worker 0 prepareModel', 'worker 1 started', 'worker 1 prepareModel']);
+    client.dispose();
+    const second = clientWith((n, log) => ({
+      prepareModel: async () => {
+        log.push(`worker ${n} prepareModel`);
+        throw gpuOutOfMemoryError('Failed to allocate');
+      },
+    }));
+    await expect(second.client.prepareModel(SOURCE)).rejects.toMatchObject({ code: 'GpuOutOfMemory' });
+    expect(second.log).toEqual(['worker 0 started', 'worker 0 prepareModel']);
+    second.client.dispose();
+  });
+
   test('other errors leave the worker alone', async () => {
     const { client, workers } = clientWith(() => ({
       prepareModel: async () => INFO,
