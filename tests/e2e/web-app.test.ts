@@ -54,7 +54,7 @@ beforeAll(async () => {
   const query = new URLSearchParams({ model: `${files.url}tiny-simplear/`, vq: `${files.url}tiny-cosmos/`, weights: 'f32', decoder: 'f32' });
   appUrl = `${app.url}?${query}`;
   // One context for the whole file: IndexedDB (models, gallery) persists across reloads.
-  context = await browser.newContext({ acceptDownloads: true, viewport: { width: 360, height: 800 } });
+  context = await browser.newContext({ acceptDownloads: true, viewport: { width: 360, height: 800 }, permissions: ['clipboard-read', 'clipboard-write'] });
   watch = new ConsoleWatch(context);
   await context.addInitScript(RECORD_PROGRESS);
   page = await context.newPage();
@@ -91,16 +91,19 @@ describe('web app, first-time user with a mirror', () => {
     await page.locator('.storage-item').waitFor();
     expect(await page.locator('.storage-item').count()).toBe(1);
 
-    await fillQuickSettings('a red fox in the snow', 64);
+    await fillQuickSettings('a red fox in the snow', 48);
     await page.locator('#prompt').press('Enter'); // Enter in the prompt generates
     await page.locator('.stage[data-state="image"]').waitFor({ timeout: 120_000 });
+    // The settings and the download link come once the PNG is encoded (in a worker).
+    await page.locator('#status', { hasText: /^Done in / }).waitFor();
     const generating = await progressLog();
-    // The preview formed row by row: rows 1..3 of 4 were each reported while decoding.
-    for (const row of [1, 2, 3]) expect(generating.some((l) => l.startsWith(`Drawing row ${row} of 4 · `))).toBe(true);
+    // The preview formed row by row: rows 1 and 2 of 3 were each reported while decoding.
+    for (const row of [1, 2]) expect(generating.some((l) => l.startsWith(`Drawing row ${row} of 3 · `))).toBe(true);
     expect(generating.some((l) => / tokens\/s/.test(l))).toBe(true);
-    expect(await page.locator('.stage-canvas').evaluate((c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height])).toEqual([64, 64]);
+    expect(await page.locator('.stage-canvas').evaluate((c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height])).toEqual([48, 48]);
     expect(await page.locator('#status').textContent()).toMatch(/^Done in .* \(seed \d+\)\.$/);
     const seed = await shownSeed();
+    await page.locator('.gallery-item').first().waitFor(); // kept once its PNG is encoded and stored
     expect(await page.locator('.gallery-item').count()).toBe(1);
     // Everything fits a 360 px phone screen: nothing scrolls sideways.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
@@ -110,8 +113,8 @@ describe('web app, first-time user with a mirror', () => {
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('a.download').click()]);
     expect(download.suggestedFilename()).toBe(`simplear-a-red-fox-in-the-snow-${seed}.png`);
     const png = decodePng(new Uint8Array(await readFile(await download.path())));
-    expect([png.width, png.height]).toEqual([64, 64]);
-    expect(png.text).toMatchObject({ prompt: 'a red fox in the snow', seed: String(seed), size: '64x64', 'negative prompt': 'blurry' });
+    expect([png.width, png.height]).toEqual([48, 48]);
+    expect(png.text).toMatchObject({ prompt: 'a red fox in the snow', seed: String(seed), size: '48x48', 'negative prompt': 'blurry' });
     watch.assertClean();
   });
 
@@ -139,6 +142,11 @@ describe('web app, first-time user with a mirror', () => {
     await page.locator('[data-result="seed"] dd', { hasText: firstSeed! }).waitFor();
     expect(await page.locator('#setting-seed').inputValue()).toBe(firstSeed);
     expect(await page.locator('#prompt').inputValue()).toBe('a red fox in the snow');
+    // Copy settings: the JSON a person can paste into simplear.client.generate() or keep.
+    await page.locator('button.copy-settings').click();
+    await page.locator('.copied', { hasText: 'Settings copied.' }).waitFor();
+    const copied = JSON.parse(await page.evaluate(() => navigator.clipboard.readText())) as Record<string, unknown>;
+    expect(copied).toMatchObject({ prompt: 'a red fox in the snow', seed: Number(firstSeed), size: 48, negativePrompt: 'blurry' });
     expect(files.requests).toEqual([]);
     watch.assertClean();
   });
