@@ -165,16 +165,19 @@ export class GenerationController {
     const running = new AbortController();
     this.#running = running;
     this.#form.setBusy(true);
+    let works = true;
     try {
       this.#notice.textContent = `No WebGPU: images are made on the CPU. ${estimateText(await measureSpeed(this.client, running.signal))}`;
     } catch (e) {
-      this.#notice.textContent = running.signal.aborted
+      works = running.signal.aborted;
+      this.#notice.textContent = works
         ? 'No WebGPU: images are made on the CPU, much more slowly than on a GPU (the speed test was cancelled).'
-        : `No WebGPU, and the CPU engine failed its speed test: ${messageOf(e)}. This browser cannot generate images here.`;
+        : `No WebGPU, and the CPU engine failed its speed test: ${messageOf(e)}. This browser cannot generate images here; a browser with WebGPU (Chrome or Edge 113+ on desktop, Chrome 121+ on Android) can.`;
+      if (!works) this.status.show('This browser cannot generate images: see the note above the prompt.', 'error');
     } finally {
       this.#running = undefined;
       this.#form.setBusy(false);
-      this.#form.setReady(this.#model !== undefined);
+      this.#form.setReady(works && this.#model !== undefined);
     }
   }
 }

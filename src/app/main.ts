@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   let storage: StoragePanel | undefined;
   const generation = new GenerationController(client, galleryStore, status, {
     onDeviceLost: () => loader.reload(),
-    onSaved: () => void gallery.refresh(),
+    onSaved: () => void Promise.all([gallery.refresh(), storage?.refresh()]),
   });
   const loader = new ModelLoader(client, device, {
     onReady: (info) => void generation.modelReady(info),
