@@ -9,8 +9,8 @@
 // Prints a readable table on stderr-free stdout followed by one JSON object (last line).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { CommandModule, OptionValues } from './command.ts';
 import { UsageError } from './command.ts';
@@ -146,6 +146,85 @@ async function sjdWindowRuns(
   return out;
 }
 
+/** Where a decode step's time goes: ORT's own profiler over a few steps of a fresh session. */
+interface StepBreakdown {
+  /** Wall time of runner.step() as the caller sees it. */
+  wallMsPerStep: number;
+  /** ORT's model_run span: graph execution inside the native session. */
+  modelRunMsPerStep: number;
+  /** Sum of kernel times, and the largest op types. */
+  kernelMsPerStep: number;
+  byOp: { op: string; msPerStep: number; nodes: number }[];
+  /** wall − model_run: the binding's marshalling (onnxruntime-node copies every output, the
+   * 48 KV-cache tensors included, into fresh ArrayBuffers after each run). */
+  outsideOrtMsPerStep: number;
+}
+
+interface ProfileEvent {
+  cat?: string;
+  name: string;
+  dur: number;
+  ts: number;
+  args?: { op_name?: string };
+}
+
+async function profileStep(
+  ort: typeof import('onnxruntime-node'),
+  graph: Uint8Array,
+  options: Record<string, unknown>,
+  spec: LmSpec,
+  capacity: number,
+  lengths: number[],
+  token: number,
+  steps: number,
+): Promise<StepBreakdown> {
+  const dir = await mkdtemp(join(tmpdir(), 'simplear-profile-'));
+  try {
+    const session = await ort.InferenceSession.create(graph, { ...options, enableProfiling: true, profileFilePrefix: join(dir, 'ort') });
+    const runner = new LmRunner(ort, session, spec, { capacity });
+    const wall: number[] = [];
+    for (let i = 0; i < steps + 1; i++) {
+      runner.lengths[0] = lengths[0]!;
+      runner.lengths[1] = lengths[1]!;
+      const t = performance.now();
+      await runner.step([token, token]);
+      if (i > 0) wall.push(performance.now() - t); // the first run warms up
+    }
+    session.endProfiling();
+    await session.release();
+    const file = (await readdir(dir)).find((f) => f.endsWith('.json'));
+    if (!file) throw new Error('ORT wrote no profile');
+    const events = JSON.parse(await readFile(join(dir, file), 'utf8')) as ProfileEvent[];
+    const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').slice(1);
+    const from = runs[0]?.ts ?? Infinity;
+    const byOp = new Map<string, { us: number; nodes: number }>();
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < from) continue;
+      const op = e.args?.op_name ?? '?';
+      const o = byOp.get(op) ?? { us: 0, nodes: 0 };
+      o.us += e.dur;
+      o.nodes += 1;
+      byOp.set(op, o);
+    }
+    const n = runs.length;
+    const kernelUs = [...byOp.values()].reduce((a, o) => a + o.us, 0);
+    const modelRunMs = median(runs.map((r) => r.dur / 1000));
+    const wallMs = median(wall);
+    return {
+      wallMsPerStep: round(wallMs),
+      modelRunMsPerStep: round(modelRunMs),
+      kernelMsPerStep: round(kernelUs / n / 1000),
+      byOp: [...byOp]
+        .sort((a, b) => b[1].us - a[1].us)
+        .slice(0, 4)
+        .map(([op, o]) => ({ op, msPerStep: round(o.us / n / 1000), nodes: Math.round(o.nodes / n) })),
+      outsideOrtMsPerStep: round(wallMs - modelRunMs),
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function benchCpu(quick: boolean) {
   const ort = await import('onnxruntime-node');
   log('a. Node CPU decode step');
@@ -168,6 +247,7 @@ async function benchCpu(quick: boolean) {
   const variants: CpuVariant[] = [];
   let firstLogits: Float32Array | undefined;
   let level4Diff: { maxAbs: number; argmaxAgree: boolean } | undefined;
+  let breakdown: StepBreakdown | undefined;
   for (const accuracyLevel of [0, 4] as const) {
     const graph = buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: capacity, accuracyLevel });
     const session = await ort.InferenceSession.create(graph, sessionOptions);
@@ -203,6 +283,11 @@ async function benchCpu(quick: boolean) {
     };
     const sjdWindows = await sjdWindowRuns(ort, session, spec, capacity, lengths, token, plainStep, quick);
     await session.release();
+    if (accuracyLevel === 4) {
+      breakdown = await profileStep(ort, graph, sessionOptions, spec, capacity, lengths, token, quick ? 3 : 5);
+      log(`  accuracy_level 4 profiled: ${breakdown.wallMsPerStep} ms/step wall, ${breakdown.modelRunMsPerStep} ms in ORT's model_run ` +
+        `(kernels ${breakdown.kernelMsPerStep} ms: ${breakdown.byOp.map((o) => `${o.op} ${o.msPerStep}`).join(', ')})`);
+    }
     variants.push({ accuracyLevel, msPerStep: round(median(steps)), steps: steps.map((s) => round(s, 1)), sjdWindows });
     log(`  accuracy_level ${accuracyLevel}: ${round(median(steps))} ms/step (median of ${measured}); ` +
       sjdWindows.map((w) => `SJD window ${w.window}: ${w.msPerIteration} ms/verification vs ${w.msPerStepAlongside} ms/step`).join(', '));
@@ -246,6 +331,8 @@ async function benchCpu(quick: boolean) {
     copyBandwidthGBps: bw.gbPerS,
     copyBandwidthNote: `best of 5 copies of ${bw.mib} MiB (TypedArray.set), GB/s of read+write traffic`,
     boundMsPerStep: round(boundMs),
+    breakdown,
+    modelRunOverBound: breakdown ? round(breakdown.modelRunMsPerStep / boundMs) : null,
     torch: torch === 'unavailable' ? { status: 'unavailable', note: torchNote } : torch,
     ratios: {
       oursOverBound: round(best.msPerStep / boundMs),
@@ -413,6 +500,14 @@ function table(report: Record<string, unknown>): string {
       `   copy bandwidth                 ${cpu.copyBandwidthGBps} GB/s`,
       `   bandwidth bound                ${cpu.boundMsPerStep.toFixed(1)} ms/step`,
       `   PyTorch f32 step               ${t.msPerStep !== undefined ? `${t.msPerStep.toFixed(1)} ms/step` : 'unavailable'}`,
+      ...(cpu.breakdown
+        ? [
+            `   where a level-4 step goes       ${cpu.breakdown.wallMsPerStep.toFixed(1)} ms wall (profiled) = ${cpu.breakdown.modelRunMsPerStep.toFixed(1)} ms ORT model_run ` +
+              `+ ${cpu.breakdown.outsideOrtMsPerStep.toFixed(1)} ms in the binding (copies of the outputs, KV cache included)`,
+            `   kernels                        ${cpu.breakdown.kernelMsPerStep.toFixed(1)} ms: ${cpu.breakdown.byOp.map((o) => `${o.op} ${o.msPerStep} (${o.nodes})`).join(', ')}`,
+            `   model_run / bound              ${cpu.modelRunOverBound}`,
+          ]
+        : []),
       `   ours / bound                   ${cpu.ratios.oursOverBound}   (target ≤ 2)`,
       `   torch / ours                   ${cpu.ratios.torchOverOurs ?? 'n/a'}   (target ≥ 3)`,
     );
