@@ -73,7 +73,8 @@ async function onGpu<T>(work: () => Promise<T>, cancelled: () => boolean = () =>
   } catch (e) {
     if (e instanceof SimpleARError && (e.code === 'DeviceLost' || e.code === 'GpuOutOfMemory')) throw e;
     let gpuError: SimpleARError | null | undefined = gpuFailure ?? classifyGpuError(e);
-    if (!gpuError && !cancelled()) {
+    // Our own typed errors (bad settings, …) and our own cancels are not the device's doing.
+    if (!gpuError && !cancelled() && !(e instanceof SimpleARError)) {
       gpuError = await Promise.race([failed.catch((f: SimpleARError) => f), new Promise<undefined>((r) => setTimeout(r, LOSS_GRACE_MS))]);
     }
     if (gpuError) {
