@@ -131,6 +131,12 @@ function blockGets(path: string): number[] {
 
 const distinct = (xs: number[]) => [...new Set(xs)];
 
+/** Fails on any console problem not `expected`, then forgets the expected ones (the next test starts clean). */
+function assertConsoleClean(expected: RegExp[] = []): void {
+  watch.assertClean(expected);
+  watch.problems.length = 0;
+}
+
 beforeAll(async () => {
   bundleRoot = await mkdtemp(join(tmpdir(), 'e2e-bundle-'));
   // The `cli convert` output of the fixture (same converter, Node sink), served from its own origin.
@@ -192,7 +198,7 @@ describe('model store in the worker (IndexedDB)', () => {
     expect(codes).toEqual(expected);
     // The originals were dropped once the bundle was committed.
     expect(await idbKeys('downloads')).toEqual([]);
-    watch.assertClean();
+    assertConsoleClean();
   });
 
   it('a second visit (new page, same browser) makes no request at all and generates the same tokens', async () => {
@@ -209,7 +215,7 @@ describe('model store in the worker (IndexedDB)', () => {
     quickReference = await quickCodes();
     expect(quickReference).toHaveLength(4);
     expect(quickReference.every((c) => Number.isInteger(c) && c >= 0 && c < 64000)).toBe(true);
-    watch.assertClean();
+    assertConsoleClean();
   });
 
   it('a lost GPU device: the running generation rejects with DeviceLost, the next one restarts the engine from storage', async () => {
@@ -243,7 +249,7 @@ describe('model store in the worker (IndexedDB)', () => {
     // The next generation starts a fresh worker, loads the stored bundle: the same tokens as before.
     expect(await quickCodes()).toEqual(quickReference);
     expect(files.requests).toEqual([]);
-    watch.assertClean();
+    assertConsoleClean();
   });
 
   it('a converted bundle served from a URL: chunks checked and stored, loaded, then loaded again with no request', async () => {
@@ -261,7 +267,7 @@ describe('model store in the worker (IndexedDB)', () => {
     const again = await prepare(bundle);
     expect(again.info).toMatchObject({ fromCache: true });
     expect(bundles.requests).toEqual([]);
-    watch.assertClean();
+    assertConsoleClean();
   });
 
   it('listCachedModels reports each model with its size; deleteCachedModel frees its entries', async () => {
@@ -278,7 +284,7 @@ describe('model store in the worker (IndexedDB)', () => {
     expect(await page.evaluate(() => simplear.client.listCachedModels())).toEqual([]);
     expect(await idbKeys('bundles')).toEqual([]);
     expect(await idbKeys('downloads')).toEqual([]);
-    watch.assertClean();
+    assertConsoleClean();
   });
 
   it('a dropped connection: prepare fails, the next one fetches only the missing blocks and refetches a corrupted one', async () => {
@@ -338,9 +344,41 @@ describe('model store in the worker (IndexedDB)', () => {
     expect(firstDownload.bytes - firstDownload.fetchedBytes).toBe(plan.storedBytes);
 
     const dropped = new RegExp(`request failed\\] ${shardUrl.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);
-    watch.assertClean([dropped, /404.*\/tiny-simplear-b\/model\.safetensors\)?$/, /Failed to load resource.*404/]);
+    assertConsoleClean([dropped, /404.*\/tiny-simplear-b\/model\.safetensors\)?$/, /Failed to load resource.*404/]);
     const [stored] = await page.evaluate(() => simplear.client.listCachedModels());
     await page.evaluate((id) => simplear.client.deleteCachedModel(id), stored!.modelId);
+  });
+
+  it('a tab closed mid-download: the next visit resumes from the blocks the worker had stored', async () => {
+    const path = 'tiny-simplear/model.safetensors';
+    files.reset();
+    // Three blocks of the weights arrive, then the server stalls (as a slow link would).
+    files.setFailures([{ path, method: 'GET', after: 3, delayMs: 60_000 }]);
+    await page.evaluate(([s, o]) => {
+      const seen: PrepareProgress[] = [];
+      (globalThis as { seen?: PrepareProgress[] }).seen = seen;
+      simplear.client.prepareModel(s, { ...o, onProgress: (p) => seen.push(p) }).catch(() => {});
+    }, [original, OPTIONS] as const);
+    await page.waitForFunction(
+      (want) => ((globalThis as { seen?: PrepareProgress[] }).seen ?? []).some((p) => p.phase === 'download' && p.bytes >= want),
+      3 * BLOCK,
+      { timeout: 60_000 },
+    );
+    await page.close(); // the worker dies with its tab, requests in flight
+    files.setFailures([]);
+    page = await newPage();
+    const stored = (await idbKeys('downloads', `b|${new URL(path, files.url).href}|`)).map((k) => Number(k.split('|').at(-1)));
+    expect(stored).toEqual([0, 1, 2]);
+    files.reset();
+    const resumed = await prepare(original);
+    expect(resumed.error).toBeNull();
+    expect(resumed.info).toMatchObject({ fromCache: false, backend: 'webgpu' });
+    const total = Math.ceil(fileSize(path) / BLOCK);
+    expect(distinct(blockGets(path))).toEqual([...Array(total).keys()].filter((i) => !stored.includes(i)));
+    const [model] = await page.evaluate(() => simplear.client.listCachedModels());
+    await page.evaluate((id) => simplear.client.deleteCachedModel(id), model!.modelId);
+    // The closed tab's stalled requests were cut off.
+    assertConsoleClean([/request failed\] http:\/\/127\.0\.0\.1:\d+\/tiny-(simplear|cosmos)\/[\w.]+: net::ERR_ABORTED/]);
   });
 
   it('under a real storage quota (CDP) smaller than the model, the refused write becomes QuotaExceeded with the sizes; what fit is kept', async () => {
@@ -377,6 +415,6 @@ describe('model store in the worker (IndexedDB)', () => {
     await page.evaluate((id) => simplear.client.deleteCachedModel(id), partial!.modelId);
     expect(await idbKeys('downloads')).toEqual([]);
     // The refused write stops the other block fetches then in flight.
-    watch.assertClean([/request failed\] http:\/\/127\.0\.0\.1:\d+\/tiny-(simplear\/model\.safetensors|cosmos\/decoder\.jit): net::ERR_ABORTED/]);
+    assertConsoleClean([/request failed\] http:\/\/127\.0\.0\.1:\d+\/tiny-(simplear\/model\.safetensors|cosmos\/decoder\.jit): net::ERR_ABORTED/]);
   });
 });

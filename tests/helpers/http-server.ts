@@ -28,6 +28,8 @@ export interface FailureRule {
   times?: number;
   /** Let this many matching requests through before failing (default 0). */
   after?: number;
+  /** Or: hold the response this long before answering normally (a stalled connection). */
+  delayMs?: number;
   /** Only GET, only HEAD… (default: any method). */
   method?: string;
 }
@@ -142,6 +144,13 @@ export async function startTestServer(root: string, options: TestServerOptions =
 
     const rule = takeRule(path, method);
     if (rule?.status !== undefined) return finish(rule.status, { 'Content-Length': 0 });
+    if (rule?.delayMs !== undefined) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, rule.delayMs);
+        res.once('close', () => (clearTimeout(t), resolve()));
+      });
+      if (res.destroyed) return;
+    }
 
     let etag = `"${size.toString(16)}-${Math.floor(mtime).toString(16)}"`;
     if (options.sha256Etags) {

@@ -10,7 +10,7 @@ type Download = Extract<PrepareProgress, { phase: 'download' }>;
 function meter(total: number, stored: number) {
   let now = 0;
   const reports: Download[] = [];
-  const m = new DownloadMeter(total, stored, (p) => reports.push(p as Download), { now: () => now, windowMs: 5000, intervalMs: 200 });
+  const m = new DownloadMeter(total, stored, (p) => reports.push(p as Download), { now: () => now, windowMs: 5000, intervalMs: 200, heartbeatMs: 0 });
   return { m, reports, at: (t: number) => (now = t) };
 }
 
@@ -40,12 +40,31 @@ describe('DownloadMeter', () => {
     }
     expect(reports).toHaveLength(1); // the first update; the next 99 were within 200 ms of it
     at(150);
-    m.finish();
+    m.finish(); // (also cancels the report that was due for the latest bytes)
     m.finish();
     at(400);
     m.update(1000, 'x'); // nothing after the final report
     expect(reports).toHaveLength(2);
     expect(reports.at(-1)).toMatchObject({ bytes: 500, fetchedBytes: 500 });
+  });
+
+  it('the latest bytes are reported after the interval even if nothing more arrives; a stall lowers the speed', async () => {
+    const reports: Download[] = [];
+    const m = new DownloadMeter(10_000, 0, (p) => reports.push(p as Download), { intervalMs: 20, heartbeatMs: 30, windowMs: 5000 });
+    m.update(1000, 'x');
+    m.update(2000, 'x'); // within the interval: held back…
+    expect(reports.at(-1)!.fetchedBytes).toBe(1000);
+    await new Promise((r) => setTimeout(r, 40));
+    expect(reports.at(-1)!.fetchedBytes).toBe(2000); // …and sent once it has passed
+    const speed = reports.at(-1)!.bytesPerSecond;
+    await new Promise((r) => setTimeout(r, 120));
+    const stalled = reports.at(-1)!;
+    expect(stalled.fetchedBytes).toBe(2000);
+    expect(stalled.bytesPerSecond).toBeLessThan(speed); // heartbeats while nothing arrives
+    m.stop();
+    const count = reports.length;
+    await new Promise((r) => setTimeout(r, 80));
+    expect(reports).toHaveLength(count);
   });
 
   it('no speed yet: the ETA is unknown (null), not zero or infinite', () => {

@@ -1,7 +1,19 @@
 // Download progress a person can trust: bytes stored (resumed bytes included) of the total,
 // the speed over the last few seconds (not since the start: a resumed or stalled download
-// would skew it), and the time left at that speed. Reports at most every `intervalMs`.
+// would skew it), and the time left at that speed. Reports at most every `intervalMs`, never
+// leaves the latest bytes unreported, and keeps reporting while nothing arrives, so a stalled
+// connection shows as a falling speed rather than a frozen bar. stop() (or finish()) ends it.
 import type { PrepareProgress } from '../../client/protocol.ts';
+
+export interface DownloadMeterOptions {
+  /** Speed is measured over this window (default 5 s). */
+  windowMs?: number;
+  /** Least time between reports (default 200 ms). */
+  intervalMs?: number;
+  /** A report at least this often while running (default 1 s; 0 = only on updates). */
+  heartbeatMs?: number;
+  now?: () => number;
+}
 
 export class DownloadMeter {
   private readonly samples: { t: number; fetched: number }[] = [];
@@ -9,14 +21,18 @@ export class DownloadMeter {
   private fetched = 0;
   private file = '';
   private finished = false;
+  private trailing: ReturnType<typeof setTimeout> | undefined;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly totalBytes: number,
     private readonly storedBytes: number,
     private readonly onProgress?: (p: PrepareProgress) => void,
-    private readonly options: { windowMs?: number; intervalMs?: number; now?: () => number } = {},
+    private readonly options: DownloadMeterOptions = {},
   ) {
     this.samples.push({ t: this.now(), fetched: 0 });
+    const every = options.heartbeatMs ?? 1000;
+    if (every > 0 && onProgress) this.heartbeat = setInterval(() => this.report(this.now()), every);
   }
 
   /** `fetchedBytes`: bytes received so far in this session; `file` the one being fetched. */
@@ -26,26 +42,38 @@ export class DownloadMeter {
     this.file = file;
     const t = this.now();
     this.samples.push({ t, fetched: fetchedBytes });
-    const windowMs = this.options.windowMs ?? 5000;
-    while (this.samples.length > 2 && this.samples[1]!.t < t - windowMs) this.samples.shift();
-    if (t - this.lastReport >= (this.options.intervalMs ?? 200)) this.report(t);
+    const wait = this.lastReport + (this.options.intervalMs ?? 200) - t;
+    if (wait <= 0) this.report(t);
+    else this.trailing ??= setTimeout(() => this.report(this.now()), wait);
   }
 
   /** The last report (100% when the download completed); later calls do nothing. */
   finish(): void {
     if (this.finished) return;
-    this.finished = true;
     this.report(this.now());
+    this.stop();
   }
 
-  /** Bytes per second over the window. */
+  /** Ends the reports (a failed or cancelled download reports nothing more). */
+  stop(): void {
+    this.finished = true;
+    clearTimeout(this.trailing);
+    clearInterval(this.heartbeat);
+  }
+
+  /** Bytes per second over the window ending at `t`. */
   speed(t = this.now()): number {
+    const windowMs = this.options.windowMs ?? 5000;
+    while (this.samples.length > 2 && this.samples[1]!.t < t - windowMs) this.samples.shift();
     const first = this.samples[0]!;
     const dt = (t - first.t) / 1000;
     return dt > 0 ? (this.fetched - first.fetched) / dt : 0;
   }
 
   private report(t: number): void {
+    if (this.finished) return;
+    clearTimeout(this.trailing);
+    this.trailing = undefined;
     this.lastReport = t;
     const bytes = Math.min(this.totalBytes, this.storedBytes + this.fetched);
     const bytesPerSecond = this.speed(t);

@@ -240,16 +240,20 @@ export class ModelStore {
     await this.checkSpace(totalBytes - storedBytes + estimatedBundleBytes);
 
     const meter = new DownloadMeter(totalBytes, storedBytes, onProgress);
-    await this.cache.download(tracked, {
-      ...(signal ? { signal } : {}),
-      onProgress: (p) => meter.update(p.fetchedBytes, p.file),
-      // Files whose ETag is their SHA-256 are hashed whole once downloaded.
-      onVerify: (done, total) => {
-        meter.finish();
-        onProgress?.({ phase: 'verify', done, total });
-      },
-    });
-    meter.finish();
+    try {
+      await this.cache.download(tracked, {
+        ...(signal ? { signal } : {}),
+        onProgress: (p) => meter.update(p.fetchedBytes, p.file),
+        // Files whose ETag is their SHA-256 are hashed whole once downloaded.
+        onVerify: (done, total) => {
+          meter.finish();
+          onProgress?.({ phase: 'verify', done, total });
+        },
+      });
+      meter.finish();
+    } finally {
+      meter.stop();
+    }
 
     const sink = this.bundles.sink(modelId);
     await convertModel({
@@ -371,6 +375,7 @@ export class ModelStore {
       throw signal?.aborted ? signal.reason : e;
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      if (inner.signal.aborted) meter.stop();
     }
     meter.finish();
     await this.bundles.commit(modelId, generation, totalBytes + manifestBytes.byteLength);
