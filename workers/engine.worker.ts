@@ -92,6 +92,8 @@ let loadedModelId: string | undefined;
 const running = new Map<number, AbortController>();
 
 let store: ModelStore | undefined;
+/** Settles when the running prepareModel does. */
+let preparing: Promise<void> = Promise.resolve();
 function modelStore(): ModelStore {
   store ??= new ModelStore({
     ...openBrowserStores(),
@@ -227,7 +229,14 @@ const api: EngineWorkerApi = {
     running.set(id, controller);
     const { signal } = controller;
     const report = onProgress && ((p: PrepareProgress) => void onProgress(p));
+    // One preparation at a time: two at once would download the same blocks and replace
+    // each other's bundle generation (and the engine holds one model anyway).
+    const previous = preparing;
+    let done!: () => void;
+    preparing = new Promise<void>((resolve) => (done = resolve));
     try {
+      await previous;
+      signal.throwIfAborted();
       const backend = await chooseBackend(options);
       // The converter fits the live-preview map with ORT (on the wasm EP); on WebGPU the
       // engine's device is installed first, before ORT creates any session.
@@ -250,6 +259,7 @@ const api: EngineWorkerApi = {
       return { ...info, modelId: stored.modelId, fromCache: stored.fromCache };
     } finally {
       running.delete(id);
+      done();
     }
   },
 

@@ -252,10 +252,12 @@ describe('model store in the worker (IndexedDB)', () => {
     assertConsoleClean();
   });
 
-  it('a converted bundle served from a URL: chunks checked and stored, loaded, then loaded again with no request', async () => {
+  it('a converted bundle served from a URL: chunks checked and stored once (even for two calls at once), loaded, then loaded with no request', async () => {
     const manifest = JSON.parse(readFileSync(join(bundleRoot, 'tiny-f32/manifest.json'), 'utf8')) as { chunks: { file: string }[]; layout: { totalBytes: number } };
     bundles.reset();
-    const first = await prepare(bundle);
+    // Two calls at once (a double click): the worker runs them one after the other.
+    const [first, twin] = await Promise.all([prepare(bundle), prepare(bundle)]);
+    expect(twin.info).toMatchObject({ fromCache: true });
     expect(first.error).toBeNull();
     // Loading reads every chunk back from IndexedDB and checks its SHA-256 against the manifest.
     expect(first.info).toMatchObject({ fromCache: false, backend: 'webgpu', numLayers: 2, hiddenSize: 64 });
