@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../tools/serve.ts';
+import { startTestServer, type TestServer } from '../helpers/http-server.ts';
+import { FIXTURES } from '../helpers/fixture-model.ts';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** The built app; SIMPLEAR_DIST points the tests at another build (e.g. `vite build --outDir`). */
@@ -108,4 +110,46 @@ export async function waitForReady(page: Page): Promise<string> {
 /** The value shown for one row of the "Your device" panel. */
 export async function deviceFact(page: Page, key: string): Promise<string> {
   return ((await page.locator(`[data-fact="${key}"] dd`).textContent()) ?? '').trim();
+}
+
+/** Chromium, the built app, and tests/fixtures served from a second origin, with the app open. */
+export interface FixtureApp {
+  browser: Browser;
+  app: RunningServer;
+  /** The fixture server (request log, failure injection). */
+  files: TestServer;
+  session: AppSession;
+  close(): Promise<void>;
+}
+
+export interface FixtureAppOptions extends LaunchOptions {
+  /** Console messages the browser itself logs in this situation. */
+  allow?: RegExp[];
+  /** Open the page with `?model=&vq=` of these fixture folders (and f32 weights). */
+  model?: { lm: string; vq: string };
+  /** Wait for the status line to leave "Checking…" (default true). */
+  waitReady?: boolean;
+}
+
+/** The usual e2e setup: launch, serve dist/ and the fixtures, open the app; close() undoes it all. */
+export async function openFixtureApp(options: FixtureAppOptions = {}): Promise<FixtureApp> {
+  const [browser, app, files] = await Promise.all([launchChromium(options), serveDist(), startTestServer(FIXTURES)]);
+  let url = app.url;
+  if (options.model) {
+    const query = new URLSearchParams({ model: `${files.url}${options.model.lm}/`, vq: `${files.url}${options.model.vq}/`, weights: 'f32', decoder: 'f32' });
+    url = `${app.url}?${query}`;
+  }
+  const session = await openApp(browser, url, options.allow);
+  if (options.waitReady ?? true) await waitForReady(session.page);
+  return {
+    browser,
+    app,
+    files,
+    session,
+    async close() {
+      await session.close();
+      await browser.close();
+      await Promise.all([app.close(), files.close()]);
+    },
+  };
 }

@@ -3,14 +3,12 @@
 // tensor's SHA-256 equals Node's reading of the same files (and the Python reference digests).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineClient } from '../../src/client/engine-client.ts';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
 import { inspectCheckpoint, type CheckpointInspection } from '../../src/core/formats/inspect-checkpoint.ts';
-import type { RunningServer } from '../../tools/serve.ts';
-import { startTestServer, type TestServer } from '../helpers/http-server.ts';
-import { launchChromium, openApp, serveDist, waitForReady, type AppSession } from './browser.ts';
+import type { TestServer } from '../helpers/http-server.ts';
+import { openFixtureApp, type AppSession, type FixtureApp } from './browser.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
@@ -20,21 +18,17 @@ const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'ut
 
 declare const simplear: { client: EngineClient };
 
-let browser: Browser;
-let app: RunningServer;
+let fixture: FixtureApp;
 let files: TestServer;
 let session: AppSession;
 
 beforeAll(async () => {
-  [browser, app, files] = await Promise.all([launchChromium(), serveDist(), startTestServer(FIXTURES)]);
-  session = await openApp(browser, app.url);
-  await waitForReady(session.page);
+  fixture = await openFixtureApp();
+  ({ files, session } = fixture);
 });
 
 afterAll(async () => {
-  await session?.close();
-  await browser?.close();
-  await Promise.all([app?.close(), files?.close()]);
+  await fixture?.close();
 });
 
 /** name, dtype, shape and digest of each tensor (the file names differ: URL vs local path). */

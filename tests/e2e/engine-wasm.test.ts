@@ -3,11 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
-import { launchChromium, openApp, serveDist, waitForReady, type AppSession } from './browser.ts';
-import { startTestServer, type TestServer } from '../helpers/http-server.ts';
+import { openFixtureApp, type AppSession, type FixtureApp } from './browser.ts';
+import type { TestServer } from '../helpers/http-server.ts';
 import { FIXTURES } from '../helpers/fixture-model.ts';
-import type { RunningServer } from '../../tools/serve.ts';
 import type { EngineClient } from '../../src/client/engine-client.ts';
 
 const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
@@ -15,23 +13,19 @@ const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'ut
 };
 declare const simplear: { client: EngineClient };
 
-let browser: Browser;
-let app: RunningServer;
+let fixture: FixtureApp;
 let files: TestServer;
 let session: AppSession;
 // Chromium itself says so when it finds no adapter.
 const NO_ADAPTER = [/No available adapters/];
 
 beforeAll(async () => {
-  [browser, app, files] = await Promise.all([launchChromium({ webgpu: false }), serveDist(), startTestServer(FIXTURES)]);
-  session = await openApp(browser, app.url, NO_ADAPTER);
-  await waitForReady(session.page);
+  fixture = await openFixtureApp({ webgpu: false, allow: NO_ADAPTER });
+  ({ files, session } = fixture);
 });
 
 afterAll(async () => {
-  await session?.close();
-  await browser?.close();
-  await Promise.all([app?.close(), files?.close()]);
+  await fixture?.close();
 });
 
 it('with no WebGPU adapter the engine runs on the wasm EP and gives the reference tokens', async () => {

@@ -7,12 +7,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import type { Browser } from 'playwright-core';
-import { launchChromium, openApp, serveDist, waitForReady, type AppSession } from './browser.ts';
-import { startTestServer, type TestServer } from '../helpers/http-server.ts';
+import { openFixtureApp, type AppSession, type FixtureApp } from './browser.ts';
+import type { TestServer } from '../helpers/http-server.ts';
 import { FIXTURES, loadFixtureModel } from '../helpers/fixture-model.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
-import type { RunningServer } from '../../tools/serve.ts';
 import type { EngineClient } from '../../src/client/engine-client.ts';
 
 const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
@@ -21,15 +19,13 @@ const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'ut
 
 declare const simplear: { client: EngineClient };
 
-let browser: Browser;
-let app: RunningServer;
+let fixture: FixtureApp;
 let files: TestServer;
 let session: AppSession;
 
 beforeAll(async () => {
-  [browser, app, files] = await Promise.all([launchChromium(), serveDist(), startTestServer(FIXTURES)]);
-  session = await openApp(browser, app.url);
-  await waitForReady(session.page);
+  fixture = await openFixtureApp();
+  ({ files, session } = fixture);
   const info = await session.page.evaluate(
     ([model, vq]) =>
       simplear.client.loadModel({ kind: 'original', model, vq }, { weights: 'f32', decoderDtype: 'f32', maxLatentSide: 8, backend: 'webgpu' }),
@@ -39,9 +35,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await session?.close();
-  await browser?.close();
-  await Promise.all([app?.close(), files?.close()]);
+  await fixture?.close();
 });
 
 describe('speculative Jacobi decoding on the WebGPU engine in Chromium', () => {

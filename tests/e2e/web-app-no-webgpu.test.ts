@@ -2,29 +2,20 @@
 // page measures this device's speed with a small test image and shows the estimate it gives
 // (numbers computed from that measurement), and an image is generated and shown.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
-import { launchChromium, openApp, serveDist, waitForReady, type AppSession } from './browser.ts';
-import { startTestServer, type TestServer } from '../helpers/http-server.ts';
-import { FIXTURES } from '../helpers/fixture-model.ts';
-import type { RunningServer } from '../../tools/serve.ts';
+import { openFixtureApp, waitForReady, type AppSession, type FixtureApp } from './browser.ts';
 
-let browser: Browser;
-let app: RunningServer;
-let files: TestServer;
+let fixture: FixtureApp;
 let session: AppSession;
 // Chromium itself says so when it finds no adapter.
 const NO_ADAPTER = [/No available adapters/];
 
 beforeAll(async () => {
-  [browser, app, files] = await Promise.all([launchChromium({ webgpu: false }), serveDist(), startTestServer(FIXTURES)]);
-  const query = new URLSearchParams({ model: `${files.url}tiny-simplear/`, vq: `${files.url}tiny-cosmos/`, weights: 'f32', decoder: 'f32' });
-  session = await openApp(browser, `${app.url}?${query}`, NO_ADAPTER);
+  fixture = await openFixtureApp({ webgpu: false, allow: NO_ADAPTER, model: { lm: 'tiny-simplear', vq: 'tiny-cosmos' }, waitReady: false });
+  ({ session } = fixture);
 });
 
 afterAll(async () => {
-  await session?.close();
-  await browser?.close();
-  await Promise.all([app?.close(), files?.close()]);
+  await fixture?.close();
 });
 
 it('without WebGPU the model runs on the CPU, the page shows a measured time estimate, and generates', async () => {
@@ -54,6 +45,8 @@ it('without WebGPU the model runs on the CPU, the page shows a measured time est
   await page.locator('button.generate:not([disabled])').click();
   await page.locator('.stage[data-state="image"]').waitFor({ timeout: 120_000 });
   expect(await page.locator('[data-result="model"] dd').textContent()).toMatch(/ on wasm$/);
+  // The gallery saves after the PNG is encoded (in its own worker): wait for it, then count.
+  await page.locator('.gallery-item').first().waitFor({ timeout: 30_000 });
   expect(await page.locator('.gallery-item').count()).toBe(1);
   session.console.assertClean();
 });
