@@ -52,7 +52,8 @@ export class StoragePanel {
       await this.refresh();
     });
     return h('li', { class: 'storage-item', 'data-model-id': model.modelId },
-      h('span', { class: 'storage-name' }, `${model.name} (${model.weights})`),
+      // Names of models converted here already say their format (model-store.ts modelName).
+      h('span', { class: 'storage-name' }, model.source.kind === 'bundle' ? `${model.name} (${model.weights})` : model.name),
       h('span', { class: 'storage-size' }, `${formatBytes(model.bytes)}${state}`),
       button);
   }
