@@ -15,6 +15,8 @@ export interface GalleryEntry {
   timings: GenerationTimings;
   model: string;
   backend: string;
+  /** With SJD: tokens accepted per window verification. */
+  acceptedPerRun?: number;
 }
 
 export class GalleryStore {

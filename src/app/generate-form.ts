@@ -157,7 +157,7 @@ export class GenerateForm {
     f.topK.value = String(s.topK);
     f.topP.value = String(s.topP);
     f.seed.value = String(s.seed);
-    (f.sjd as HTMLInputElement).checked = s.sjd !== undefined;
+    (f.sjd as HTMLInputElement).checked = Boolean(s.sjd);
     this.clearErrors();
   }
 

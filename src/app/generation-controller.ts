@@ -85,7 +85,7 @@ export class GenerationController {
   async open(entry: GalleryEntry): Promise<void> {
     this.#form.fill(entry.settings);
     await this.#preview.showBlob(entry.png, entry.settings.prompt);
-    this.#result.show({ png: entry.png, settings: entry.settings, timings: entry.timings, model: entry.model, backend: entry.backend });
+    this.#result.show({ png: entry.png, settings: entry.settings, timings: entry.timings, model: entry.model, backend: entry.backend, acceptedPerRun: entry.acceptedPerRun });
     this.#preview.element.scrollIntoView({ block: 'nearest' });
   }
 
@@ -119,7 +119,7 @@ export class GenerationController {
   async #finish(r: GenerationResult): Promise<void> {
     this.#preview.showImage(r.rgba, r.width, r.height, r.settings.prompt); // copies the pixels
     const png = pngBlob(await this.#pngEncoder.encode(r.rgba, r.width, r.height, r.settings, r.model));
-    const shown = { png, settings: r.settings, timings: r.timings, model: r.model, backend: r.stats.backend };
+    const shown = { png, settings: r.settings, timings: r.timings, model: r.model, backend: r.stats.backend, ...(r.stats.sjd ? { acceptedPerRun: r.stats.acceptedPerRun } : {}) };
     this.#result.show(shown);
     this.status.show(`Done in ${formatDuration(r.timings.totalMs)} (seed ${r.settings.seed}).`, 'ok');
     try {

@@ -12,6 +12,8 @@ export interface ShownImage {
   timings: GenerationTimings;
   model: string;
   backend?: string;
+  /** With SJD: tokens accepted per window verification. */
+  acceptedPerRun?: number;
 }
 
 export interface ResultViewHandlers {
@@ -50,6 +52,9 @@ export class ResultView {
       ['sampling', 'Sampling', `CFG ${s.cfg}, temperature ${s.temperature}, top-k ${s.topK}, top-p ${s.topP}${s.sjd ? `, SJD window ${s.sjd.window}` : ''}`],
       ['negative', 'Negative prompt', s.negativePrompt ?? 'SimpleAR’s default'],
       ['time', 'Time taken', `${formatDuration(image.timings.totalMs)} (prompt ${formatDuration(image.timings.prefillMs)}, tokens ${formatDuration(image.timings.decodeMs)}, pixels ${formatDuration(image.timings.vqMs)})`],
+      ...(s.sjd && image.acceptedPerRun !== undefined
+        ? [['sjd', 'SJD', `${image.acceptedPerRun.toFixed(2)} tokens accepted per run (window ${s.sjd.window})`] as [string, string, string]]
+        : []),
       ['model', 'Model', `${image.model}${image.backend ? ` on ${image.backend}` : ''}`],
     ];
     this.#facts.replaceChildren(...rows.map(([key, label, value]) => h('div', { 'data-result': key }, h('dt', {}, label), h('dd', {}, value))));

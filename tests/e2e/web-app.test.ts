@@ -198,6 +198,29 @@ describe('web app, first-time user with a mirror', () => {
     await page.locator('#setting-cfg').fill('6');
   });
 
+  it('SJD on: a greedy image is the same as without it, and the result says how many tokens each run accepted', async () => {
+    // The canvas as a PNG data URL: equal strings ⇔ equal pixels (getImageData would warn).
+    const pixels = () => page.locator('.stage-canvas').evaluate((c) => (c as HTMLCanvasElement).toDataURL('image/png'));
+    const generate = async (sjd: boolean) => {
+      await fillQuickSettings('a windmill in a field', 48);
+      await page.locator('#setting-temperature').fill('0');
+      await page.locator('#setting-sjd').setChecked(sjd);
+      const before = await page.locator('.gallery-item').count();
+      await page.locator('button.generate').click();
+      await page.locator('.gallery-item').nth(before).waitFor({ timeout: 120_000 });
+      return pixels();
+    };
+    const plain = await generate(false);
+    expect(await page.locator('[data-result="sjd"]').count()).toBe(0);
+    const withSjd = await generate(true);
+    expect(withSjd).toEqual(plain);
+    expect(await page.locator('[data-result="sampling"] dd').textContent()).toMatch(/temperature 0, .*SJD window \d+$/);
+    expect(await page.locator('[data-result="sjd"] dd').textContent()).toMatch(/^\d+\.\d\d tokens accepted per run \(window \d+\)$/);
+    await page.locator('#setting-sjd').setChecked(false);
+    await page.locator('#setting-temperature').fill('1');
+    watch.assertClean();
+  });
+
   it('deleting from the gallery and the stored model sticks across a reload', async () => {
     const kept = (await page.locator('.gallery-item').count()) - 1;
     const deleted = await page.locator('.gallery-item').first().getAttribute('data-id');
