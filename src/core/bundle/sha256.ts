@@ -1,6 +1,6 @@
-// SHA-256 of a byte array, as lower-case hex. WebCrypto where available; a plain-JS fallback
-// where it is not (crypto.subtle only exists in secure contexts: a page served over plain http
-// from a LAN address has none).
+// SHA-256, as lower-case hex. WebCrypto where available; a plain-JS fallback where it is not
+// (crypto.subtle only exists in secure contexts: a page served over plain http from a LAN address
+// has none). The plain-JS hasher is incremental, for files too large to hold whole.
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const subtle = globalThis.crypto?.subtle;
@@ -27,57 +27,94 @@ const K = new Uint32Array([
   0xc67178f2,
 ]);
 
-/** Plain-JS SHA-256 (FIPS 180-4). */
+/** Plain-JS SHA-256 of one buffer. */
 export function sha256(bytes: Uint8Array): Uint8Array {
-  const h = new Uint32Array([
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-  ]);
-  const w = new Uint32Array(64);
-  const n = bytes.byteLength;
-  const fullBlocks = Math.floor(n / 64);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, n);
-  // Tail: the remaining bytes, 0x80, zeros, and the 64-bit big-endian bit length.
-  const tailLen = n % 64 < 56 ? 64 : 128;
-  const tail = new Uint8Array(tailLen);
-  tail.set(bytes.subarray(fullBlocks * 64));
-  tail[n % 64] = 0x80;
-  const tailView = new DataView(tail.buffer);
-  tailView.setUint32(tailLen - 8, Math.floor(n / 0x20000000), false);
-  tailView.setUint32(tailLen - 4, (n * 8) >>> 0, false);
+  return new Sha256Stream().update(bytes).digest();
+}
 
-  const block = (v: DataView, off: number) => {
-    for (let i = 0; i < 16; i++) w[i] = v.getUint32(off + i * 4, false);
-    for (let i = 16; i < 64; i++) {
-      const a = w[i - 15]!;
-      const b = w[i - 2]!;
+/** Incremental SHA-256 (FIPS 180-4): hashes a file block by block (WebCrypto takes one buffer). */
+export class Sha256Stream {
+  private readonly h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  private readonly w = new Uint32Array(64);
+  private readonly pending = new Uint8Array(64);
+  private pendingLength = 0;
+  private length = 0;
+
+  update(bytes: Uint8Array): this {
+    this.length += bytes.byteLength;
+    let i = 0;
+    if (this.pendingLength > 0) {
+      const n = Math.min(64 - this.pendingLength, bytes.byteLength);
+      this.pending.set(bytes.subarray(0, n), this.pendingLength);
+      this.pendingLength += n;
+      i = n;
+      if (this.pendingLength < 64) return this;
+      this.block(new DataView(this.pending.buffer), 0);
+      this.pendingLength = 0;
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (; i + 64 <= bytes.byteLength; i += 64) this.block(view, i);
+    this.pending.set(bytes.subarray(i));
+    this.pendingLength = bytes.byteLength - i;
+    return this;
+  }
+
+  /** The 32-byte digest; the stream cannot be updated afterwards. */
+  digest(): Uint8Array {
+    const bits = this.length * 8;
+    const tail = new Uint8Array(this.pendingLength < 56 ? 64 : 128);
+    tail.set(this.pending.subarray(0, this.pendingLength));
+    tail[this.pendingLength] = 0x80;
+    const v = new DataView(tail.buffer);
+    v.setUint32(tail.byteLength - 8, Math.floor(bits / 0x100000000), false);
+    v.setUint32(tail.byteLength - 4, bits >>> 0, false);
+    for (let off = 0; off < tail.byteLength; off += 64) this.block(v, off);
+    const out = new Uint8Array(32);
+    const ov = new DataView(out.buffer);
+    for (let i = 0; i < 8; i++) ov.setUint32(i * 4, this.h[i]!, false);
+    return out;
+  }
+
+  /** Lower-case hex digest; the stream cannot be updated afterwards. */
+  hex(): string {
+    return toHex(this.digest());
+  }
+
+  private block(v: DataView, off: number): void {
+    const w = this.w;
+    for (let t = 0; t < 16; t++) w[t] = v.getUint32(off + t * 4, false);
+    for (let t = 16; t < 64; t++) {
+      const a = w[t - 15]!;
+      const b = w[t - 2]!;
       const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
       const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
-      w[i] = (w[i - 16]! + s0 + w[i - 7]! + s1) | 0;
+      w[t] = (w[t - 16]! + s0 + w[t - 7]! + s1) >>> 0;
     }
+    const h = this.h;
     let a = h[0]!, b = h[1]!, c = h[2]!, d = h[3]!, e = h[4]!, f = h[5]!, g = h[6]!, hh = h[7]!;
-    for (let i = 0; i < 64; i++) {
+    for (let t = 0; t < 64; t++) {
       const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
       const ch = (e & f) ^ (~e & g);
-      const t1 = (hh + S1 + ch + K[i]! + w[i]!) | 0;
+      const t1 = (hh + S1 + ch + K[t]! + w[t]!) >>> 0;
       const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
       const maj = (a & b) ^ (a & c) ^ (b & c);
-      const t2 = (S0 + maj) | 0;
+      const t2 = (S0 + maj) >>> 0;
       hh = g;
       g = f;
       f = e;
-      e = (d + t1) | 0;
+      e = (d + t1) >>> 0;
       d = c;
       c = b;
       b = a;
-      a = (t1 + t2) | 0;
+      a = (t1 + t2) >>> 0;
     }
-    h[0] = h[0]! + a; h[1] = h[1]! + b; h[2] = h[2]! + c; h[3] = h[3]! + d;
-    h[4] = h[4]! + e; h[5] = h[5]! + f; h[6] = h[6]! + g; h[7] = h[7]! + hh;
-  };
-  for (let i = 0; i < fullBlocks; i++) block(view, i * 64);
-  for (let off = 0; off < tailLen; off += 64) block(tailView, off);
-  const out = new Uint8Array(32);
-  const ov = new DataView(out.buffer);
-  for (let i = 0; i < 8; i++) ov.setUint32(i * 4, h[i]!, false);
-  return out;
+    h[0] = (h[0]! + a) >>> 0;
+    h[1] = (h[1]! + b) >>> 0;
+    h[2] = (h[2]! + c) >>> 0;
+    h[3] = (h[3]! + d) >>> 0;
+    h[4] = (h[4]! + e) >>> 0;
+    h[5] = (h[5]! + f) >>> 0;
+    h[6] = (h[6]! + g) >>> 0;
+    h[7] = (h[7]! + hh) >>> 0;
+  }
 }

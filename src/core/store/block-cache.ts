@@ -5,10 +5,10 @@
 // whole once complete. `folder()` reads the files through the cache, so the converter sees an
 // ordinary FileFolder and fetches nothing that is stored.
 import { HttpError, ModelFileError } from '../errors.ts';
-import { sha256Hex } from '../bundle/sha256.ts';
+import { Sha256Stream, sha256Hex } from '../bundle/sha256.ts';
 import type { ByteSource, FileFolder } from '../formats/byte-source.ts';
 import { isQuotaError, type KeyValueStore } from './kv.ts';
-import { Sha256Stream, sha256FromEtag } from './sha256-stream.ts';
+import { sha256FromEtag } from './etag.ts';
 
 export const DEFAULT_BLOCK_BYTES = 8 * 1024 * 1024;
 
