@@ -32,7 +32,8 @@ export function openFolder(base: string, fetchImpl: typeof fetch = globalThis.fe
   return isUrl(base) ? new HttpFolder(base, fetchImpl, options) : new LocalFolder(base);
 }
 
-const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+/** HTTP statuses worth retrying (transient): the byte sources and the model store's downloads. */
+export const RETRY_STATUS: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 /**
  * A fetch whose body is read to the end, retried on transient failures. Network errors
@@ -75,7 +76,8 @@ async function fetchBytes(
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal | null): Promise<void> {
+/** Waits `ms` (retry back-off); rejects with the signal's reason if it aborts first. */
+export function sleep(ms: number, signal?: AbortSignal | null): Promise<void> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);

@@ -6,7 +6,7 @@
 // ordinary FileFolder and fetches nothing that is stored.
 import { HttpError, ModelFileError } from '../errors.ts';
 import { Sha256Stream, sha256Hex } from '../bundle/sha256.ts';
-import type { ByteSource, FileFolder } from '../formats/byte-source.ts';
+import { RETRY_STATUS, sleep, type ByteSource, type FileFolder } from '../formats/byte-source.ts';
 import { isQuotaError, type KeyValueStore } from './kv.ts';
 import { sha256FromEtag } from './etag.ts';
 
@@ -54,7 +54,6 @@ export interface BlockProgress {
 const fileKey = (url: string) => `f|${url}`;
 const blockPrefix = (url: string) => `b|${url}|`;
 const blockKey = (url: string, index: number) => `${blockPrefix(url)}${String(index).padStart(6, '0')}`;
-const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 export const blockCount = (size: number, blockBytes: number): number => Math.ceil(size / blockBytes);
 const blockLength = (r: FileRecord, i: number) => Math.min(r.blockBytes, r.size - i * r.blockBytes);
@@ -375,18 +374,4 @@ export class BlockCache {
       delay *= 2;
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
