@@ -4,6 +4,7 @@
 import * as Comlink from 'comlink';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
+import { PortWorker } from '../helpers/port-worker.ts';
 import { EngineClient } from '../../src/client/engine-client.ts';
 import { deserializeThrown, installErrorTransfer, serializeThrown } from '../../src/client/error-transfer.ts';
 import type { EngineWorkerApi, SelfTestReport } from '../../src/client/protocol.ts';
@@ -11,34 +12,6 @@ import type { DeviceFacts } from '../../src/core/device.ts';
 import { SimpleARError } from '../../src/core/errors.ts';
 
 /** Stands in for a DOM Worker: messages go over a port; 'error' events are dispatched by the test. */
-class FakeWorker extends EventTarget {
-  terminated = false;
-  constructor(private readonly port: MessagePort) {
-    super();
-  }
-  override addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: AddEventListenerOptions): void {
-    if (type === 'message') this.port.addEventListener('message', listener as EventListener, options);
-    else super.addEventListener(type, listener, options);
-  }
-  override removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null): void {
-    if (type === 'message') this.port.removeEventListener('message', listener as EventListener);
-    else super.removeEventListener(type, listener);
-  }
-  postMessage(message: unknown, transfer: Transferable[] = []): void {
-    this.port.postMessage(message, transfer as never);
-  }
-  start(): void {
-    this.port.start();
-  }
-  terminate(): void {
-    this.terminated = true;
-    this.port.close();
-  }
-  fail(message: string): void {
-    this.dispatchEvent(Object.assign(new Event('error', { cancelable: true }), { message }));
-  }
-}
-
 const DEVICE: DeviceFacts = {
   ok: false,
   code: 'WebGPUUnavailable',
@@ -47,18 +20,18 @@ const DEVICE: DeviceFacts = {
   environment: { crossOriginIsolated: true, secureContext: true, hardwareConcurrency: 4 },
 };
 
-const workers: FakeWorker[] = [];
+const workers: PortWorker[] = [];
 const ports: MessagePort[] = [];
 
 /** A client whose worker exposes `api` (the real Comlink on both ends). */
-function clientFor(api: Partial<EngineWorkerApi>): { client: EngineClient; started: () => FakeWorker[] } {
+function clientFor(api: Partial<EngineWorkerApi>): { client: EngineClient; started: () => PortWorker[] } {
   installErrorTransfer();
-  const started: FakeWorker[] = [];
+  const started: PortWorker[] = [];
   const client = new EngineClient({
     startWorker: () => {
       const { port1, port2 } = new MessageChannel();
       Comlink.expose(api, port1 as unknown as Comlink.Endpoint);
-      const worker = new FakeWorker(port2);
+      const worker = new PortWorker(port2);
       started.push(worker);
       workers.push(worker);
       ports.push(port1, port2);

@@ -5,36 +5,12 @@
 import * as Comlink from 'comlink';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
+import { PortWorker } from '../helpers/port-worker.ts';
 import { EngineClient } from '../../src/client/engine-client.ts';
 import { installErrorTransfer } from '../../src/client/error-transfer.ts';
 import type { EngineWorkerApi, GenerationResult, ModelSource, PreparedModelInfo } from '../../src/client/protocol.ts';
 import { deviceLostError, gpuOutOfMemoryError, classifyGpuError } from '../../src/core/engine/webgpu-device.ts';
 import { SimpleARError } from '../../src/core/errors.ts';
-
-class PortWorker extends EventTarget {
-  terminated = false;
-  constructor(private readonly port: MessagePort) {
-    super();
-  }
-  override addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: AddEventListenerOptions): void {
-    if (type === 'message') this.port.addEventListener('message', listener as EventListener, options);
-    else super.addEventListener(type, listener, options);
-  }
-  override removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null): void {
-    if (type === 'message') this.port.removeEventListener('message', listener as EventListener);
-    else super.removeEventListener(type, listener);
-  }
-  postMessage(message: unknown, transfer: Transferable[] = []): void {
-    this.port.postMessage(message, transfer as never);
-  }
-  start(): void {
-    this.port.start();
-  }
-  terminate(): void {
-    this.terminated = true;
-    this.port.close();
-  }
-}
 
 const ports: MessagePort[] = [];
 afterEach(() => {
