@@ -11,7 +11,6 @@ import type { EngineWorkerApi, SelfTestReport } from '../../src/client/protocol.
 import type { DeviceFacts } from '../../src/core/device.ts';
 import { SimpleARError } from '../../src/core/errors.ts';
 
-/** Stands in for a DOM Worker: messages go over a port; 'error' events are dispatched by the test. */
 const DEVICE: DeviceFacts = {
   ok: false,
   code: 'WebGPUUnavailable',
