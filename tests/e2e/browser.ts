@@ -7,13 +7,14 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startServer, type RunningServer } from '../../tools/serve.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
 import { FIXTURES } from '../helpers/fixture-model.ts';
+import type { EngineClient, LoadedModelInfo } from '../../src/client/engine-client.ts';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** The built app; SIMPLEAR_DIST points the tests at another build (e.g. `vite build --outDir`). */
 export const DIST = resolve(process.env.SIMPLEAR_DIST ?? resolve(import.meta.dirname, '../../dist'));
 
 /** Flags for a quiet, offline, reproducible Chromium (the test machines have no network). */
-const BASE_ARGS = [
+export const BASE_ARGS = [
   '--no-sandbox',
   '--disable-gpu-sandbox',
   '--disable-background-networking',
@@ -152,4 +153,25 @@ export async function openFixtureApp(options: FixtureAppOptions = {}): Promise<F
       await Promise.all([app.close(), files.close()]);
     },
   };
+}
+
+/**
+ * Loads fixture checkpoints (original formats, read by the worker from the fixture server) into
+ * the page's engine: f32 weights and decoder (SwiftShader has no shader-f16), latents up to 8×8.
+ * `backend` unset = the worker's choice (WebGPU when there is an adapter, else wasm).
+ */
+export function loadFixtureInPage(
+  fixture: FixtureApp,
+  options: { lm?: string; vq?: string; backend?: 'webgpu' | 'wasm' } = {},
+): Promise<LoadedModelInfo> {
+  const model = new URL(`${options.lm ?? 'tiny-simplear'}/`, fixture.files.url).href;
+  const vq = new URL(`${options.vq ?? 'tiny-cosmos'}/`, fixture.files.url).href;
+  return fixture.session.page.evaluate(
+    ([model, vq, backend]) =>
+      (globalThis as unknown as { simplear: { client: EngineClient } }).simplear.client.loadModel(
+        { kind: 'original', model, vq },
+        { weights: 'f32', decoderDtype: 'f32', maxLatentSide: 8, ...(backend ? { backend } : {}) },
+      ),
+    [model, vq, options.backend] as const,
+  );
 }

@@ -3,34 +3,22 @@
 // tokens as Node's CPU engine with SJD; cancel mid-SJD leaves the engine ready; the SJD buffers
 // are allocated once (GPU memory flat across generations). SwiftShader takes seconds per window
 // run, so this stays small; the distribution and the windows are tested in Node (engine-sjd).
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { openFixtureApp, type AppSession, type FixtureApp } from './browser.ts';
-import type { TestServer } from '../helpers/http-server.ts';
-import { FIXTURES, loadFixtureModel } from '../helpers/fixture-model.ts';
+import { loadFixtureInPage, openFixtureApp, type AppSession, type FixtureApp } from './browser.ts';
+import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import type { EngineClient } from '../../src/client/engine-client.ts';
-
-const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
-  lm: { checkpoint: string; prompt: string; greedy: { steps: number; codes: number[] } }[];
-};
 
 declare const simplear: { client: EngineClient };
 
 let fixture: FixtureApp;
-let files: TestServer;
 let session: AppSession;
 
 beforeAll(async () => {
   fixture = await openFixtureApp();
-  ({ files, session } = fixture);
-  const info = await session.page.evaluate(
-    ([model, vq]) =>
-      simplear.client.loadModel({ kind: 'original', model, vq }, { weights: 'f32', decoderDtype: 'f32', maxLatentSide: 8, backend: 'webgpu' }),
-    [new URL('tiny-simplear/', files.url).href, new URL('tiny-cosmos/', files.url).href],
-  );
+  ({ session } = fixture);
+  const info = await loadFixtureInPage(fixture, { backend: 'webgpu' });
   expect(info).toMatchObject({ backend: 'webgpu', activations: 'f32' });
 });
 
@@ -40,7 +28,7 @@ afterAll(async () => {
 
 describe('speculative Jacobi decoding on the WebGPU engine in Chromium', () => {
   it('greedy SJD gives exactly the reference tokens; one readback per window run', async () => {
-    const ref = golden.lm.find((c) => c.checkpoint === 'tiny-simplear')!;
+    const ref = goldenGreedy('tiny-simplear');
     const window = 3;
     const r = await session.page.evaluate(
       ([prompt, window]) => simplear.client.generate({ prompt, size: 64, temperature: 0, seed: 1, sjd: { window } }),

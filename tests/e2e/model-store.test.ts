@@ -19,14 +19,11 @@ import { createNodeBundleSink } from '../../src/core/bundle/node-sink.ts';
 import { STORE_DATABASES } from '../../src/core/store/kv-idb.ts';
 import type { RunningServer } from '../../tools/serve.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
-import { FIXTURES } from '../helpers/fixture-model.ts';
+import { FIXTURES, goldenGreedy } from '../helpers/fixture-model.ts';
 import { ConsoleWatch, launchChromium, serveDist, waitForReady } from './browser.ts';
 
 declare const simplear: { client: EngineClient };
 
-const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
-  lm: { checkpoint: string; prompt: string; greedy: { steps: number; codes: number[] } }[];
-};
 const BLOCK = 1024 * 1024;
 // f32 weights and activations: SwiftShader has no shader-f16. 8×8 latents (128 px) at most.
 const OPTIONS: LoadModelOptions = { weights: 'f32', decoderDtype: 'f32', maxLatentSide: 8, backend: 'webgpu', downloadBlockBytes: BLOCK };
@@ -72,7 +69,7 @@ async function prepare(source: ModelSource, options: LoadModelOptions = OPTIONS)
 
 /** Greedy generation of the golden prompt: the codes must be the PyTorch reference's. */
 async function greedyCodes(checkpoint: string): Promise<{ codes: number[]; expected: number[] }> {
-  const ref = golden.lm.find((c) => c.checkpoint === checkpoint)!;
+  const ref = goldenGreedy(checkpoint);
   const t0 = Date.now();
   const codes = await page.evaluate(
     async (prompt) => Array.from((await simplear.client.generate({ prompt, size: 64, temperature: 0, seed: 1 })).codes),

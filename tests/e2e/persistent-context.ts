@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { CHROMIUM_PATH } from './browser.ts';
+import { BASE_ARGS, CHROMIUM_PATH } from './browser.ts';
 
 export interface PersistentContext {
   context: BrowserContext;
@@ -22,15 +22,9 @@ export async function launchPersistentChromium(options: { thirdPartyStorage?: bo
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM_PATH,
     headless: true,
-    // The same quiet, offline flags as browser.ts's launchChromium, with WebGPU.
+    // launchChromium's quiet, offline flags, with WebGPU.
     args: [
-      '--no-sandbox',
-      '--disable-gpu-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
+      ...BASE_ARGS,
       '--enable-unsafe-webgpu',
       ...(options.thirdPartyStorage ? [ALLOW_THIRD_PARTY_STORAGE] : []),
     ],

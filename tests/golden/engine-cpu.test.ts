@@ -1,20 +1,11 @@
 // The engine end to end on onnxruntime-node against the PyTorch reference: greedy CFG tokens
 // equal the reference's exactly, on the fixture the tests were written with and on the held-out
 // one; sampling is reproducible per seed; cancel leaves the engine ready.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import type { GenerationProgress } from '../../src/core/engine/types.ts';
-import { FIXTURES, loadFixtureModel } from '../helpers/fixture-model.ts';
-
-interface GoldenLm {
-  checkpoint: string;
-  prompt: string;
-  greedy: { steps: number; codes: number[] };
-}
-const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as { lm: GoldenLm[] };
+import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 
 describe('engine on the CPU (onnxruntime-node)', () => {
   for (const [checkpoint, cosmos] of [
@@ -22,7 +13,7 @@ describe('engine on the CPU (onnxruntime-node)', () => {
     ['tiny-simplear-b', 'tiny-cosmos-b'],
   ] as const) {
     it(`greedy generation gives exactly the reference tokens (${checkpoint})`, async () => {
-      const ref = golden.lm.find((c) => c.checkpoint === checkpoint)!;
+      const ref = goldenGreedy(checkpoint);
       const engine = await createCpuEngine(ort, await loadFixtureModel(checkpoint, cosmos, 'f32'), { maxLatentSide: 8 });
       const side = Math.sqrt(ref.greedy.steps);
       const progress: GenerationProgress[] = [];

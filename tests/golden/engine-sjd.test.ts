@@ -3,8 +3,6 @@
 // sampler's joint distribution of codes (chi-square against the exact distribution enumerated
 // with the plain decode path), and the reference's forced-first-draft rule fails the same test;
 // seeds reproduce; cancelling mid-SJD leaves the engine ready.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
@@ -18,15 +16,9 @@ import { stepUniforms } from '../../src/core/sampling/prng.ts';
 import { CpuSampler, type SamplingParams } from '../../src/core/sampling/sampler.ts';
 import { DEFAULT_SETTINGS, SJD_WINDOW_LIMITS } from '../../src/core/settings.ts';
 import { chiSquare, chiSquareCritical } from '../helpers/chi-square.ts';
-import { FIXTURES, loadFixtureModel } from '../helpers/fixture-model.ts';
+import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 
-interface GoldenLm {
-  checkpoint: string;
-  prompt: string;
-  greedy: { steps: number; codes: number[] };
-}
 const V_ALL = DEFAULT_SETTINGS.topK;
-const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as { lm: GoldenLm[] };
 
 describe('speculative Jacobi decoding on the CPU engine', () => {
   for (const [checkpoint, cosmos] of [
@@ -34,7 +26,7 @@ describe('speculative Jacobi decoding on the CPU engine', () => {
     ['tiny-simplear-b', 'tiny-cosmos-b'],
   ] as const) {
     it(`greedy SJD gives exactly the reference tokens at every window (${checkpoint})`, async () => {
-      const ref = golden.lm.find((c) => c.checkpoint === checkpoint)!;
+      const ref = goldenGreedy(checkpoint);
       const engine = await createCpuEngine(ort, await loadFixtureModel(checkpoint, cosmos, 'f32'), { maxLatentSide: 8 });
       const side = Math.sqrt(ref.greedy.steps);
       const plain = await engine.generate({ prompt: ref.prompt, size: side * 16, temperature: 0, seed: 1 });
@@ -64,7 +56,7 @@ describe('speculative Jacobi decoding on the CPU engine', () => {
   }
 
   it("greedy SJD is the same where the runtime returns fresh cache tensors (the wasm EP's behaviour)", async () => {
-    const ref = golden.lm.find((c) => c.checkpoint === 'tiny-simplear')!;
+    const ref = goldenGreedy('tiny-simplear');
     const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32');
     const { cond, uncond } = encodePrompt(model.tokenizer, ref.prompt);
     const capacity = Math.max(cond.length, uncond.length) + ref.greedy.steps;

@@ -1,5 +1,6 @@
 // Loads a tiny fixture checkpoint (original HF + Cosmos formats) into an EngineModel, converting
 // in memory with the same converters the bundle path uses.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
 import type { LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
@@ -14,4 +15,19 @@ export function loadFixtureModel(checkpoint = 'tiny-simplear', cosmos = 'tiny-co
     decoderDtype: 'f32',
     name: `${checkpoint}+${cosmos}`,
   });
+}
+
+/** A greedy-generation case of golden.json: the PyTorch reference's tokens for a fixture prompt. */
+export interface GoldenGreedyCase {
+  checkpoint: string;
+  prompt: string;
+  greedy: { steps: number; codes: number[] };
+}
+
+/** The reference's greedy case for `checkpoint` (tools/fixtures/make_fixtures.py wrote golden.json). */
+export function goldenGreedy(checkpoint: string): GoldenGreedyCase {
+  const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as { lm: GoldenGreedyCase[] };
+  const found = golden.lm.find((c) => c.checkpoint === checkpoint);
+  if (!found) throw new Error(`golden.json has no LM case for ${checkpoint}`);
+  return found;
 }
