@@ -33,6 +33,23 @@ describe('engine on the CPU (onnxruntime-node)', () => {
     });
   }
 
+  it('the KV cache grows with the context (8-slot chunks, after a longer generation too) or is static: the reference tokens either way', async () => {
+    const ref = goldenGreedy('tiny-simplear');
+    const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32');
+    const side = Math.sqrt(ref.greedy.steps);
+    const req = { prompt: ref.prompt, size: side * 16, temperature: 0, seed: 1 };
+    const growing = await createCpuEngine(ort, model, { maxLatentSide: 8, kvCacheChunk: 8 });
+    // The prompt (45 tokens) and 16 codes cross the 48 and 56 slot boundaries.
+    expect(Array.from((await growing.generate(req)).codes)).toEqual(ref.greedy.codes);
+    // A 128 px image grows the cache to ~110 slots; the next prefill sizes it for its prompt.
+    await growing.generate({ ...req, size: 128 });
+    expect(Array.from((await growing.generate(req)).codes)).toEqual(ref.greedy.codes);
+    await growing.dispose();
+    const fixed = await createCpuEngine(ort, model, { maxLatentSide: 8, kvCacheChunk: 0 });
+    expect(Array.from((await fixed.generate(req)).codes)).toEqual(ref.greedy.codes);
+    await fixed.dispose();
+  });
+
   it('sampling is reproducible per seed and differs across seeds; cancel leaves it ready', async () => {
     const engine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 8 });
     const req = { prompt: 'a blue dog', size: 64, seed: 7 };

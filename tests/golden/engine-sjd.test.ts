@@ -55,14 +55,26 @@ describe('speculative Jacobi decoding on the CPU engine', () => {
     });
   }
 
-  it("greedy SJD is the same where the runtime returns fresh cache tensors (the wasm EP's behaviour)", async () => {
+  it('greedy SJD with a KV cache growing by 4 slots (windows cross chunk boundaries) gives the reference tokens', async () => {
+    const ref = goldenGreedy('tiny-simplear');
+    const engine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 8, kvCacheChunk: 4 });
+    const side = Math.sqrt(ref.greedy.steps);
+    for (const window of [1, 3, 7]) {
+      const result = await engine.generate({ prompt: ref.prompt, size: side * 16, temperature: 0, seed: 1, sjd: { window } });
+      expect(Array.from(result.codes), `window ${window}`).toEqual(ref.greedy.codes);
+    }
+    await engine.dispose();
+  });
+
+  it("greedy SJD is the same where the runtime returns fresh cache tensors (the wasm EP's behaviour), with a growing cache", async () => {
     const ref = goldenGreedy('tiny-simplear');
     const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32');
     const { cond, uncond } = encodePrompt(model.tokenizer, ref.prompt);
     const capacity = Math.max(cond.length, uncond.length) + ref.greedy.steps;
     const session = await ort.InferenceSession.create(lmGraphBytes(model, 'f32', capacity), { executionProviders: ['cpu'], logSeverityLevel: 3 });
-    // Not pre-allocated: each run's present_* come back as new tensors, which the runners adopt.
-    const loop = new CpuTokenLoop(ort, session, model.lm, capacity, { preallocateOutputs: false });
+    // Not pre-allocated: each run's present_* come back as new tensors, which the runners adopt
+    // (and copy into a bigger cache every 4 slots).
+    const loop = new CpuTokenLoop(ort, session, model.lm, capacity, { preallocateOutputs: false, kvCacheChunk: 4 });
     const side = Math.sqrt(ref.greedy.steps);
     const sampling: SamplingParams = { cfg: 6, temperature: 0, topK: V_ALL, topP: 1 };
     const out = await loop.run({

@@ -65,17 +65,18 @@ async function prepare(c: LmCase, format: LmWeightFormat): Promise<Prepared> {
   return { spec, weights: await collectLmWeights(reader, spec, { weights: format }) };
 }
 
-async function session(o: Ort, p: Prepared, capacity: number) {
+/** growBy: LmRunnerOptions.growBy (default: the runner's, KV_CACHE_CHUNK). */
+async function session(o: Ort, p: Prepared, capacity: number, growBy?: number) {
   const model = buildLmGraph(p.spec, (n) => p.weights.get(n), { activations: 'f32', maxSeqLen: capacity });
   const s = await o.InferenceSession.create(model);
-  return { s, runner: new LmRunner(o, s, p.spec, { capacity, preallocateOutputs: o === (ort as unknown as Ort) }) };
+  return { s, runner: new LmRunner(o, s, p.spec, { capacity, growBy, preallocateOutputs: o === (ort as unknown as Ort) }) };
 }
 
 /** Teacher-forced rows: cond and uncond visual logits [8][V]. */
-async function teacherForced(o: Ort, c: LmCase, p: Prepared) {
+async function teacherForced(o: Ort, c: LmCase, p: Prepared, growBy?: number) {
   const V = c.num_visual_tokens;
   const cap = Math.max(c.cond_ids.length, c.uncond_ids.length) + c.teacher_forcing.codes.length + 4;
-  const { s, runner } = await session(o, p, cap);
+  const { s, runner } = await session(o, p, cap, growBy);
   const rows: Float32Array[] = [await runner.prefill([c.cond_ids, c.uncond_ids])];
   for (const t of c.teacher_forcing.fed_token_ids) rows.push(await runner.step([t, t]));
   await s.release();
@@ -162,26 +163,52 @@ for (const c of golden.lm) {
       expect(eg.max).toBeLessThan(1e-4 + c.checks.fp32_vs_fp64_cfg_logprobs_max_abs);
     });
 
-    it('f32: greedy 16-step CFG generation gives the reference codes', async () => {
-      const p = await prepare(c, 'f32');
+    /** Greedy CFG codes and every call's logits. */
+    const greedy = async (p: Prepared, growBy?: number) => {
       const cap = Math.max(c.cond_ids.length, c.uncond_ids.length) + c.greedy.steps + 4;
-      const { s, runner } = await session(ort as unknown as Ort, p, cap);
+      const { s, runner } = await session(ort as unknown as Ort, p, cap, growBy);
       const codes: number[] = [];
+      const logits: Float32Array[] = [];
+      const capacities: number[] = [];
       let l = await runner.prefill([c.cond_ids, c.uncond_ids]);
       for (let k = 0; k < c.greedy.steps; k++) {
+        logits.push(l.slice());
+        capacities.push(runner.capacity);
         const code = argmax(cfgLogProbs(l.subarray(0, V), l.subarray(V, 2 * V), c.cfg_scale));
         codes.push(code);
         if (k + 1 < c.greedy.steps) l = await runner.step([c.visual_token_offset + code, c.visual_token_offset + code]);
       }
       await s.release();
-      expect(codes).toEqual(c.greedy.codes);
+      return { codes, logits, capacities, growths: runner.growths };
+    };
+
+    it('f32: greedy 16-step CFG generation gives the reference codes', async () => {
+      const p = await prepare(c, 'f32');
+      expect((await greedy(p)).codes).toEqual(c.greedy.codes);
     });
 
-    it('f32 graph on onnxruntime-web (wasm EP in Node) matches too', async () => {
+    it('f32: a KV cache growing by 8 slots crosses chunk boundaries with the same logits, bit for bit, as a static one', async () => {
+      const p = await prepare(c, 'f32');
+      const fixed = await greedy(p, 0);
+      const grown = await greedy(p, 8);
+      const longest = Math.max(c.cond_ids.length, c.uncond_ids.length);
+      // One capacity per call: the prompt's, rounded up to 8, then the next multiple of 8 each
+      // time a step needs it.
+      expect(grown.capacities).toEqual(grown.capacities.map((_, k) => Math.ceil((longest + k) / 8) * 8));
+      expect(grown.growths).toBe(Math.ceil((longest + c.greedy.steps - 1) / 8) - Math.ceil(longest / 8));
+      expect(grown.growths).toBeGreaterThanOrEqual(2);
+      expect(fixed.growths).toBe(0);
+      grown.logits.forEach((l, k) => expect(Array.from(l), `call ${k}`).toEqual(Array.from(fixed.logits[k]!)));
+      expect(grown.codes).toEqual(c.greedy.codes);
+    });
+
+    // The wasm EP returns fresh present_* tensors (the runner adopts them); a cache growing by
+    // 4 slots also takes the grow-and-copy path on those.
+    it('f32 graph on onnxruntime-web (wasm EP in Node, cache growing by 4 slots) matches too', async () => {
       const web = (await import('onnxruntime-web')) as unknown as Ort & { env: { wasm: { numThreads: number } } };
       web.env.wasm.numThreads = 1;
       const p = await prepare(c, 'f32');
-      const tf = await teacherForced(web, c, p);
+      const tf = await teacherForced(web, c, p, 4);
       const eg = compare(tf.cond.map((cr, k) => cfgLogProbs(cr, tf.uncond[k]!, c.cfg_scale)), wantCfg, V);
       console.log(`[lm golden ${c.checkpoint}] wasm EP f32: cfg log-probs ${fmt(eg)}`);
       expect(eg.max).toBeLessThan(1e-4 + c.checks.fp32_vs_fp64_cfg_logprobs_max_abs);

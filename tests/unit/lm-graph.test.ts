@@ -179,3 +179,74 @@ describe('batch-1 prefill in chunks (one stream per session)', () => {
     });
   }
 });
+
+describe('KV cache that grows with the context (LmRunner growBy)', () => {
+  const ckpt = randomCheckpoint(spec);
+  // cond 7 tokens, uncond 4, then 5 steps: the cache reaches 12 slots.
+  const run = async (act: 'f32' | 'f16', opts: { growBy: number; preallocateOutputs?: boolean }) => {
+    const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: 'f32' });
+    const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: act, maxSeqLen: 64 }));
+    const runner = new LmRunner(ort, session, spec, { capacity: 32, dtype: act === 'f16' ? 'float16' : 'float32', ...opts });
+    const rows = [await runner.prefill([cond, uncond])];
+    const capacities = [runner.capacity];
+    for (const t of steps) {
+      rows.push((await runner.step([t, t])).slice());
+      capacities.push(runner.capacity);
+    }
+    return { rows, capacities, runner, session };
+  };
+
+  for (const act of ['f32', 'f16'] as const) {
+    for (const preallocateOutputs of [true, false]) {
+      it(`${act}, ${preallocateOutputs ? 'pre-allocated outputs (in place)' : 'fresh outputs adopted (the wasm EP)'}: across chunk boundaries, the same logits bit for bit as a static cache`, async () => {
+        const fixed = await run(act, { growBy: 0, preallocateOutputs });
+        expect(fixed.capacities.every((c) => c === 32)).toBe(true);
+        expect(fixed.runner.growths).toBe(0);
+        const grown = await run(act, { growBy: 4, preallocateOutputs });
+        // prefill needs 7 slots → 8; steps need 8, 9 (→ 12), 10, 11, 12
+        expect(grown.capacities).toEqual([8, 8, 12, 12, 12, 12]);
+        expect(grown.runner.growths).toBe(1);
+        grown.rows.forEach((r, k) => expect(Array.from(r), `row ${k}`).toEqual(Array.from(fixed.rows[k]!)));
+        await Promise.all([fixed.session.release(), grown.session.release()]);
+      });
+    }
+  }
+
+  it('stops at the maximum with the overflow error; a new prefill starts again from the prompt’s size', async () => {
+    const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: 'f32' });
+    const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 }));
+    const runner = new LmRunner(ort, session, spec, { capacity: 10, growBy: 4 });
+    const first = await runner.prefill([cond, uncond]);
+    expect(runner.capacity).toBe(8);
+    await runner.step([125, 125]);
+    await runner.step([126, 126]);
+    expect(runner.capacity).toBe(10); // 9 slots needed: the next chunk would pass the maximum
+    await runner.step([127, 127]);
+    await expect(runner.step([128, 128])).rejects.toThrow('KV cache overflow: 11 > 10');
+    const again = await runner.prefill([cond, uncond]);
+    expect(runner.capacity).toBe(8);
+    expect(Array.from(again)).toEqual(Array.from(first));
+    await session.release();
+  });
+
+  it('batch-1 windows (speculative decoding) grow the cache mid-window', async () => {
+    const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: 'f32' });
+    const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 }));
+    const go = async (growBy: number) => {
+      const runner = new LmRunner(ort, session, spec, { batch: 1, capacity: 32, growBy });
+      const out = [await runner.prefill([cond])];
+      for (const [window, keep] of [[3, 1], [4, 4], [5, 2]] as const) {
+        out.push((await runner.runWindow(steps.slice(0, window))).slice());
+        runner.advance(keep);
+      }
+      return { out, runner };
+    };
+    const fixed = await go(0);
+    const grown = await go(4);
+    // prefill 7 → 8 slots; window of 3 after 7 needs 10 → 12; 4 after 8 fits; 5 after 12 → 20
+    expect(grown.runner.capacity).toBe(20);
+    expect(grown.runner.growths).toBe(2);
+    grown.out.forEach((r, k) => expect(Array.from(r), `call ${k}`).toEqual(Array.from(fixed.out[k]!)));
+    await session.release();
+  });
+});

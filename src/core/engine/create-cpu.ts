@@ -9,6 +9,9 @@ export interface CpuEngineOptions {
   backend?: 'cpu' | 'wasm';
   maxPromptTokens?: number;
   maxLatentSide?: number;
+  /** Slots by which the KV cache grows with the context (session-io.ts KV_CACHE_CHUNK by
+   * default); 0: the whole capacity (prompt + image) allocated up front. */
+  kvCacheChunk?: number;
   sessionOptions?: InferenceSession.SessionOptions;
 }
 
@@ -25,8 +28,10 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
   };
   const lm = await ort.InferenceSession.create(lmGraphBytes(model, 'f32', capacity), sessionOptions);
   const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, 'f32'), sessionOptions);
-  // onnxruntime-node writes into pre-allocated outputs (the static cache in place); the wasm EP
-  // ignores them and returns fresh tensors, which the runner adopts.
-  const loop = new CpuTokenLoop(ort, lm, model.lm, capacity, { preallocateOutputs: backend === 'cpu' });
+  // onnxruntime-node writes into pre-allocated outputs (the cache in place); the wasm EP ignores
+  // them and returns fresh tensors, which the runner adopts. `capacity` is the most the cache
+  // may grow to: it holds only what the generation has reached (onnxruntime-node copies every
+  // output after each run, so each step costs in proportion to the cache's size).
+  const loop = new CpuTokenLoop(ort, lm, model.lm, capacity, { preallocateOutputs: backend === 'cpu', kvCacheChunk: options.kvCacheChunk });
   return new SimpleAREngine({ backend, modelName: model.name, lm: model.lm, tokenizer: model.tokenizer, loop, ort, decoder, maxPromptTokens, maxLatentSide });
 }
