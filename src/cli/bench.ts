@@ -1,7 +1,10 @@
 // `simplear bench` (`npm run bench`): the measurements of DESIGN "Performance model".
 //  a. Node CPU (onnxruntime-node): one batch-2 CFG decode step of SimpleAR-0.5B shapes (q4) at
 //     context ≈ prompt + 2048, against the memory-bandwidth bound measured in the same run and
-//     against a plain PyTorch step (tools/bench/torch_decode_step.py).
+//     against a plain PyTorch step (tools/bench/torch_decode_step.py). The KV cache is the CPU
+//     engine's: a runner growing in KV_CACHE_CHUNK slots up to the engine's 1024 px maximum, so
+//     it holds what the engine's would at this context (onnxruntime-node copies the whole cache
+//     after every run); a static cache of that maximum (the engine before growth) is timed too.
 //     With the cost of one speculative Jacobi verification (window runs) at the same context.
 //  b. Chromium WebGPU (SwiftShader without a GPU; bench/gpu.sh runs it on a real GPU): the app's
 //     worker engine loads a checkpoint over HTTP and generates; stats and ms per step.
@@ -16,7 +19,8 @@ import type { CommandModule, OptionValues } from './command.ts';
 import { UsageError } from './command.ts';
 import { SIMPLEAR_05B, type LmSpec, type NamedTensor } from '../core/model-spec.ts';
 import { buildLmGraph } from '../core/convert/lm/graph.ts';
-import { LmRunner } from '../core/convert/lm/session-io.ts';
+import { KV_CACHE_CHUNK, LmRunner, createKvCache, resizeKvCache } from '../core/convert/lm/session-io.ts';
+import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import { collectLmWeights } from '../core/convert/lm/convert-weights.ts';
 import { memoryReader, randomCheckpoint } from '../core/convert/lm/random-model.ts';
 import { openFolder } from '../core/formats/byte-source.ts';
@@ -85,8 +89,13 @@ async function loadLm(quick: boolean): Promise<{ spec: LmSpec; weights: Map<stri
   return { spec, weights, source: quick ? 'random-model.ts, full widths, 2 layers (--quick)' : 'random-model.ts (SimpleAR-0.5B shapes)', prompt: [24, 96] };
 }
 
+/** MatMulNBits accuracy_level of the engine's graphs (model.ts lmGraphBytes: buildLmGraph's default). */
+const ENGINE_ACCURACY_LEVEL = 0;
+
 interface CpuVariant {
   accuracyLevel: 0 | 4;
+  /** The level the CPU engine runs (createCpuEngine). */
+  engine: boolean;
   msPerStep: number;
   steps: number[];
   /** One SJD verification: a batch-1 run of window + 1 tokens per CFG stream (cpu-sjd.ts). */
@@ -144,6 +153,69 @@ async function sjdWindowRuns(
     out.push({ window, msPerIteration: round(msPerIteration), msPerStepAlongside: round(msPerStep), breakEvenTokensPerRun: round(msPerIteration / msPerStep) });
   }
   return out;
+}
+
+/**
+ * Steps through a static cache of the engine's maximum (what createCpuEngine allocated before the
+ * cache grew with the context), in pairs with the growing runner's steps at the same context
+ * (order swapped every pair); the ratio is the median of the pairs' ratios, which a shared
+ * machine's drift affects least.
+ */
+async function staticCacheSteps(
+  ort: typeof import('onnxruntime-node'),
+  session: import('onnxruntime-node').InferenceSession,
+  spec: LmSpec,
+  capacity: number,
+  lengths: number[],
+  token: number,
+  plainStep: () => Promise<unknown>,
+  quick: boolean,
+): Promise<{ msPerStep: number; grownMsPerStepAlongside: number; staticOverGrown: number }> {
+  const fixed = new LmRunner(ort, session, spec, { capacity, growBy: 0 });
+  const staticStep = () => {
+    fixed.lengths[0] = lengths[0]!;
+    fixed.lengths[1] = lengths[1]!;
+    return fixed.step([token, token]);
+  };
+  const timed = async (f: () => Promise<unknown>) => {
+    const t = performance.now();
+    await f();
+    return performance.now() - t;
+  };
+  await staticStep(); // the first step of the new shape warms up
+  const still: number[] = [];
+  const grown: number[] = [];
+  const ratios: number[] = [];
+  for (let i = 0; i < (quick ? 4 : 10); i++) {
+    let a: number;
+    let b: number;
+    if (i % 2) {
+      b = await timed(plainStep);
+      a = await timed(staticStep);
+    } else {
+      a = await timed(staticStep);
+      b = await timed(plainStep);
+    }
+    still.push(a);
+    grown.push(b);
+    ratios.push(a / b);
+  }
+  const s = median(still);
+  const g = median(grown);
+  log(`  static ${capacity}-slot cache: ${round(s)} ms/step vs ${round(g)} ms/step grown, in pairs: ×${round(median(ratios))}`);
+  return { msPerStep: round(s), grownMsPerStepAlongside: round(g), staticOverGrown: round(median(ratios)) };
+}
+
+/** One growth of a batch-2 cache of `slots` slots by a chunk (allocation + copy): best of 3, ms. */
+function growthCost(ort: typeof import('onnxruntime-node'), spec: LmSpec, slots: number): number {
+  const cache = createKvCache(ort.Tensor, spec, 2, slots);
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    resizeKvCache(ort.Tensor, cache, slots + KV_CACHE_CHUNK);
+    best = Math.min(best, performance.now() - t);
+  }
+  return round(best);
 }
 
 /** Where a decode step's time goes: ORT's own profiler over a few steps of a fresh session. */
@@ -234,7 +306,10 @@ async function benchCpu(quick: boolean) {
   const context = Math.max(...lengths);
   const warmup = quick ? 1 : 2;
   const measured = quick ? 5 : 7;
-  const capacity = context + warmup + measured + 2 + SJD_BENCH_WINDOWS.at(-1)! + 1;
+  // The engine's cache: at most a 512-token prompt + 1024 px (createCpuEngine), grown in chunks
+  // (LmRunner's default growBy) as the context needs: the runners below hold what the engine's
+  // would at this context. The graph's rotary tables are the engine's length too.
+  const capacity = MAX_PROMPT_TOKENS + MAX_LATENT_SIDE ** 2;
   const threads = availableParallelism();
   const sessionOptions = {
     executionProviders: ['cpu'],
@@ -248,6 +323,8 @@ async function benchCpu(quick: boolean) {
   let firstLogits: Float32Array | undefined;
   let level4Diff: { maxAbs: number; argmaxAgree: boolean } | undefined;
   let breakdown: StepBreakdown | undefined;
+  let kvSlots = 0;
+  let staticCache: { msPerStep: number; grownMsPerStepAlongside: number; staticOverGrown: number } | undefined;
   for (const accuracyLevel of [0, 4] as const) {
     const graph = buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: capacity, accuracyLevel });
     const session = await ort.InferenceSession.create(graph, sessionOptions);
@@ -269,18 +346,20 @@ async function benchCpu(quick: boolean) {
       }
       level4Diff = { maxAbs: round(maxAbs, 4), argmaxAgree: a0 === a4 };
     }
-    for (let i = 1; i < warmup; i++) await runner.step([token, token]);
-    const steps: number[] = [];
-    for (let i = 0; i < measured; i++) {
-      const t = performance.now();
-      await runner.step([token, token]);
-      steps.push(performance.now() - t);
-    }
     const plainStep = () => {
-      runner.lengths[0] = lengths[0]!; // same context as the measured steps
+      runner.lengths[0] = lengths[0]!; // the same context (and cache size) every step
       runner.lengths[1] = lengths[1]!;
       return runner.step([token, token]);
     };
+    for (let i = 1; i < warmup; i++) await plainStep();
+    const steps: number[] = [];
+    for (let i = 0; i < measured; i++) {
+      const t = performance.now();
+      await plainStep();
+      steps.push(performance.now() - t);
+    }
+    kvSlots = runner.capacity;
+    if (accuracyLevel === ENGINE_ACCURACY_LEVEL) staticCache = await staticCacheSteps(ort, session, spec, capacity, lengths, token, plainStep, quick);
     const sjdWindows = await sjdWindowRuns(ort, session, spec, capacity, lengths, token, plainStep, quick);
     await session.release();
     if (accuracyLevel === 4) {
@@ -288,14 +367,16 @@ async function benchCpu(quick: boolean) {
       log(`  accuracy_level 4 profiled: ${breakdown.wallMsPerStep} ms/step wall, ${breakdown.modelRunMsPerStep} ms in ORT's model_run ` +
         `(kernels ${breakdown.kernelMsPerStep} ms: ${breakdown.byOp.map((o) => `${o.op} ${o.msPerStep}`).join(', ')})`);
     }
-    variants.push({ accuracyLevel, msPerStep: round(median(steps)), steps: steps.map((s) => round(s, 1)), sjdWindows });
-    log(`  accuracy_level ${accuracyLevel}: ${round(median(steps))} ms/step (median of ${measured}); ` +
+    variants.push({ accuracyLevel, engine: accuracyLevel === ENGINE_ACCURACY_LEVEL, msPerStep: round(median(steps)), steps: steps.map((s) => round(s, 1)), sjdWindows });
+    log(`  accuracy_level ${accuracyLevel}${accuracyLevel === ENGINE_ACCURACY_LEVEL ? ' (the engine\'s)' : ''}: ${round(median(steps))} ms/step (median of ${measured}), KV cache ${runner.capacity} slots; ` +
       sjdWindows.map((w) => `SJD window ${w.window}: ${w.msPerIteration} ms/verification vs ${w.msPerStepAlongside} ms/step`).join(', '));
   }
   const best = variants.reduce((a, b) => (b.msPerStep < a.msPerStep ? b : a));
 
   const w = stepWeightBytes(weights);
   const kvBytesPerToken = spec.numLayers * 2 * spec.numKvHeads * spec.headDim * 4; // f32 K and V
+  const growth = growthCost(ort, spec, kvSlots);
+  log(`  one growth of the cache (${kvSlots} → ${kvSlots + KV_CACHE_CHUNK} slots): ${growth} ms, once per ${KV_CACHE_CHUNK} steps`);
   const kv = (lengths[0]! + lengths[1]!) * kvBytesPerToken;
   const bytesRead = w.layers + w.head + kv;
   const bw = copyBandwidth(quick ? 128 : 512);
@@ -323,9 +404,20 @@ async function benchCpu(quick: boolean) {
     shapes: { hidden: spec.hiddenSize, layers: spec.numLayers, heads: `${spec.numHeads}/${spec.numKvHeads}`, intermediate: spec.intermediateSize, vocab: spec.vocabSize },
     weights: 'q4 (MatMulNBits, block 32), f32 activations and KV cache',
     context: { cond: lengths[0], uncond: lengths[1], promptTokens: prompt, generated },
+    kvCache: {
+      note: `as the CPU engine's at this context: f32, grown in chunks of ${KV_CACHE_CHUNK} slots (LmRunner), at most ${capacity} (a ${MAX_PROMPT_TOKENS}-token prompt + ${MAX_LATENT_SIDE}² codes); onnxruntime-node copies all of it after every run`,
+      slotsPerRow: kvSlots,
+      growBy: KV_CACHE_CHUNK,
+      maxSlotsPerRow: capacity,
+      bytes: 2 * kvSlots * kvBytesPerToken,
+      growthMs: growth,
+      growthMsPerStep: round(growth / KV_CACHE_CHUNK, 3),
+      staticMax: staticCache ? { accuracyLevel: ENGINE_ACCURACY_LEVEL, ...staticCache } : null,
+    },
     session: { intraOpThreads: threads, graphOptimizationLevel: 'all' },
     variants,
     best: { accuracyLevel: best.accuracyLevel, msPerStep: best.msPerStep },
+    engine: { accuracyLevel: ENGINE_ACCURACY_LEVEL, msPerStep: variants.find((v) => v.engine)!.msPerStep },
     accuracyLevel4VsExact: level4Diff,
     bytesPerStep: { layers: w.layers, visualHeadAndNorm: w.head, kvCache: kv, total: bytesRead },
     copyBandwidthGBps: bw.gbPerS,
@@ -489,7 +581,16 @@ function table(report: Record<string, unknown>): string {
     lines.push(
       `a. Node CPU decode step, batch 2 (CFG), ${cpu.model}`,
       `   context cond/uncond            ${cpu.context.cond}/${cpu.context.uncond} tokens; ${cpu.session.intraOpThreads} intra-op threads`,
-      ...cpu.variants.map((v) => `   ours, accuracy_level ${v.accuracyLevel}         ${v.msPerStep.toFixed(1)} ms/step   (${v.steps.join(', ')})`),
+      `   KV cache, as the engine's      ${cpu.kvCache.slotsPerRow} slots per row (${mb(cpu.kvCache.bytes)}, copied by the binding after every run): ` +
+        `grown in chunks of ${cpu.kvCache.growBy}, at most ${cpu.kvCache.maxSlotsPerRow}`,
+      ...cpu.variants.map((v) => `   ours, accuracy_level ${v.accuracyLevel}         ${v.msPerStep.toFixed(1)} ms/step   (${v.steps.join(', ')})${v.engine ? '   ← the engine\'s level' : ''}`),
+      ...(cpu.kvCache.staticMax
+        ? [
+            `   ${`static ${cpu.kvCache.maxSlotsPerRow}-slot cache`.padEnd(31)}${cpu.kvCache.staticMax.msPerStep.toFixed(1)} ms/step vs ${cpu.kvCache.staticMax.grownMsPerStepAlongside.toFixed(1)} grown, alongside ` +
+              `(level ${cpu.kvCache.staticMax.accuracyLevel}): ×${cpu.kvCache.staticMax.staticOverGrown} (median of pairs)`,
+          ]
+        : []),
+      `   ${`one growth (+${cpu.kvCache.growBy} slots)`.padEnd(31)}${cpu.kvCache.growthMs.toFixed(1)} ms, once per ${cpu.kvCache.growBy} steps: ${cpu.kvCache.growthMsPerStep} ms/step`,
       ...best.sjdWindows.map(
         (w) =>
           `   SJD window ${String(w.window).padEnd(2)} verification    ${w.msPerIteration.toFixed(1)} ms (2 × ${w.window + 1} tokens, batch 1) vs ` +
