@@ -5,6 +5,8 @@
 //     engine's: a runner growing in KV_CACHE_CHUNK slots up to the engine's 1024 px maximum, so
 //     it holds what the engine's would at this context (onnxruntime-node copies the whole cache
 //     after every run); a static cache of that maximum (the engine before growth) is timed too.
+//     Variants: MatMulNBits accuracy_level 0 and 4 in f32, and the engine's configuration (level 0,
+//     f16 activations and KV cache for q4 weights: create-cpu.ts cpuActivations).
 //     With the cost of one speculative Jacobi verification (window runs) at the same context.
 //  b. Chromium WebGPU (SwiftShader without a GPU; bench/gpu.sh runs it on a real GPU): the app's
 //     worker engine loads a checkpoint over HTTP and generates; stats and ms per step.
@@ -21,6 +23,8 @@ import { SIMPLEAR_05B, type LmSpec, type NamedTensor } from '../core/model-spec.
 import { buildLmGraph } from '../core/convert/lm/graph.ts';
 import { KV_CACHE_CHUNK, LmRunner, createKvCache, resizeKvCache } from '../core/convert/lm/session-io.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
+import { cpuActivations } from '../core/engine/create-cpu.ts';
+import type { Activations } from '../core/engine/model.ts';
 import { collectLmWeights } from '../core/convert/lm/convert-weights.ts';
 import { memoryReader, randomCheckpoint } from '../core/convert/lm/random-model.ts';
 import { openFolder } from '../core/formats/byte-source.ts';
@@ -94,7 +98,9 @@ const ENGINE_ACCURACY_LEVEL = 0;
 
 interface CpuVariant {
   accuracyLevel: 0 | 4;
-  /** The level the CPU engine runs (createCpuEngine). */
+  /** Activations and KV cache. */
+  activations: Activations;
+  /** The configuration the CPU engine runs (createCpuEngine: level and activations). */
   engine: boolean;
   msPerStep: number;
   steps: number[];
@@ -127,9 +133,10 @@ async function sjdWindowRuns(
   token: number,
   plainStep: () => Promise<unknown>,
   quick: boolean,
+  dtype: 'float32' | 'float16',
 ): Promise<SjdWindowTiming[]> {
   const out: SjdWindowTiming[] = [];
-  const runners = lengths.map(() => new LmRunner(ort, session, spec, { batch: 1, capacity }));
+  const runners = lengths.map(() => new LmRunner(ort, session, spec, { batch: 1, capacity, dtype }));
   for (const window of SJD_BENCH_WINDOWS) {
     const ids = new Array<number>(window + 1).fill(token);
     const windows: number[] = [];
@@ -170,8 +177,9 @@ async function staticCacheSteps(
   token: number,
   plainStep: () => Promise<unknown>,
   quick: boolean,
+  dtype: 'float32' | 'float16',
 ): Promise<{ msPerStep: number; grownMsPerStepAlongside: number; staticOverGrown: number }> {
-  const fixed = new LmRunner(ort, session, spec, { capacity, growBy: 0 });
+  const fixed = new LmRunner(ort, session, spec, { capacity, growBy: 0, dtype });
   const staticStep = () => {
     fixed.lengths[0] = lengths[0]!;
     fixed.lengths[1] = lengths[1]!;
@@ -207,8 +215,8 @@ async function staticCacheSteps(
 }
 
 /** One growth of a batch-2 cache of `slots` slots by a chunk (allocation + copy): best of 3, ms. */
-function growthCost(ort: typeof import('onnxruntime-node'), spec: LmSpec, slots: number): number {
-  const cache = createKvCache(ort.Tensor, spec, 2, slots);
+function growthCost(ort: typeof import('onnxruntime-node'), spec: LmSpec, slots: number, dtype: 'float32' | 'float16'): number {
+  const cache = createKvCache(ort.Tensor, spec, 2, slots, dtype);
   let best = Infinity;
   for (let i = 0; i < 3; i++) {
     const t = performance.now();
@@ -320,32 +328,44 @@ async function benchCpu(quick: boolean) {
   };
   const token = spec.visualOffset + 1234;
   const variants: CpuVariant[] = [];
+  // Level 0 and 4 in f32, and the engine's configuration (f16 activations for these q4 weights).
+  const engineActivations = cpuActivations(weights, 'cpu');
+  const configs: { accuracyLevel: 0 | 4; activations: Activations }[] = [
+    { accuracyLevel: 0, activations: 'f32' },
+    { accuracyLevel: 4, activations: 'f32' },
+  ];
+  if (engineActivations !== 'f32') configs.push({ accuracyLevel: ENGINE_ACCURACY_LEVEL, activations: engineActivations });
   let firstLogits: Float32Array | undefined;
   let level4Diff: { maxAbs: number; argmaxAgree: boolean } | undefined;
+  let f16Diff: { maxAbs: number; argmaxAgree: boolean } | undefined;
   let breakdown: StepBreakdown | undefined;
   let kvSlots = 0;
   let staticCache: { msPerStep: number; grownMsPerStepAlongside: number; staticOverGrown: number } | undefined;
-  for (const accuracyLevel of [0, 4] as const) {
-    const graph = buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: capacity, accuracyLevel });
+  /** Same state (zero cache of the same lengths, same token): max |Δ| and argmax vs level 0 f32. */
+  const vsFirst = (logits: Float32Array) => {
+    let maxAbs = 0;
+    let a = 0;
+    let b = 0;
+    for (let i = 0; i < spec.visualCount; i++) {
+      maxAbs = Math.max(maxAbs, Math.abs(logits[i]! - firstLogits![i]!));
+      if (logits[i]! > logits[b]!) b = i;
+      if (firstLogits![i]! > firstLogits![a]!) a = i;
+    }
+    return { maxAbs: round(maxAbs, 4), argmaxAgree: a === b };
+  };
+  for (const { accuracyLevel, activations } of configs) {
+    const engine = accuracyLevel === ENGINE_ACCURACY_LEVEL && activations === engineActivations;
+    const dtype = activations === 'f16' ? 'float16' : 'float32';
+    const graph = buildLmGraph(spec, (n) => weights.get(n), { activations, maxSeqLen: capacity, accuracyLevel });
     const session = await ort.InferenceSession.create(graph, sessionOptions);
-    const runner = new LmRunner(ort, session, spec, { capacity });
+    const runner = new LmRunner(ort, session, spec, { capacity, dtype });
     // The cache lengths are set directly: contents do not matter for the timing.
     runner.lengths[0] = lengths[0]!;
     runner.lengths[1] = lengths[1]!;
     const first = await runner.step([token, token]);
-    if (accuracyLevel === 0) firstLogits = first.slice();
-    else {
-      // Same state (zero cache of the same lengths, same token) → compare with level 0.
-      let maxAbs = 0;
-      let a0 = 0;
-      let a4 = 0;
-      for (let i = 0; i < spec.visualCount; i++) {
-        maxAbs = Math.max(maxAbs, Math.abs(first[i]! - firstLogits![i]!));
-        if (first[i]! > first[a4]!) a4 = i;
-        if (firstLogits![i]! > firstLogits![a0]!) a0 = i;
-      }
-      level4Diff = { maxAbs: round(maxAbs, 4), argmaxAgree: a0 === a4 };
-    }
+    if (!firstLogits) firstLogits = first.slice();
+    else if (activations === 'f32') level4Diff = vsFirst(first);
+    else f16Diff = vsFirst(first);
     const plainStep = () => {
       runner.lengths[0] = lengths[0]!; // the same context (and cache size) every step
       runner.lengths[1] = lengths[1]!;
@@ -358,24 +378,27 @@ async function benchCpu(quick: boolean) {
       await plainStep();
       steps.push(performance.now() - t);
     }
-    kvSlots = runner.capacity;
-    if (accuracyLevel === ENGINE_ACCURACY_LEVEL) staticCache = await staticCacheSteps(ort, session, spec, capacity, lengths, token, plainStep, quick);
-    const sjdWindows = await sjdWindowRuns(ort, session, spec, capacity, lengths, token, plainStep, quick);
+    if (engine) {
+      kvSlots = runner.capacity;
+      staticCache = await staticCacheSteps(ort, session, spec, capacity, lengths, token, plainStep, quick, dtype);
+    }
+    const sjdWindows = await sjdWindowRuns(ort, session, spec, capacity, lengths, token, plainStep, quick, dtype);
     await session.release();
     if (accuracyLevel === 4) {
       breakdown = await profileStep(ort, graph, sessionOptions, spec, capacity, lengths, token, quick ? 3 : 5);
       log(`  accuracy_level 4 profiled: ${breakdown.wallMsPerStep} ms/step wall, ${breakdown.modelRunMsPerStep} ms in ORT's model_run ` +
         `(kernels ${breakdown.kernelMsPerStep} ms: ${breakdown.byOp.map((o) => `${o.op} ${o.msPerStep}`).join(', ')})`);
     }
-    variants.push({ accuracyLevel, engine: accuracyLevel === ENGINE_ACCURACY_LEVEL, msPerStep: round(median(steps)), steps: steps.map((s) => round(s, 1)), sjdWindows });
-    log(`  accuracy_level ${accuracyLevel}${accuracyLevel === ENGINE_ACCURACY_LEVEL ? ' (the engine\'s)' : ''}: ${round(median(steps))} ms/step (median of ${measured}), KV cache ${runner.capacity} slots; ` +
+    variants.push({ accuracyLevel, activations, engine, msPerStep: round(median(steps)), steps: steps.map((s) => round(s, 1)), sjdWindows });
+    log(`  accuracy_level ${accuracyLevel}, ${activations}${engine ? ' (the engine\'s)' : ''}: ${round(median(steps))} ms/step (median of ${measured}), KV cache ${runner.capacity} slots; ` +
       sjdWindows.map((w) => `SJD window ${w.window}: ${w.msPerIteration} ms/verification vs ${w.msPerStepAlongside} ms/step`).join(', '));
   }
   const best = variants.reduce((a, b) => (b.msPerStep < a.msPerStep ? b : a));
 
   const w = stepWeightBytes(weights);
   const kvBytesPerToken = spec.numLayers * 2 * spec.numKvHeads * spec.headDim * 4; // f32 K and V
-  const growth = growthCost(ort, spec, kvSlots);
+  const engineKvBytesPerToken = (kvBytesPerToken / 4) * (engineActivations === 'f16' ? 2 : 4);
+  const growth = growthCost(ort, spec, kvSlots, engineActivations === 'f16' ? 'float16' : 'float32');
   log(`  one growth of the cache (${kvSlots} → ${kvSlots + KV_CACHE_CHUNK} slots): ${growth} ms, once per ${KV_CACHE_CHUNK} steps`);
   const kv = (lengths[0]! + lengths[1]!) * kvBytesPerToken;
   const bytesRead = w.layers + w.head + kv;
@@ -402,23 +425,25 @@ async function benchCpu(quick: boolean) {
   return {
     model: source,
     shapes: { hidden: spec.hiddenSize, layers: spec.numLayers, heads: `${spec.numHeads}/${spec.numKvHeads}`, intermediate: spec.intermediateSize, vocab: spec.vocabSize },
-    weights: 'q4 (MatMulNBits, block 32), f32 activations and KV cache',
+    weights: 'q4 (MatMulNBits, block 32); activations and KV cache per variant',
     context: { cond: lengths[0], uncond: lengths[1], promptTokens: prompt, generated },
     kvCache: {
-      note: `as the CPU engine's at this context: f32, grown in chunks of ${KV_CACHE_CHUNK} slots (LmRunner), at most ${capacity} (a ${MAX_PROMPT_TOKENS}-token prompt + ${MAX_LATENT_SIDE}² codes); onnxruntime-node copies all of it after every run`,
+      note: `as the CPU engine's at this context: ${engineActivations}, grown in chunks of ${KV_CACHE_CHUNK} slots (LmRunner), at most ${capacity} (a ${MAX_PROMPT_TOKENS}-token prompt + ${MAX_LATENT_SIDE}² codes); onnxruntime-node copies all of it after every run`,
       slotsPerRow: kvSlots,
       growBy: KV_CACHE_CHUNK,
       maxSlotsPerRow: capacity,
-      bytes: 2 * kvSlots * kvBytesPerToken,
+      activations: engineActivations,
+      bytes: 2 * kvSlots * engineKvBytesPerToken,
       growthMs: growth,
       growthMsPerStep: round(growth / KV_CACHE_CHUNK, 3),
-      staticMax: staticCache ? { accuracyLevel: ENGINE_ACCURACY_LEVEL, ...staticCache } : null,
+      staticMax: staticCache ? { accuracyLevel: ENGINE_ACCURACY_LEVEL, activations: engineActivations, ...staticCache } : null,
     },
     session: { intraOpThreads: threads, graphOptimizationLevel: 'all' },
     variants,
-    best: { accuracyLevel: best.accuracyLevel, msPerStep: best.msPerStep },
-    engine: { accuracyLevel: ENGINE_ACCURACY_LEVEL, msPerStep: variants.find((v) => v.engine)!.msPerStep },
+    best: { accuracyLevel: best.accuracyLevel, activations: best.activations, msPerStep: best.msPerStep },
+    engine: { accuracyLevel: ENGINE_ACCURACY_LEVEL, activations: engineActivations, msPerStep: variants.find((v) => v.engine)!.msPerStep },
     accuracyLevel4VsExact: level4Diff,
+    f16VsF32: f16Diff ?? null,
     bytesPerStep: { layers: w.layers, visualHeadAndNorm: w.head, kvCache: kv, total: bytesRead },
     copyBandwidthGBps: bw.gbPerS,
     copyBandwidthNote: `best of 5 copies of ${bw.mib} MiB (TypedArray.set), GB/s of read+write traffic`,
@@ -577,17 +602,17 @@ function table(report: Record<string, unknown>): string {
   else if (cpu) {
     const t = cpu.torch as { msPerStep?: number; status?: string };
     const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
-    const best = cpu.variants.find((v) => v.accuracyLevel === cpu.best.accuracyLevel)!;
+    const best = cpu.variants.find((v) => v.accuracyLevel === cpu.best.accuracyLevel && v.activations === cpu.best.activations)!;
     lines.push(
       `a. Node CPU decode step, batch 2 (CFG), ${cpu.model}`,
       `   context cond/uncond            ${cpu.context.cond}/${cpu.context.uncond} tokens; ${cpu.session.intraOpThreads} intra-op threads`,
-      `   KV cache, as the engine's      ${cpu.kvCache.slotsPerRow} slots per row (${mb(cpu.kvCache.bytes)}, copied by the binding after every run): ` +
+      `   KV cache, as the engine's      ${cpu.kvCache.slotsPerRow} slots per row, ${cpu.kvCache.activations} (${mb(cpu.kvCache.bytes)}, copied by the binding after every run): ` +
         `grown in chunks of ${cpu.kvCache.growBy}, at most ${cpu.kvCache.maxSlotsPerRow}`,
-      ...cpu.variants.map((v) => `   ours, accuracy_level ${v.accuracyLevel}         ${v.msPerStep.toFixed(1)} ms/step   (${v.steps.join(', ')})${v.engine ? '   ← the engine\'s level' : ''}`),
+      ...cpu.variants.map((v) => `   ${`ours, accuracy_level ${v.accuracyLevel}${v.activations === 'f32' ? '' : `, ${v.activations}`}`.padEnd(31)}${v.msPerStep.toFixed(1)} ms/step   (${v.steps.join(', ')})${v.engine ? '   ← the engine\'s' : ''}`),
       ...(cpu.kvCache.staticMax
         ? [
             `   ${`static ${cpu.kvCache.maxSlotsPerRow}-slot cache`.padEnd(31)}${cpu.kvCache.staticMax.msPerStep.toFixed(1)} ms/step vs ${cpu.kvCache.staticMax.grownMsPerStepAlongside.toFixed(1)} grown, alongside ` +
-              `(level ${cpu.kvCache.staticMax.accuracyLevel}): ×${cpu.kvCache.staticMax.staticOverGrown} (median of pairs)`,
+              `(level ${cpu.kvCache.staticMax.accuracyLevel}, ${cpu.kvCache.staticMax.activations}): ×${cpu.kvCache.staticMax.staticOverGrown} (median of pairs)`,
           ]
         : []),
       `   ${`one growth (+${cpu.kvCache.growBy} slots)`.padEnd(31)}${cpu.kvCache.growthMs.toFixed(1)} ms, once per ${cpu.kvCache.growBy} steps: ${cpu.kvCache.growthMsPerStep} ms/step`,
@@ -597,6 +622,7 @@ function table(report: Record<string, unknown>): string {
           `${w.msPerStepAlongside.toFixed(1)} ms/step alongside: pays off above ${w.breakEvenTokensPerRun} accepted tokens per run`,
       ),
       `   level 4 vs exact logits        max |Δ| ${cpu.accuracyLevel4VsExact?.maxAbs}, argmax ${cpu.accuracyLevel4VsExact?.argmaxAgree ? 'same' : 'DIFFERS'}`,
+      ...(cpu.f16VsF32 ? [`   f16 vs f32 activations logits  max |Δ| ${cpu.f16VsF32.maxAbs}, argmax ${cpu.f16VsF32.argmaxAgree ? 'same' : 'DIFFERS'} (level 0)`] : []),
       `   bytes read per step            ${mb(cpu.bytesPerStep.total)} (layers ${mb(cpu.bytesPerStep.layers)}, head ${mb(cpu.bytesPerStep.visualHeadAndNorm)}, KV ${mb(cpu.bytesPerStep.kvCache)})`,
       `   copy bandwidth                 ${cpu.copyBandwidthGBps} GB/s`,
       `   bandwidth bound                ${cpu.boundMsPerStep.toFixed(1)} ms/step`,

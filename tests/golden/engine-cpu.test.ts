@@ -3,7 +3,7 @@
 // one; sampling is reproducible per seed; cancel leaves the engine ready.
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
+import { cpuActivations, createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import type { GenerationProgress } from '../../src/core/engine/types.ts';
 import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 
@@ -48,6 +48,32 @@ describe('engine on the CPU (onnxruntime-node)', () => {
     const fixed = await createCpuEngine(ort, model, { maxLatentSide: 8, kvCacheChunk: 0 });
     expect(Array.from((await fixed.generate(req)).codes)).toEqual(ref.greedy.codes);
     await fixed.dispose();
+  });
+
+  it('quantized weights run f16 activations and KV cache on onnxruntime-node: the same greedy tokens as f32, plain and SJD', async () => {
+    const ref = goldenGreedy('tiny-simplear');
+    const q4 = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'q4');
+    expect(cpuActivations(q4.lmWeights, 'cpu')).toBe('f16');
+    expect(cpuActivations(q4.lmWeights, 'wasm')).toBe('f32');
+    expect(cpuActivations((await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'q8')).lmWeights, 'cpu')).toBe('f16');
+    for (const weights of ['f16', 'f32'] as const) {
+      expect(cpuActivations((await loadFixtureModel('tiny-simplear', 'tiny-cosmos', weights)).lmWeights, 'cpu'), weights).toBe('f32');
+    }
+    const side = Math.sqrt(ref.greedy.steps);
+    const codes = async (activations?: 'f32') => {
+      // 8-slot chunks: the f16 cache grows (and is copied) across the generation too.
+      const engine = await createCpuEngine(ort, q4, { maxLatentSide: 8, kvCacheChunk: 8, ...(activations ? { activations } : {}) });
+      const req = { prompt: ref.prompt, size: side * 16, temperature: 0, seed: 1 };
+      const plain = Array.from((await engine.generate(req)).codes);
+      const sjd = Array.from((await engine.generate({ ...req, sjd: { window: 4 } })).codes);
+      await engine.dispose();
+      return { plain, sjd };
+    };
+    const f16 = await codes();
+    const f32 = await codes('f32');
+    expect(f16.plain).toEqual(f32.plain);
+    expect(f16.sjd).toEqual(f32.plain);
+    expect(f32.sjd).toEqual(f32.plain);
   });
 
   it('sampling is reproducible per seed and differs across seeds; cancel leaves it ready', async () => {

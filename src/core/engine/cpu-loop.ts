@@ -17,16 +17,17 @@ export class CpuTokenLoop implements TokenLoop {
     private readonly session: InferenceSession,
     private readonly spec: LmSpec,
     readonly capacity: number,
-    /** kvCacheChunk: LmRunnerOptions.growBy of the runners (default KV_CACHE_CHUNK; 0: static). */
-    private readonly options: { preallocateOutputs: boolean; kvCacheChunk?: number },
+    /** kvCacheChunk: LmRunnerOptions.growBy of the runners (default KV_CACHE_CHUNK; 0: static);
+     * kvDtype: the cache's dtype, the graph's activations (default float32). */
+    private readonly options: { preallocateOutputs: boolean; kvCacheChunk?: number; kvDtype?: 'float32' | 'float16' },
   ) {
-    this.runner = new LmRunner(ort, session, spec, { capacity, growBy: options.kvCacheChunk, preallocateOutputs: options.preallocateOutputs });
+    this.runner = new LmRunner(ort, session, spec, { capacity, growBy: options.kvCacheChunk, dtype: options.kvDtype, preallocateOutputs: options.preallocateOutputs });
     this.sampler = new CpuSampler(spec.visualCount);
   }
 
   async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
     if (req.sjd) {
-      const opts = { capacity: this.capacity, growBy: this.options.kvCacheChunk, preallocateOutputs: this.options.preallocateOutputs };
+      const opts = { capacity: this.capacity, growBy: this.options.kvCacheChunk, dtype: this.options.kvDtype, preallocateOutputs: this.options.preallocateOutputs };
       return runCpuSjd(this.ort, this.session, this.spec, this.sampler, opts, req, req.sjd);
     }
     const V = this.spec.visualCount;

@@ -12,14 +12,14 @@ export async function runCpuSjd(
   session: InferenceSession,
   spec: LmSpec,
   sampler: CpuSampler,
-  opts: { capacity: number; growBy?: number; preallocateOutputs: boolean },
+  opts: { capacity: number; growBy?: number; dtype?: 'float32' | 'float16'; preallocateOutputs: boolean },
   req: TokenLoopRequest,
   sjd: SjdLoopOptions,
 ): Promise<TokenLoopResult> {
   let prefillRuns = 0;
   let sessionRuns = 0;
   const stream = (): StreamRunner => {
-    const runner = new LmRunner(ort, session, spec, { batch: 1, capacity: opts.capacity, growBy: opts.growBy, preallocateOutputs: opts.preallocateOutputs });
+    const runner = new LmRunner(ort, session, spec, { batch: 1, capacity: opts.capacity, growBy: opts.growBy, dtype: opts.dtype, preallocateOutputs: opts.preallocateOutputs });
     return {
       prefill: (prompt) => {
         prefillRuns++; // one call: the CPU EP takes the whole prompt at once
