@@ -15,6 +15,8 @@ export interface CpuEngineOptions {
   kvCacheChunk?: number;
   /** LM activations and KV cache (the decoder stays f32). Default: cpuActivations(). */
   activations?: Activations;
+  /** MatMulNBits accuracy_level of the LM's quantized weights. Default: cpuAccuracyLevel(). */
+  accuracyLevel?: 0 | 4;
   sessionOptions?: InferenceSession.SessionOptions;
 }
 
@@ -26,9 +28,24 @@ export interface CpuEngineOptions {
  * tokens match the PyTorch reference exactly); the wasm EP was not measured, so it keeps f32.
  */
 export function cpuActivations(lmWeights: ReadonlyMap<string, NamedTensor>, backend: 'cpu' | 'wasm'): Activations {
-  if (backend !== 'cpu') return 'f32';
-  for (const t of lmWeights.values()) if (t.name.endsWith('.q') && t.type === 'uint8') return 'f16';
-  return 'f32';
+  return backend === 'cpu' && isQuantized(lmWeights) ? 'f16' : 'f32';
+}
+
+/**
+ * MatMulNBits' accuracy_level on a CPU backend: 4 on onnxruntime-node for quantized weights, so
+ * the kernel quantizes each block of activations to int8 and uses integer dot products (as
+ * llama.cpp does for its 4-bit types on CPUs): about 1.6× faster full-size steps than level 0
+ * (`npm run bench`), for a change of the logits of the same order as the 4-bit weights' own.
+ * f32/f16 weights have no MatMulNBits; the wasm EP was not measured, so it keeps level 0.
+ */
+export function cpuAccuracyLevel(lmWeights: ReadonlyMap<string, NamedTensor>, backend: 'cpu' | 'wasm'): 0 | 4 {
+  return backend === 'cpu' && isQuantized(lmWeights) ? 4 : 0;
+}
+
+/** q4/q8 weights (MatMulNBits), as convert-weights.ts writes them. */
+function isQuantized(lmWeights: ReadonlyMap<string, NamedTensor>): boolean {
+  for (const t of lmWeights.values()) if (t.name.endsWith('.q') && t.type === 'uint8') return true;
+  return false;
 }
 
 export async function createCpuEngine(ort: OrtModule, model: EngineModel, options: CpuEngineOptions = {}): Promise<SimpleAREngine> {
@@ -43,7 +60,8 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
     ...options.sessionOptions,
   };
   const activations = options.activations ?? cpuActivations(model.lmWeights, backend);
-  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity), sessionOptions);
+  const accuracyLevel = options.accuracyLevel ?? cpuAccuracyLevel(model.lmWeights, backend);
+  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, accuracyLevel), sessionOptions);
   const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, 'f32'), sessionOptions);
   // onnxruntime-node writes into pre-allocated outputs (the cache in place); the wasm EP ignores
   // them and returns fresh tensors, which the runner adopts. `capacity` is the most the cache

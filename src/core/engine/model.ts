@@ -21,8 +21,9 @@ export interface EngineModel {
 
 export type Activations = 'f32' | 'f16';
 
-export function lmGraphBytes(model: EngineModel, activations: Activations, capacity: number): Uint8Array {
-  return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), { activations, maxSeqLen: capacity });
+/** accuracyLevel: MatMulNBits' (graph.ts LmGraphOptions); 0 computes with the activations as they are. */
+export function lmGraphBytes(model: EngineModel, activations: Activations, capacity: number, accuracyLevel: 0 | 4 = 0): Uint8Array {
+  return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), { activations, maxSeqLen: capacity, accuracyLevel });
 }
 
 export function decoderGraphBytes(model: EngineModel, activations: Activations): Uint8Array {
