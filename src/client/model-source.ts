@@ -2,7 +2,10 @@
 // `?model=URL&vq=URL` (original checkpoints; either may be left out for the released one).
 // Kept free of engine imports so the page and the widget can use it without the converter.
 import { SimpleARError } from '../core/errors.ts';
+import { asFolderUrl } from '../core/store/model-source.ts';
 import type { ModelSource } from './protocol.ts';
+
+export { normalizeSource } from '../core/store/model-source.ts';
 
 /** The released checkpoints (the same URLs as convert-model.ts; a unit test keeps them equal). */
 export const DEFAULT_MODEL_URL = 'https://huggingface.co/Daniel0724/SimpleAR-0.5B-RL/resolve/main/';
@@ -32,27 +35,4 @@ export function sourceFromQuery(search: string, baseUrl: string | undefined = gl
     model: model !== null ? asFolderUrl('model', model, baseUrl) : DEFAULT_MODEL_URL,
     vq: vq !== null ? asFolderUrl('vq', vq, baseUrl) : DEFAULT_VQ_URL,
   };
-}
-
-/** The same source with its URLs in one canonical form (what the model store keys on). */
-export function normalizeSource(source: ModelSource): ModelSource {
-  return source.kind === 'bundle'
-    ? { kind: 'bundle', url: asFolderUrl('bundle', source.url) }
-    : { kind: 'original', model: asFolderUrl('model', source.model), vq: asFolderUrl('vq', source.vq) };
-}
-
-/** An absolute http(s) URL ending in '/', so files resolve inside the folder. */
-function asFolderUrl(param: string, value: string, baseUrl?: string): string {
-  let url: URL;
-  try {
-    url = new URL(value.trim(), baseUrl);
-  } catch {
-    throw new SimpleARError('InvalidSettings', `?${param}= must be a URL (got ${JSON.stringify(value)}).`, { param, value });
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new SimpleARError('InvalidSettings', `?${param}= must be an http(s) URL (got ${JSON.stringify(value)}).`, { param, value });
-  }
-  url.hash = '';
-  if (!url.pathname.endsWith('/')) url.pathname += '/';
-  return url.href;
 }

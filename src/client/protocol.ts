@@ -4,11 +4,13 @@ import type { DeviceFacts } from '../core/device.ts';
 import type { SelfTestResult } from '../core/runtime/self-test-graph.ts';
 import type { CheckpointInspection, CheckpointPart } from '../core/formats/inspect-checkpoint.ts';
 import type { EngineBackendKind, GenerateRequest, GenerationProgress, GenerationResult } from '../core/engine/types.ts';
-import type { LmWeightFormat } from '../core/convert/lm/convert-weights.ts';
+import type { CachedModel, LoadModelOptions, ModelPlan, ModelSource, PrepareProgress } from '../core/store/types.ts';
 
 export type { EngineBackendKind, GenerateRequest, GenerationProgress, GenerationResult } from '../core/engine/types.ts';
 
 export type { CheckpointInspection, CheckpointPart, TensorDigest } from '../core/formats/inspect-checkpoint.ts';
+
+export type { CachedModel, LoadModelOptions, ModelPlan, ModelSource, PrepareProgress } from '../core/store/types.ts';
 
 /** What the worker's ORT self-test reports back. */
 export interface SelfTestReport extends SelfTestResult {
@@ -66,86 +68,6 @@ export interface EngineWorkerApi {
    * Resolves false when no device was in use.
    */
   debugLoseDevice(): Promise<boolean>;
-}
-
-/** Where the model comes from. */
-export type ModelSource =
-  | {
-      kind: 'original';
-      /** Base URL of an HF-layout SimpleAR folder (config.json, model.safetensors, tokenizer.json…). */
-      model: string;
-      /** Base URL of the Cosmos tokenizer folder (decoder.jit). */
-      vq: string;
-    }
-  | {
-      kind: 'bundle';
-      /** Base URL of a converted bundle (manifest.json + chunk files, as `cli convert` writes). */
-      url: string;
-    };
-
-/** What preparing a model will cost, asked before anything is downloaded. */
-export interface ModelPlan {
-  /** The store's key for this source + weight format. */
-  modelId: string;
-  /** A complete, verified bundle is stored: loading makes no network requests. */
-  cached: boolean;
-  /** Bytes still to download (0 when cached; less than the total when a download resumes). */
-  downloadBytes: number;
-  /** Bytes of the download already stored by an earlier, interrupted visit. */
-  storedBytes: number;
-  /** Storage needed at the peak of preparation (downloaded originals + converted bundle). */
-  peakStorageBytes: number;
-  /** Storage the model keeps once prepared (the converted bundle). */
-  finalStorageBytes: number;
-  /** navigator.storage.estimate() as the worker sees it, when the browser offers it. */
-  storage: { usage: number; quota: number } | null;
-}
-
-/** Progress of prepareModel, phase by phase. */
-export type PrepareProgress =
-  | {
-      phase: 'download';
-      /** Bytes stored so far (resumed bytes included) of totalBytes. */
-      bytes: number;
-      totalBytes: number;
-      /** Bytes fetched in this session (excludes what was already stored). */
-      fetchedBytes: number;
-      bytesPerSecond: number;
-      etaMs: number | null;
-      /** The file being fetched. */
-      file: string;
-    }
-  | { phase: 'convert'; step: string; done: number; total: number }
-  | { phase: 'verify'; done: number; total: number }
-  | { phase: 'load'; done: number; total: number };
-
-/** A model held in the browser's storage. */
-export interface CachedModel {
-  modelId: string;
-  name: string;
-  source: ModelSource;
-  weights: LmWeightFormat;
-  /** Bytes held (bundle chunks + any partial download). */
-  bytes: number;
-  /** false: an interrupted download or conversion (prepareModel resumes it). */
-  complete: boolean;
-  createdAt: string;
-  lastUsedAt?: string;
-}
-
-export interface LoadModelOptions {
-  weights?: LmWeightFormat;
-  decoderDtype?: 'f16' | 'f32';
-  /** 'auto': WebGPU when there is an adapter, else the wasm EP. */
-  backend?: 'auto' | 'webgpu' | 'wasm';
-  activations?: 'f16' | 'f32';
-  /** Largest latent side the engine is sized for (64 = 1024 px). */
-  maxLatentSide?: number;
-  /**
-   * prepareModel: bytes per range request and stored block of the original files (default
-   * 8 MiB). A download that resumes keeps the block size it started with.
-   */
-  downloadBlockBytes?: number;
 }
 
 export interface LoadedModelInfo {

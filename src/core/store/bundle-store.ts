@@ -8,7 +8,7 @@ import { ModelFileError } from '../errors.ts';
 import { MANIFEST_FILE, chunkFileName, type BundleSink } from '../bundle/index.ts';
 import type { ByteSource, FileFolder } from '../formats/byte-source.ts';
 import type { LmWeightFormat } from '../convert/lm/convert-weights.ts';
-import type { ModelSource } from '../../client/protocol.ts';
+import type { ModelSource } from './types.ts';
 import { isQuotaError, type KeyValueStore } from './kv.ts';
 
 export interface ModelRecord {

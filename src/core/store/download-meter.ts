@@ -3,7 +3,7 @@
 // would skew it), and the time left at that speed. Reports at most every `intervalMs`, never
 // leaves the latest bytes unreported, and keeps reporting while nothing arrives, so a stalled
 // connection shows as a falling speed rather than a frozen bar. stop() (or finish()) ends it.
-import type { PrepareProgress } from '../../client/protocol.ts';
+import type { PrepareProgress } from './types.ts';
 
 export interface DownloadMeterOptions {
   /** Speed is measured over this window (default 5 s). */

@@ -14,8 +14,8 @@ import { openFolder, readJson, type FileFolder } from '../formats/byte-source.ts
 import { parseLmSpec } from '../formats/model-config.ts';
 import { VISUAL_CODES } from '../model-spec.ts';
 import type { OrtModule } from '../engine/ort.ts';
-import type { CachedModel, LoadModelOptions, ModelPlan, ModelSource, PrepareProgress } from '../../client/protocol.ts';
-import { normalizeSource } from '../../client/model-source.ts';
+import type { CachedModel, LoadModelOptions, ModelPlan, ModelSource, PrepareProgress } from './types.ts';
+import { normalizeSource } from './model-source.ts';
 import { BlockCache, DEFAULT_BLOCK_BYTES, type FileRecord, type HttpRetryOptions, type RemoteFile } from './block-cache.ts';
 import { BundleStore, type ModelRecord } from './bundle-store.ts';
 import { quotaExceeded, type KeyValueStore } from './kv.ts';
