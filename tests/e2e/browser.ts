@@ -162,16 +162,16 @@ export async function openFixtureApp(options: FixtureAppOptions = {}): Promise<F
  */
 export function loadFixtureInPage(
   fixture: FixtureApp,
-  options: { lm?: string; vq?: string; backend?: 'webgpu' | 'wasm' } = {},
+  options: { lm?: string; vq?: string; backend?: 'webgpu' | 'wasm'; weights?: 'f32' | 'q4' } = {},
 ): Promise<LoadedModelInfo> {
   const model = new URL(`${options.lm ?? 'tiny-simplear'}/`, fixture.files.url).href;
   const vq = new URL(`${options.vq ?? 'tiny-cosmos'}/`, fixture.files.url).href;
   return fixture.session.page.evaluate(
-    ([model, vq, backend]) =>
+    ([model, vq, backend, weights]) =>
       (globalThis as unknown as { simplear: { client: EngineClient } }).simplear.client.loadModel(
         { kind: 'original', model, vq },
-        { weights: 'f32', decoderDtype: 'f32', maxLatentSide: 8, ...(backend ? { backend } : {}) },
+        { weights, decoderDtype: 'f32', maxLatentSide: 8, ...(backend ? { backend } : {}) },
       ),
-    [model, vq, options.backend] as const,
+    [model, vq, options.backend, options.weights ?? 'f32'] as const,
   );
 }

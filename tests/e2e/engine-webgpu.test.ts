@@ -108,4 +108,36 @@ describe('WebGPU engine in Chromium', () => {
     expect(result.memory.at(-1)).toBe(result.memory[2]);
     session.console.assertClean();
   });
+
+  it('q4 weights: the decode step is a captured graph replayed, with the tokens of Node at the same precision; SJD still works', { timeout: 420_000 }, async () => {
+    // Runs last: it replaces the f32 engine the other tests share. q4 on SwiftShader takes ~3 s a
+    // run, and a captured graph takes the prompts one token per run: short prompts, 2×2 codes.
+    const info = await loadFixtureInPage(fixture, { backend: 'webgpu', weights: 'q4' });
+    expect(info).toMatchObject({ backend: 'webgpu', activations: 'f32' });
+    const greedy = { prompt: 'a red fox', negativePrompt: 'blurry', size: 32, temperature: 0, seed: 1 };
+    const r = await session.page.evaluate(
+      async (greedy) => ({
+        plain: await simplear.client.generate(greedy),
+        sjd: await simplear.client.generate({ ...greedy, sjd: { window: 3 } }),
+      }),
+      greedy,
+    );
+    console.log(`captured webgpu stats: ${JSON.stringify(r.plain.stats)} timings: ${JSON.stringify(r.plain.timings)}`);
+    expect(r.plain.stats).toMatchObject({ graphCapture: true, steps: 4, runs: 3, readbacks: 2, steadyStateAllocations: 0 });
+    // One prefill run per token of the longer prompt (a captured graph has one shape).
+    expect(r.plain.stats.prefillRuns).toBeGreaterThan(1);
+    // Node on the same q4 weights at the same precision (f32 activations, MatMulNBits level 0).
+    const cpuEngine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'q4'), {
+      maxLatentSide: 8,
+      activations: 'f32',
+      accuracyLevel: 0,
+    });
+    const cpu = await cpuEngine.generate(greedy);
+    await cpuEngine.dispose();
+    expect(Array.from(r.plain.codes)).toEqual(Array.from(cpu.codes));
+    // SJD runs its windows on a session without capture, and stays exact.
+    expect(r.sjd.stats.graphCapture).toBe(false);
+    expect(Array.from(r.sjd.codes)).toEqual(Array.from(r.plain.codes));
+    session.console.assertClean();
+  });
 });

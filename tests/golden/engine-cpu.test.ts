@@ -91,7 +91,7 @@ describe('engine on the CPU (onnxruntime-node)', () => {
     const prompts = [[5, 9, 11, 3, 8, 20, 21], [5, 9, 4]];
     const logits = async (weights: 'f32' | 'q4', activations: 'f32' | 'f16', accuracyLevel: 0 | 4) => {
       const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', weights);
-      const session = await ort.InferenceSession.create(lmGraphBytes(model, activations, 64, accuracyLevel), { logSeverityLevel: 3 });
+      const session = await ort.InferenceSession.create(lmGraphBytes(model, activations, 64, { accuracyLevel }), { logSeverityLevel: 3 });
       const runner = new LmRunner(ort, session, model.lm, { capacity: 64, dtype: activations === 'f16' ? 'float16' : 'float32' });
       const out = [await runner.prefill(prompts)];
       for (const code of [3, 7, 1, 12]) out.push(await runner.step([model.lm.visualOffset + code, model.lm.visualOffset + code]));

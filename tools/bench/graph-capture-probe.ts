@@ -1,8 +1,9 @@
 // Does ONNX Runtime Web's graph capture (`enableGraphCapture`) work for our LM graph? Graph
 // capture would replay a decode step's ~250 recorded GPU dispatches instead of encoding them
 // again through wasm on every step (on a fast GPU that encoding is likely most of a step; not
-// measured here). README "Known limits" records what this probe found with ORT Web 1.30 on
-// SwiftShader; run it again after an ORT upgrade, or on a real GPU:
+// measured here). It probes ORT Web WITHOUT the engine's workaround (ort-capture-workaround.ts),
+// to see whether an ORT upgrade still needs it; README "Known limits" records what it found with
+// ORT Web 1.30 on SwiftShader. Run it again after an ORT upgrade, or on a real GPU:
 //
 //   npx tsx tools/bench/graph-capture-probe.ts [--gpu] [--timeout 60]
 //

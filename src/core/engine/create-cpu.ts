@@ -61,7 +61,7 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
   };
   const activations = options.activations ?? cpuActivations(model.lmWeights, backend);
   const accuracyLevel = options.accuracyLevel ?? cpuAccuracyLevel(model.lmWeights, backend);
-  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, accuracyLevel), sessionOptions);
+  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, { accuracyLevel }), sessionOptions);
   const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, 'f32'), sessionOptions);
   // onnxruntime-node writes into pre-allocated outputs (the cache in place); the wasm EP ignores
   // them and returns fresh tensors, which the runner adopts. `capacity` is the most the cache

@@ -10,6 +10,11 @@ export interface WebGpuEngineOptions {
   activations?: Activations;
   maxPromptTokens?: number;
   maxLatentSide?: number;
+  /**
+   * Record the decode step's GPU work once and replay it (ORT's enableGraphCapture). Default
+   * true; the engine falls back to a session without capture when it does not work (stats say).
+   */
+  graphCapture?: boolean;
 }
 
 /** `ort` must be onnxruntime-web/webgpu whose env.webgpu.device is (or will be) `gpu.device`. */
@@ -33,13 +38,31 @@ export async function createWebGpuEngine(
     // ORT warns that shape ops run on the CPU: by design, and not the user's concern.
     logSeverityLevel: 3 as const,
   };
-  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity), sessionOptions);
+  const openPlain = () => ort.InferenceSession.create(lmGraphBytes(model, activations, capacity), sessionOptions);
+  const loopOptions = { capacity, activations, maxSteps };
+  const openLoop = async (graphCapture: boolean) => {
+    const session = graphCapture
+      ? await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, { graphCapture }), { ...sessionOptions, enableGraphCapture: true })
+      : await openPlain();
+    return new WebGpuTokenLoop(ort, gpu.device, session, model.lm, gpu.allocations, { ...loopOptions, graphCapture, openSjdSession: openPlain }).init();
+  };
+  // Graph capture when ORT manages it here (its first runs are checked); otherwise, or when it
+  // fails, the same loop on a session without it. Only with a quantized head: the plain head's
+  // output reshape puts a shape op on the CPU, which capture refuses (graph-capture-probe.ts).
+  let loop: WebGpuTokenLoop | undefined;
+  if ((options.graphCapture ?? true) && model.lmWeights.has('head.q')) {
+    loop = await openLoop(true).catch(() => undefined);
+    if (loop && !(await loop.warmUpCapture())) {
+      await loop.dispose();
+      loop = undefined;
+    }
+  }
+  loop ??= await openLoop(false);
   const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, activations), {
     executionProviders: [webgpu],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
   });
-  const loop = await new WebGpuTokenLoop(ort, gpu.device, lm, model.lm, gpu.allocations, { capacity, activations, maxSteps }).init();
   return new SimpleAREngine({
     backend: 'webgpu',
     modelName: model.name,

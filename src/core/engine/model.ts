@@ -21,9 +21,22 @@ export interface EngineModel {
 
 export type Activations = 'f32' | 'f16';
 
-/** accuracyLevel: MatMulNBits' (graph.ts LmGraphOptions); 0 computes with the activations as they are. */
-export function lmGraphBytes(model: EngineModel, activations: Activations, capacity: number, accuracyLevel: 0 | 4 = 0): Uint8Array {
-  return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), { activations, maxSeqLen: capacity, accuracyLevel });
+/**
+ * accuracyLevel: MatMulNBits' (graph.ts LmGraphOptions; 0 computes with the activations as they
+ * are). graphCapture: total_sequence_length fixed at the capacity, for a captured WebGPU session.
+ */
+export function lmGraphBytes(
+  model: EngineModel,
+  activations: Activations,
+  capacity: number,
+  options: { accuracyLevel?: 0 | 4; graphCapture?: boolean } = {},
+): Uint8Array {
+  return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), {
+    activations,
+    maxSeqLen: capacity,
+    accuracyLevel: options.accuracyLevel ?? 0,
+    ...(options.graphCapture ? { fixedTotalSequenceLength: capacity } : {}),
+  });
 }
 
 export function decoderGraphBytes(model: EngineModel, activations: Activations): Uint8Array {

@@ -7,6 +7,9 @@
 //    streams' lengths.
 // Per step: one session.run and one sampler dispatch; nothing is read back and nothing allocated.
 // The CPU reads the codes once per latent row (progress, preview) and at the end.
+// With graph capture (the session created with enableGraphCapture and a graph whose
+// total_sequence_length is fixed), every run has the same shapes and buffers: the prompts are fed
+// one token per row and run, like decode steps, and ORT replays the recorded dispatches.
 // Speculative Jacobi decoding is a different loop (webgpu-sjd.ts), entered when the request asks.
 import type { LmSpec } from '../model-spec.ts';
 import { pastKey, pastValue, presentKey, presentValue } from '../convert/lm/graph.ts';
@@ -16,6 +19,7 @@ import type { InferenceSession, OrtModule, Tensor } from './ort.ts';
 import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
 import { WebGpuSjd } from './webgpu-sjd.ts';
+import { holdOrtBufferRegistrations } from './ort-capture-workaround.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
 
 type GpuTensorFactory = OrtModule['Tensor'] & {
@@ -39,12 +43,20 @@ export interface WebGpuLoopOptions {
   activations: 'f32' | 'f16';
   /** Largest number of codes one generation samples. */
   maxSteps: number;
+  /**
+   * The session captures its graph (see the header): the loop runs only decode-shaped calls on it,
+   * and speculative decoding, whose window runs have other shapes, uses `openSjdSession()`.
+   */
+  graphCapture?: boolean;
+  /** A session without capture for SJD windows (created on the first SJD request). */
+  openSjdSession?: () => Promise<InferenceSession>;
 }
 
 export class WebGpuTokenLoop implements TokenLoop {
   /** SJD runs in webgpu-sjd.ts (window runs, logits read back, verified in JS). */
   readonly supportsSjd = true;
   private sjd: WebGpuSjd | undefined;
+  private sjdSession: InferenceSession | undefined;
   private sjdSampler: CpuSampler | undefined;
   private readonly buffers: GPUBuffer[] = [];
   private readonly Tensor: GpuTensorFactory;
@@ -126,7 +138,14 @@ export class WebGpuTokenLoop implements TokenLoop {
   async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
     if (req.sjd) {
       const { capacity, activations } = this.options;
-      this.sjd ??= new WebGpuSjd(this.ort, this.device, this.session, this.spec, this.allocations, { capacity, activations, maxCall: WEBGPU_PREFILL_CHUNK });
+      if (!this.sjd) {
+        if (this.options.graphCapture) {
+          if (!this.options.openSjdSession) throw new Error('a captured session needs openSjdSession for SJD');
+          this.sjdSession = await this.options.openSjdSession();
+        }
+        const session = this.sjdSession ?? this.session;
+        this.sjd = new WebGpuSjd(this.ort, this.device, session, this.spec, this.allocations, { capacity, activations, maxCall: WEBGPU_PREFILL_CHUNK });
+      }
       this.sjdSampler ??= new CpuSampler(this.spec.visualCount);
       return this.sjd.run(this.sjdSampler, req, req.sjd);
     }
@@ -145,12 +164,12 @@ export class WebGpuTokenLoop implements TokenLoop {
     );
     device.queue.writeBuffer(this.state, 0, Uint32Array.of(0));
     device.queue.writeBuffer(this.state, drawsOffset * 4, Float32Array.from(req.uniforms.subarray(0, req.steps)));
-    // The sampler bumps each stream's length as it feeds a token: start one below the prompt length.
-    device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(P - 1, N - 1));
 
     const t0 = performance.now();
     throwIfAborted(req.signal);
     const prefillRuns = await this.prefill(req.cond, req.uncond);
+    // The sampler bumps each stream's length as it feeds a token: start one below the prompt length.
+    device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(P - 1, N - 1));
     let runs = 0;
     this.sample();
     req.onPrefilled?.();
@@ -171,8 +190,10 @@ export class WebGpuTokenLoop implements TokenLoop {
       if (step === req.steps) break;
       throwIfAborted(req.signal);
       // Step `step` feeds code step−1 (already in input_ids); the rows then hold len + step tokens.
-      const total = new Tensor('int32', Int32Array.of(longest + step), []);
-      await this.session.run({ ...this.decodeFeeds, total_sequence_length: total }, this.fetches);
+      const feeds = this.options.graphCapture
+        ? this.decodeFeeds
+        : { ...this.decodeFeeds, total_sequence_length: new Tensor('int32', Int32Array.of(longest + step), []) };
+      await this.session.run(feeds, this.fetches);
       runs++;
       this.sample();
     }
@@ -185,7 +206,7 @@ export class WebGpuTokenLoop implements TokenLoop {
       prefillRuns,
       readbacks,
       steadyStateAllocations: this.allocations.count - allocationsAtWarmup,
-      graphCapture: false,
+      graphCapture: this.options.graphCapture ?? false,
       acceptedPerRun: 1,
     };
   }
@@ -197,19 +218,27 @@ export class WebGpuTokenLoop implements TokenLoop {
   private async prefill(cond: readonly number[], uncond: readonly number[]): Promise<number> {
     const { Tensor } = this;
     const rowBytes = this.spec.visualCount * 4;
-    const calls = prefillSchedule([cond, uncond], WEBGPU_PREFILL_CHUNK);
+    // A captured session only takes decode-shaped calls: one token per row and call.
+    const captured = this.options.graphCapture ?? false;
+    const calls = prefillSchedule([cond, uncond], captured ? 1 : WEBGPU_PREFILL_CHUNK);
     let parked = -1;
     for (const [i, { feeds: f, final }] of calls.entries()) {
-      await this.session.run(
-        {
-          input_ids: new Tensor('int32', f.input_ids, [2, f.seq]),
-          seqlens_k: new Tensor('int32', f.seqlens_k, [2]),
-          total_sequence_length: new Tensor('int32', Int32Array.of(f.total_sequence_length), []),
-          logits_index: new Tensor('int32', f.logits_index, [2, f.rows]),
-          ...this.cache,
-        },
-        this.fetches,
-      );
+      if (captured) {
+        this.device.queue.writeBuffer(this.inputIds, 0, Int32Array.from(f.input_ids));
+        this.device.queue.writeBuffer(this.seqlens, 0, Int32Array.from(f.seqlens_k));
+        await this.session.run(this.decodeFeeds, this.fetches);
+      } else {
+        await this.session.run(
+          {
+            input_ids: new Tensor('int32', f.input_ids, [2, f.seq]),
+            seqlens_k: new Tensor('int32', f.seqlens_k, [2]),
+            total_sequence_length: new Tensor('int32', Int32Array.of(f.total_sequence_length), []),
+            logits_index: new Tensor('int32', f.logits_index, [2, f.rows]),
+            ...this.cache,
+          },
+          this.fetches,
+        );
+      }
       // The shorter prompt ends before the last call, whose run overwrites its logits row: park
       // that row in the sampler's scratch (free until sampling) and put it back at the end.
       const last = i === calls.length - 1;
@@ -222,6 +251,28 @@ export class WebGpuTokenLoop implements TokenLoop {
     }
     if (parked >= 0) this.copy(this.scratch, 0, this.logits, parked * rowBytes, rowBytes);
     return calls.length;
+  }
+
+  /**
+   * The capturing run and one replay, on pad tokens at slot 0 (every prefill overwrites it), with
+   * ORT's buffer registrations held (ort-capture-workaround.ts). false: capture does not work
+   * here, and the caller should use a session without it.
+   */
+  async warmUpCapture(): Promise<boolean> {
+    if (!this.options.graphCapture) return false;
+    const tensors = [...Object.values(this.decodeFeeds), ...Object.values(this.fetches)];
+    const buffers = tensors.map((t) => (t as Tensor & { gpuBuffer: GPUBuffer }).gpuBuffer);
+    try {
+      this.device.queue.writeBuffer(this.inputIds, 0, Int32Array.of(0, 0));
+      this.device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(0, 0));
+      const release = holdOrtBufferRegistrations(buffers);
+      await this.session.run(this.decodeFeeds, this.fetches);
+      if (!release()) return false;
+      await this.session.run(this.decodeFeeds, this.fetches);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
@@ -256,6 +307,7 @@ export class WebGpuTokenLoop implements TokenLoop {
 
   async dispose(): Promise<void> {
     await this.session.release();
+    await this.sjdSession?.release();
     for (const b of this.buffers) b.destroy();
     this.sjd?.destroy();
   }

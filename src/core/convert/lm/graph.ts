@@ -71,6 +71,13 @@ export interface LmGraphOptions {
    * EP, selects the DP4A kernels on WebGPU; slightly less exact).
    */
   accuracyLevel?: 0 | 4;
+  /**
+   * `total_sequence_length` as this constant instead of an input (the cache capacity). For
+   * WebGPU graph capture: a captured session takes GPU buffers only, and GQA reads this input on
+   * the CPU. Its kernels follow `seqlens_k` (on the GPU) for each row's length, so the logits do
+   * not change (tools/bench/graph-capture-probe.ts compares them with onnxruntime-node's).
+   */
+  fixedTotalSequenceLength?: number;
 }
 
 export const LM_INPUTS = ['input_ids', 'seqlens_k', 'total_sequence_length', 'logits_index'] as const;
@@ -107,7 +114,9 @@ export function buildLmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphO
 
   const ids = g.input('input_ids', 'int32', ['batch', 'seq']);
   const seqlensK = g.input('seqlens_k', 'int32', ['batch']);
-  const totalLen = g.input('total_sequence_length', 'int32', []);
+  const totalLen = opts.fixedTotalSequenceLength
+    ? o.constInt32([opts.fixedTotalSequenceLength], [])
+    : g.input('total_sequence_length', 'int32', []);
   const logitsIndex = g.input('logits_index', 'int32', ['batch', 'rows']);
 
   const rope = ropeTables(hd, spec.ropeTheta, maxSeqLen);
