@@ -168,6 +168,9 @@ export class WebGpuTokenLoop implements TokenLoop {
     const t0 = performance.now();
     throwIfAborted(req.signal);
     const prefillRuns = await this.prefill(req.cond, req.uncond);
+    // Runs return once their work is queued (a replay at once): wait for the GPU here, once per
+    // image, so prefillMs is the prefill's time rather than being counted in the first row's.
+    await device.queue.onSubmittedWorkDone();
     // The sampler bumps each stream's length as it feeds a token: start one below the prompt length.
     device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(P - 1, N - 1));
     let runs = 0;
