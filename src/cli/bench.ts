@@ -117,22 +117,27 @@ interface SjdWindowTiming {
   breakEvenTokensPerRun: number;
 }
 
+/** One variant's session and the plain step the extra timings are measured alongside. */
+interface StepBench {
+  ort: typeof import('onnxruntime-node');
+  session: import('onnxruntime-node').InferenceSession;
+  spec: LmSpec;
+  /** The engine's largest cache (slots per row). */
+  capacity: number;
+  /** The context of every measured step (cond, uncond). */
+  lengths: number[];
+  token: number;
+  plainStep: () => Promise<unknown>;
+  quick: boolean;
+  dtype: 'float32' | 'float16';
+}
+
 /**
  * The cost of one SJD verification at the same context as the plain step: two batch-1 runs of
  * window + 1 tokens (cond, uncond), as sjd-loop.ts does them, timed alternately with plain
  * batch-2 steps. SJD only pays where the accepted tokens per run exceed the ratio.
  */
-async function sjdWindowRuns(
-  ort: typeof import('onnxruntime-node'),
-  session: import('onnxruntime-node').InferenceSession,
-  spec: LmSpec,
-  capacity: number,
-  lengths: number[],
-  token: number,
-  plainStep: () => Promise<unknown>,
-  quick: boolean,
-  dtype: 'float32' | 'float16',
-): Promise<SjdWindowTiming[]> {
+async function sjdWindowRuns({ ort, session, spec, capacity, lengths, token, plainStep, quick, dtype }: StepBench): Promise<SjdWindowTiming[]> {
   const out: SjdWindowTiming[] = [];
   const runners = lengths.map(() => new LmRunner(ort, session, spec, { batch: 1, capacity, dtype }));
   for (const window of SJD_BENCH_WINDOWS) {
@@ -166,17 +171,7 @@ async function sjdWindowRuns(
  * (order swapped every pair); the ratio is the median of the pairs' ratios, which a shared
  * machine's drift affects least.
  */
-async function staticCacheSteps(
-  ort: typeof import('onnxruntime-node'),
-  session: import('onnxruntime-node').InferenceSession,
-  spec: LmSpec,
-  capacity: number,
-  lengths: number[],
-  token: number,
-  plainStep: () => Promise<unknown>,
-  quick: boolean,
-  dtype: 'float32' | 'float16',
-): Promise<{ msPerStep: number; grownMsPerStepAlongside: number; staticOverGrown: number }> {
+async function staticCacheSteps({ ort, session, spec, capacity, lengths, token, plainStep, quick, dtype }: StepBench): Promise<{ msPerStep: number; grownMsPerStepAlongside: number; staticOverGrown: number }> {
   const fixed = new LmRunner(ort, session, spec, { capacity, growBy: 0, dtype });
   const staticStep = () => {
     fixed.lengths[0] = lengths[0]!;
@@ -381,11 +376,12 @@ async function benchCpu(quick: boolean) {
       await plainStep();
       steps.push(performance.now() - t);
     }
+    const bench: StepBench = { ort, session, spec, capacity, lengths, token, plainStep, quick, dtype };
     if (engine) {
       kvSlots = runner.capacity;
-      staticCache = await staticCacheSteps(ort, session, spec, capacity, lengths, token, plainStep, quick, dtype);
+      staticCache = await staticCacheSteps(bench);
     }
-    const sjdWindows = await sjdWindowRuns(ort, session, spec, capacity, lengths, token, plainStep, quick, dtype);
+    const sjdWindows = await sjdWindowRuns(bench);
     await session.release();
     if (engine) {
       breakdown = await profileStep(ort, graph, sessionOptions, spec, capacity, lengths, token, quick ? 3 : 5, dtype);
