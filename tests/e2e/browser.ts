@@ -156,6 +156,24 @@ export async function openFixtureApp(options: FixtureAppOptions = {}): Promise<F
 }
 
 /**
+ * openFixtureApp with the tiny fixture loaded in the page's engine on `backend` (f32, as
+ * loadFixtureInPage loads it); throws, and closes everything, unless the engine runs there.
+ */
+export async function openFixtureEngine(backend: 'webgpu' | 'wasm', options: FixtureAppOptions = {}): Promise<FixtureApp> {
+  const fixture = await openFixtureApp(options);
+  try {
+    const info = await loadFixtureInPage(fixture, { backend });
+    if (info.backend !== backend || info.activations !== 'f32') {
+      throw new Error(`the fixture engine runs on ${info.backend} with ${info.activations} activations, expected ${backend} with f32`);
+    }
+    return fixture;
+  } catch (e) {
+    await fixture.close();
+    throw e;
+  }
+}
+
+/**
  * Loads fixture checkpoints (original formats, read by the worker from the fixture server) into
  * the page's engine: f32 weights and decoder (SwiftShader has no shader-f16), latents up to 8×8.
  * `backend` unset = the worker's choice (WebGPU when there is an adapter, else wasm).

@@ -5,7 +5,7 @@
 // run, so this stays small; the distribution and the windows are tested in Node (engine-sjd).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { loadFixtureInPage, openFixtureApp, type AppSession, type FixtureApp } from './browser.ts';
+import { openFixtureEngine, type AppSession, type FixtureApp } from './browser.ts';
 import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import type { EngineClient } from '../../src/client/engine-client.ts';
@@ -16,10 +16,8 @@ let fixture: FixtureApp;
 let session: AppSession;
 
 beforeAll(async () => {
-  fixture = await openFixtureApp();
+  fixture = await openFixtureEngine('webgpu');
   ({ session } = fixture);
-  const info = await loadFixtureInPage(fixture, { backend: 'webgpu' });
-  expect(info).toMatchObject({ backend: 'webgpu', activations: 'f32' });
 });
 
 afterAll(async () => {
