@@ -41,24 +41,17 @@ const CAPACITY = 64;
 const GPU_ARGS = ['--enable-features=Vulkan,VulkanFromANGLE', '--use-angle=vulkan', '--use-vulkan=native', '--ignore-gpu-blocklist', '--disable-vulkan-surface', '--enable-gpu'];
 
 interface ProtoNode { opType: string; input: string[]; attribute: { name: string; i: number }[] }
-interface ProtoModel { graph: { input: { name: string }[]; initializer: unknown[]; node: ProtoNode[] } }
+interface ProtoModel { graph: { node: ProtoNode[] } }
 const { onnx } = onnxProto as unknown as {
-  onnx: {
-    ModelProto: { decode(b: Uint8Array): ProtoModel; encode(m: ProtoModel): { finish(): Uint8Array } };
-    TensorProto: { create(o: object): unknown };
-  };
+  onnx: { ModelProto: { decode(b: Uint8Array): ProtoModel; encode(m: ProtoModel): { finish(): Uint8Array } } };
 };
 
-/** total_sequence_length as a constant (the capacity); optionally GQA without its fused rotary. */
-function variant(bytes: Uint8Array, rotary: boolean): Uint8Array {
+/** The same graph with GQA's fused rotary switched off (not the model's maths). */
+function withoutRotary(bytes: Uint8Array): Uint8Array {
   const m = onnx.ModelProto.decode(bytes);
-  m.graph.input = m.graph.input.filter((i) => i.name !== 'total_sequence_length');
-  m.graph.initializer.push(onnx.TensorProto.create({ name: 'total_sequence_length', dataType: 6, dims: [], int32Data: [CAPACITY] }));
-  if (!rotary) {
-    for (const n of m.graph.node.filter((n) => n.opType === 'GroupQueryAttention')) {
-      n.input = n.input.slice(0, 7);
-      for (const a of n.attribute) if (a.name === 'do_rotary') a.i = 0;
-    }
+  for (const n of m.graph.node.filter((n) => n.opType === 'GroupQueryAttention')) {
+    n.input = n.input.slice(0, 7);
+    for (const a of n.attribute) if (a.name === 'do_rotary') a.i = 0;
   }
   return onnx.ModelProto.encode(m).finish();
 }
@@ -119,6 +112,8 @@ const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'q4');
 const spec = model.lm;
 const V = spec.visualCount;
 const built = lmGraphBytes(model, 'f32', CAPACITY);
+// total_sequence_length folded in as the capacity: the engine's graph for a captured session.
+const constTotal = lmGraphBytes(model, 'f32', CAPACITY, { graphCapture: true });
 
 // The engine's calls for a CFG pair of unequal prompts (one token per row and call, as a graph
 // that must keep one shape), then decode steps; onnxruntime-node's logits for each.
@@ -146,8 +141,8 @@ try {
   await writeFile(join(dir, 'probe.mjs'), PAGE);
   const variants = [
     { name: 'as-built', file: 'as-built.onnx', bytes: built, withTotal: true, compare: true },
-    { name: 'const-total', file: 'const-total.onnx', bytes: variant(built, true), withTotal: false, compare: true },
-    { name: 'const-total, no-rotary', file: 'no-rotary.onnx', bytes: variant(built, false), withTotal: false, compare: false },
+    { name: 'const-total', file: 'const-total.onnx', bytes: constTotal, withTotal: false, compare: true },
+    { name: 'const-total, no-rotary', file: 'no-rotary.onnx', bytes: withoutRotary(constTotal), withTotal: false, compare: false },
   ];
   for (const v of variants) await writeFile(join(dir, v.file), v.bytes);
   const server = await startServer({ root: dir, port: 0 });
