@@ -3,7 +3,7 @@
 // one; sampling is reproducible per seed; cancel leaves the engine ready.
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { cpuAccuracyLevel, cpuActivations, createCpuEngine } from '../../src/core/engine/create-cpu.ts';
+import { CPU_KV_CACHE, cpuAccuracyLevel, createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import type { GenerationProgress } from '../../src/core/engine/types.ts';
 import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 import { lmGraphBytes } from '../../src/core/engine/model.ts';
@@ -52,20 +52,20 @@ describe('engine on the CPU (onnxruntime-node)', () => {
     await fixed.dispose();
   });
 
-  it('quantized weights run f16 activations, an f16 KV cache and int8 MatMulNBits (level 4) on onnxruntime-node', async () => {
+  it('the CPU engine runs a read-only KV cache, and int8 MatMulNBits (level 4) for quantized weights on onnxruntime-node; the same tokens as GQA in place', async () => {
     const ref = goldenGreedy('tiny-simplear');
     const q4 = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'q4');
-    expect([cpuActivations(q4.lmWeights, 'cpu'), cpuAccuracyLevel(q4.lmWeights, 'cpu')]).toEqual(['f16', 4]);
-    expect([cpuActivations(q4.lmWeights, 'wasm'), cpuAccuracyLevel(q4.lmWeights, 'wasm')]).toEqual(['f32', 0]);
+    expect(CPU_KV_CACHE).toBe('read-only');
+    expect([cpuAccuracyLevel(q4.lmWeights, 'cpu'), cpuAccuracyLevel(q4.lmWeights, 'wasm')]).toEqual([4, 0]);
     const q8 = (await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'q8')).lmWeights;
-    expect([cpuActivations(q8, 'cpu'), cpuAccuracyLevel(q8, 'cpu')]).toEqual(['f16', 4]);
+    expect(cpuAccuracyLevel(q8, 'cpu')).toBe(4);
     for (const weights of ['f16', 'f32'] as const) {
       const w = (await loadFixtureModel('tiny-simplear', 'tiny-cosmos', weights)).lmWeights;
-      expect([cpuActivations(w, 'cpu'), cpuAccuracyLevel(w, 'cpu')], weights).toEqual(['f32', 0]);
+      expect(cpuAccuracyLevel(w, 'cpu'), weights).toBe(0);
     }
     const side = Math.sqrt(ref.greedy.steps);
-    const codes = async (settings: { activations?: 'f16' | 'f32'; accuracyLevel?: 0 | 4 }) => {
-      // 8-slot chunks: the f16 cache grows (and is copied) across the generation too.
+    const codes = async (settings: { activations?: 'f16' | 'f32'; accuracyLevel?: 0 | 4; kvCache?: 'in-place' | 'read-only' }) => {
+      // 8-slot chunks: the cache grows (and is copied) across the generation too.
       const engine = await createCpuEngine(ort, q4, { maxLatentSide: 8, kvCacheChunk: 8, ...settings });
       const req = { prompt: ref.prompt, size: side * 16, temperature: 0, seed: 1 };
       const plain = Array.from((await engine.generate(req)).codes);
@@ -73,12 +73,13 @@ describe('engine on the CPU (onnxruntime-node)', () => {
       await engine.dispose();
       return { plain, sjd };
     };
-    // The f16 cache and activations alone leave greedy tokens as they are in f32 (level 0)...
-    const f16 = await codes({ accuracyLevel: 0 });
-    const f32 = await codes({ activations: 'f32', accuracyLevel: 0 });
-    expect(f16.plain).toEqual(f32.plain);
-    expect(f16.sjd).toEqual(f32.plain);
-    expect(f32.sjd).toEqual(f32.plain);
+    // At level 0, attention over a read-only cache (f32, and f16) gives GQA's greedy tokens...
+    const inPlace = await codes({ accuracyLevel: 0, kvCache: 'in-place' });
+    const readOnly = await codes({ accuracyLevel: 0 });
+    const readOnlyF16 = await codes({ accuracyLevel: 0, activations: 'f16' });
+    expect(readOnly.plain).toEqual(inPlace.plain);
+    expect(readOnlyF16.plain).toEqual(inPlace.plain);
+    expect([inPlace.sjd, readOnly.sjd, readOnlyF16.sjd]).toEqual([inPlace.plain, inPlace.plain, inPlace.plain]);
     // ...and the engine's default (level 4 too) is self-consistent: SJD gives its plain tokens.
     const engineDefault = await codes({});
     expect(engineDefault.sjd).toEqual(engineDefault.plain);
@@ -89,22 +90,22 @@ describe('engine on the CPU (onnxruntime-node)', () => {
     // the logits: for the same states, level 4 against level 0 on the same q4 weights, next to
     // q4 (level 0) against the f32 weights it was quantized from.
     const prompts = [[5, 9, 11, 3, 8, 20, 21], [5, 9, 4]];
-    const logits = async (weights: 'f32' | 'q4', activations: 'f32' | 'f16', accuracyLevel: 0 | 4) => {
+    const logits = async (weights: 'f32' | 'q4', accuracyLevel: 0 | 4, kvCache: 'in-place' | 'read-only') => {
       const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', weights);
-      const session = await ort.InferenceSession.create(lmGraphBytes(model, activations, 64, { accuracyLevel }), { logSeverityLevel: 3 });
-      const runner = new LmRunner(ort, session, model.lm, { capacity: 64, dtype: activations === 'f16' ? 'float16' : 'float32' });
+      const session = await ort.InferenceSession.create(lmGraphBytes(model, 'f32', 64, { accuracyLevel, kvCache }), { logSeverityLevel: 3 });
+      const runner = new LmRunner(ort, session, model.lm, { capacity: 64, kvCache });
       const out = [await runner.prefill(prompts)];
       for (const code of [3, 7, 1, 12]) out.push(await runner.step([model.lm.visualOffset + code, model.lm.visualOffset + code]));
       await session.release();
       return out.flatMap((l) => Array.from(l));
     };
     const rms = (a: number[], b: number[]) => Math.sqrt(a.reduce((s, x, i) => s + (x - b[i]!) ** 2, 0) / a.length);
-    const exact = await logits('f32', 'f32', 0);
-    const q4 = await logits('q4', 'f32', 0);
-    const engineDefault = await logits('q4', 'f16', 4);
+    const exact = await logits('f32', 0, 'in-place');
+    const q4 = await logits('q4', 0, 'in-place');
+    const engineDefault = await logits('q4', 4, CPU_KV_CACHE);
     const quantization = rms(q4, exact);
     const level4 = rms(engineDefault, q4);
-    console.log(`logits rms change: q4 weights ${quantization.toFixed(4)}, level 4 + f16 on top ${level4.toFixed(4)}`);
+    console.log(`logits rms change: q4 weights ${quantization.toFixed(4)}, level 4 (and the engine's read-only cache) on top ${level4.toFixed(4)}`);
     expect(level4).toBeGreaterThan(0); // it is a different computation...
     expect(level4).toBeLessThan(quantization / 5); // ...well inside the 4-bit weights' own error
   });

@@ -74,7 +74,7 @@ describe('speculative Jacobi decoding on the CPU engine', () => {
     const session = await ort.InferenceSession.create(lmGraphBytes(model, 'f32', capacity), { executionProviders: ['cpu'], logSeverityLevel: 3 });
     // Not pre-allocated: each run's present_* come back as new tensors, which the runners adopt
     // (and copy into a bigger cache every 4 slots).
-    const loop = new CpuTokenLoop(ort, session, model.lm, capacity, { preallocateOutputs: false, kvCacheChunk: 4 });
+    const loop = new CpuTokenLoop(ort, session, model.lm, { capacity, preallocateOutputs: false, growBy: 4 });
     const side = Math.sqrt(ref.greedy.steps);
     const sampling: SamplingParams = { cfg: 6, temperature: 0, topK: V_ALL, topP: 1 };
     const out = await loop.run({
@@ -131,7 +131,7 @@ describe('speculative Jacobi decoding on the CPU engine', () => {
     const cells = [...joint.keys()];
     const exact = [...cells.map((c) => joint.get(c)!), 0];
 
-    const loop = new CpuTokenLoop(ort, session, model.lm, capacity, { preallocateOutputs: true });
+    const loop = new CpuTokenLoop(ort, session, model.lm, { capacity, preallocateOutputs: true });
     const N = 600;
     const counts = async (window: number, rule: AcceptRule) => {
       const tally = new Float64Array(cells.length + 1);

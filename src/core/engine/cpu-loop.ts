@@ -1,7 +1,7 @@
 // The decode loop on a CPU session (onnxruntime-node, or ORT's wasm EP in a browser without
 // WebGPU): logits come back to JS every step anyway, so sampling runs in JS (CpuSampler).
 import type { LmSpec } from '../model-spec.ts';
-import { LmRunner } from '../convert/lm/session-io.ts';
+import { LmRunner, type LmRunnerOptions } from '../convert/lm/session-io.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
 import { runCpuSjd } from './cpu-sjd.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
@@ -16,20 +16,16 @@ export class CpuTokenLoop implements TokenLoop {
     private readonly ort: OrtModule,
     private readonly session: InferenceSession,
     private readonly spec: LmSpec,
-    readonly capacity: number,
-    /** kvCacheChunk: LmRunnerOptions.growBy of the runners (default KV_CACHE_CHUNK; 0: static);
-     * kvDtype: the cache's dtype, the graph's activations (default float32). */
-    private readonly options: { preallocateOutputs: boolean; kvCacheChunk?: number; kvDtype?: 'float32' | 'float16' },
+    /** The runners' options (the CFG pair's, and each SJD stream's with batch 1): they must
+     * match the session's graph (dtype, kvCache). */
+    private readonly runnerOptions: Omit<LmRunnerOptions, 'batch'>,
   ) {
-    this.runner = new LmRunner(ort, session, spec, { capacity, growBy: options.kvCacheChunk, dtype: options.kvDtype, preallocateOutputs: options.preallocateOutputs });
+    this.runner = new LmRunner(ort, session, spec, runnerOptions);
     this.sampler = new CpuSampler(spec.visualCount);
   }
 
   async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
-    if (req.sjd) {
-      const opts = { capacity: this.capacity, growBy: this.options.kvCacheChunk, dtype: this.options.kvDtype, preallocateOutputs: this.options.preallocateOutputs };
-      return runCpuSjd(this.ort, this.session, this.spec, this.sampler, opts, req, req.sjd);
-    }
+    if (req.sjd) return runCpuSjd(this.ort, this.session, this.spec, this.sampler, this.runnerOptions, req, req.sjd);
     const V = this.spec.visualCount;
     const codes = new Int32Array(req.steps);
     const t0 = performance.now();

@@ -1,7 +1,7 @@
 // Speculative Jacobi decoding on a CPU session (sjd-loop.ts): each CFG stream is a batch-1
 // LmRunner with its own cache, allocated per generation and released with it.
 import type { LmSpec } from '../model-spec.ts';
-import { LmRunner } from '../convert/lm/session-io.ts';
+import { LmRunner, type LmRunnerOptions } from '../convert/lm/session-io.ts';
 import type { CpuSampler } from '../sampling/sampler.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
 import { runSjdLoop, type StreamRunner } from './sjd-loop.ts';
@@ -12,14 +12,14 @@ export async function runCpuSjd(
   session: InferenceSession,
   spec: LmSpec,
   sampler: CpuSampler,
-  opts: { capacity: number; growBy?: number; dtype?: 'float32' | 'float16'; preallocateOutputs: boolean },
+  runnerOptions: Omit<LmRunnerOptions, 'batch'>,
   req: TokenLoopRequest,
   sjd: SjdLoopOptions,
 ): Promise<TokenLoopResult> {
   let prefillRuns = 0;
   let sessionRuns = 0;
   const stream = (): StreamRunner => {
-    const runner = new LmRunner(ort, session, spec, { batch: 1, capacity: opts.capacity, growBy: opts.growBy, dtype: opts.dtype, preallocateOutputs: opts.preallocateOutputs });
+    const runner = new LmRunner(ort, session, spec, { ...runnerOptions, batch: 1 });
     return {
       prefill: (prompt) => {
         prefillRuns++; // one call: the CPU EP takes the whole prompt at once

@@ -13,30 +13,34 @@ export interface CpuEngineOptions {
   /** Slots by which the KV cache grows with the context (session-io.ts KV_CACHE_CHUNK by
    * default); 0: the whole capacity (prompt + image) allocated up front. */
   kvCacheChunk?: number;
-  /** LM activations and KV cache (the decoder stays f32). Default: cpuActivations(). */
+  /** LM activations and KV cache (the decoder stays f32). Default f32: on onnxruntime-node's
+   * read-only cache, f16 steps were slower (its CPU kernels compute f16 through f32). */
   activations?: Activations;
+  /** The LM graph's KV cache. Default CPU_KV_CACHE. */
+  kvCache?: 'in-place' | 'read-only';
   /** MatMulNBits accuracy_level of the LM's quantized weights. Default: cpuAccuracyLevel(). */
   accuracyLevel?: 0 | 4;
   sessionOptions?: InferenceSession.SessionOptions;
 }
 
 /**
- * The LM's activations on a CPU backend: f16 on onnxruntime-node for quantized (q4/q8) weights,
- * f32 otherwise. f16 halves the KV cache, and onnxruntime-node copies the whole cache after
- * every run: full-size steps are 1.1–1.25× faster (ORT's kernels take about as long as in f32),
- * and the logits move far less than q4 quantization moves them. f32 weights keep f32 (their
- * tokens match the PyTorch reference exactly); the wasm EP was not measured, so it keeps f32.
+ * The KV cache of the LM graph on the CPU backends (graph.ts LmGraphOptions.kvCache):
+ * 'read-only'. onnxruntime-node's binding copies every output it returns into a fresh buffer, so
+ * a cache returned as GroupQueryAttention's present_* costs a copy of the whole cache per step;
+ * a read-only cache is an input (wrapped, not copied) and each step returns its own entries:
+ * full-size q4 steps 2.3× faster (`npm run bench`). The wasm EP copies the inputs into its heap
+ * either way; its full-size q4 steps were ~8% faster read-only too (onnxruntime-web's wasm EP in
+ * Node, one thread, context 2071/2082: 1.32–1.43 s against 1.44–1.51 s per step).
  */
-export function cpuActivations(lmWeights: ReadonlyMap<string, NamedTensor>, backend: 'cpu' | 'wasm'): Activations {
-  return backend === 'cpu' && isQuantized(lmWeights) ? 'f16' : 'f32';
-}
+export const CPU_KV_CACHE = 'read-only';
 
 /**
  * MatMulNBits' accuracy_level on a CPU backend: 4 on onnxruntime-node for quantized weights, so
  * the kernel quantizes each block of activations to int8 and uses integer dot products (as
- * llama.cpp does for its 4-bit types on CPUs): about 1.6× faster full-size steps than level 0
- * (`npm run bench`), for a change of the logits of the same order as the 4-bit weights' own.
- * f32/f16 weights have no MatMulNBits; the wasm EP was not measured, so it keeps level 0.
+ * llama.cpp does for its 4-bit types on CPUs): about 2.5× faster full-size steps than level 0
+ * (`npm run bench`), for a change of the logits well below the 4-bit weights' own. f32/f16
+ * weights have no MatMulNBits; on the wasm EP level 4 was no faster (onnxruntime-web in Node, one
+ * thread: 1.34–1.40 s against 1.33–1.34 s per full-size step), so it keeps level 0.
  */
 export function cpuAccuracyLevel(lmWeights: ReadonlyMap<string, NamedTensor>, backend: 'cpu' | 'wasm'): 0 | 4 {
   return backend === 'cpu' && isQuantized(lmWeights) ? 4 : 0;
@@ -59,18 +63,21 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
     logSeverityLevel: 3,
     ...options.sessionOptions,
   };
-  const activations = options.activations ?? cpuActivations(model.lmWeights, backend);
+  const activations = options.activations ?? 'f32';
   const accuracyLevel = options.accuracyLevel ?? cpuAccuracyLevel(model.lmWeights, backend);
-  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, { accuracyLevel }), sessionOptions);
+  const kvCache = options.kvCache ?? CPU_KV_CACHE;
+  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, { accuracyLevel, kvCache }), sessionOptions);
   const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, 'f32'), sessionOptions);
-  // onnxruntime-node writes into pre-allocated outputs (the cache in place); the wasm EP ignores
-  // them and returns fresh tensors, which the runner adopts. `capacity` is the most the cache
-  // may grow to: it holds only what the generation has reached (onnxruntime-node copies every
-  // output after each run, so each step costs in proportion to the cache's size).
-  const loop = new CpuTokenLoop(ort, lm, model.lm, capacity, {
+  // `capacity` is the most the cache may grow to: it holds only what the generation has reached
+  // (attention reads all of it, and the wasm EP copies it in every run). An in-place cache (an
+  // option, for comparison) on the wasm EP: it ignores pre-allocated outputs and returns fresh
+  // tensors, which the runner adopts.
+  const loop = new CpuTokenLoop(ort, lm, model.lm, {
+    capacity,
+    growBy: options.kvCacheChunk,
+    dtype: activations === 'f16' ? 'float16' : 'float32',
     preallocateOutputs: backend === 'cpu',
-    kvCacheChunk: options.kvCacheChunk,
-    kvDtype: activations === 'f16' ? 'float16' : 'float32',
+    kvCache,
   });
   return new SimpleAREngine({ backend, modelName: model.name, lm: model.lm, tokenizer: model.tokenizer, loop, ort, decoder, maxPromptTokens, maxLatentSide });
 }

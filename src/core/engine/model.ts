@@ -24,18 +24,20 @@ export type Activations = 'f32' | 'f16';
 /**
  * accuracyLevel: MatMulNBits' (graph.ts LmGraphOptions; 0 computes with the activations as they
  * are). graphCapture: total_sequence_length fixed at the capacity, for a captured WebGPU session.
+ * kvCache: graph.ts LmGraphOptions.kvCache ('read-only' for onnxruntime-node).
  */
 export function lmGraphBytes(
   model: EngineModel,
   activations: Activations,
   capacity: number,
-  options: { accuracyLevel?: 0 | 4; graphCapture?: boolean } = {},
+  options: { accuracyLevel?: 0 | 4; graphCapture?: boolean; kvCache?: 'in-place' | 'read-only' } = {},
 ): Uint8Array {
   return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), {
     activations,
     maxSeqLen: capacity,
     accuracyLevel: options.accuracyLevel ?? 0,
     ...(options.graphCapture ? { fixedTotalSequenceLength: capacity } : {}),
+    ...(options.kvCache ? { kvCache: options.kvCache } : {}),
   });
 }
 

@@ -21,6 +21,9 @@
 //   logits                 float32 [B, R, visualCount]  logits of the visual codes only
 //   present_key.{i}        T [B, kvH, C, hd]   (in place: the same buffer as past_key.{i})
 //   present_value.{i}      T [B, kvH, C, hd]
+//  With kvCache 'read-only' (onnxruntime-node): past_value.{i} is [B, kvH, hd, C], and the
+//  outputs new_key.{i} [B, kvH, S, hd] / new_value.{i} [B, kvH, hd, S] replace present_*: the
+//  caller writes them into its cache (LmGraphOptions.kvCache).
 //
 //  Prefill (empty cache): right-pad both prompts to S = max(P, N) (pad id: any text id, e.g. 0);
 //   seqlens_k = [P-1, N-1], total_sequence_length = S, logits_index = [[P-1], [S+N-1]].
@@ -56,6 +59,7 @@
 import { GraphBuilder } from '../onnx/builder.ts';
 import type { LmSpec } from '../../model-spec.ts';
 import { LmOps, type ActType, type WeightGetter } from './ops.ts';
+import { readOnlyAttention, readOnlyAttentionInputs } from './readonly-attention.ts';
 
 export interface LmGraphOptions {
   /** Activation (and KV cache) dtype. */
@@ -78,6 +82,17 @@ export interface LmGraphOptions {
    * not change (tools/bench/graph-capture-probe.ts compares them with onnxruntime-node's).
    */
   fixedTotalSequenceLength?: number;
+  /**
+   * 'in-place' (default): GroupQueryAttention writes each call's entries into the cache, returned
+   * as present_key/value.{i} over the same buffers as past_key/value.{i} (the GPU engines).
+   * 'read-only': the cache is an input only, its values transposed (past_value.{i} [B, kvH, hd,
+   * C]); attention runs in MatMuls over it (readonly-attention.ts) and the graph returns just
+   * this call's entries, new_key.{i} [B, kvH, S, hd] and new_value.{i} [B, kvH, hd, S], which
+   * the caller writes into its cache at newEntrySlots() (LmRunner does). For
+   * onnxruntime-node, which copies every returned output into a fresh buffer: the whole cache
+   * after every step otherwise.
+   */
+  kvCache?: 'in-place' | 'read-only';
 }
 
 export const LM_INPUTS = ['input_ids', 'seqlens_k', 'total_sequence_length', 'logits_index'] as const;
@@ -85,6 +100,8 @@ export const pastKey = (i: number) => `past_key.${i}`;
 export const pastValue = (i: number) => `past_value.${i}`;
 export const presentKey = (i: number) => `present_key.${i}`;
 export const presentValue = (i: number) => `present_value.${i}`;
+export const newKey = (i: number) => `new_key.${i}`;
+export const newValue = (i: number) => `new_value.${i}`;
 
 /** cos/sin tables [maxLen, hd/2] exactly as HF computes them in float32 (SPEC A.3). */
 export function ropeTables(headDim: number, theta: number, maxLen: number): { cos: Float32Array; sin: Float32Array } {
@@ -125,6 +142,8 @@ export function buildLmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphO
 
   // h = embed_tokens[ids]
   let h = embedTokens(o, spec, ids);
+  const readOnly = opts.kvCache === 'read-only';
+  const shared = readOnly ? readOnlyAttentionInputs(o, ids, seqlensK, totalLen, pastKey(0), numHeads / kvH) : undefined;
 
   let x = o.rmsNorm(h, 'layers.0.attn_norm.w', eps);
   let residual = h;
@@ -137,16 +156,24 @@ export function buildLmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphO
     const qkv = o.linear(x, `${p}.attn.qkv`, H, `${p}.attn.qkv.b`);
     const cacheDims = ['batch', kvH, 'cache_len', hd];
     const pk = g.input(pastKey(i), act, cacheDims);
-    const pv = g.input(pastValue(i), act, cacheDims);
-    const [attn] = g.ms(
-      'GroupQueryAttention',
-      [qkv, '', '', pk, pv, seqlensK, totalLen, cos, sin],
-      { num_heads: numHeads, kv_num_heads: kvH, do_rotary: 1, rotary_interleaved: 0 },
-      [g.fresh('attn'), presentKey(i), presentValue(i)],
-    );
-    g.output(presentKey(i), act, cacheDims);
-    g.output(presentValue(i), act, cacheDims);
-    const a = o.linear(attn!, `${p}.attn.o`, H);
+    // A read-only cache keeps its values transposed (readonly-attention.ts)
+    const pv = g.input(pastValue(i), act, shared ? ['batch', kvH, hd, 'cache_len'] : cacheDims);
+    let attn: string;
+    if (shared) {
+      attn = readOnlyAttention(o, shared, qkv, pk, pv, cos, sin, { heads: numHeads, kvHeads: kvH, headDim: hd }, { key: newKey(i), value: newValue(i) });
+      g.output(newKey(i), act, ['batch', kvH, 'seq', hd]);
+      g.output(newValue(i), act, ['batch', kvH, hd, 'seq']);
+    } else {
+      [attn] = g.ms(
+        'GroupQueryAttention',
+        [qkv, '', '', pk, pv, seqlensK, totalLen, cos, sin],
+        { num_heads: numHeads, kv_num_heads: kvH, do_rotary: 1, rotary_interleaved: 0 },
+        [g.fresh('attn'), presentKey(i), presentValue(i)],
+      ) as [string];
+      g.output(presentKey(i), act, cacheDims);
+      g.output(presentValue(i), act, cacheDims);
+    }
+    const a = o.linear(attn, `${p}.attn.o`, H);
 
     // MLP: down(silu(gate(x)) * up(x)) with gate/up fused into one projection
     ({ normed: x, sum: residual } = o.skipRmsNorm(a, residual, `${p}.mlp_norm.w`, eps));

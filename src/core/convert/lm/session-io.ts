@@ -1,31 +1,48 @@
-// A small CPU-side driver for the LM graph (graph.ts): static KV cache tensors, the feeds of
-// prefill and decode steps, and a runner used by the tests and the Node CLI. The GPU-resident
-// engine loop builds the same feeds from GPU buffers; the contract is documented in graph.ts.
+// A CPU-side driver for the LM graph (graph.ts): KV cache tensors, the feeds of prefill and
+// decode steps, and the runner of the CPU engine, the tests and the benchmarks. The
+// GPU-resident engine loop builds the same feeds from GPU buffers; graph.ts documents the
+// contract.
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import type { LmSpec } from '../../model-spec.ts';
-import { pastKey, pastValue, presentKey, presentValue } from './graph.ts';
+import { newKey, newValue, pastKey, pastValue, presentKey, presentValue } from './graph.ts';
 
 /** The `Tensor` constructor of whichever onnxruntime package is in use (node or web). */
 export type TensorCtor = typeof Tensor;
 
 export interface KvCache {
-  /** past_key.{i}/past_value.{i} → tensor, [B, kvH, capacity, hd]. */
+  /** past_key.{i}/past_value.{i} → tensor, [B, kvH, capacity, hd]; the values [B, kvH, hd,
+   * capacity] when `transposedValues` (a read-only-cache graph's layout, graph.ts). */
   tensors: Record<string, Tensor>;
   capacity: number;
   batch: number;
+  transposedValues: boolean;
+}
+
+/** The shape of one cache tensor of `cache`'s layout at `capacity` slots. */
+function cacheDims(spec: LmSpec, batch: number, capacity: number, transposed: boolean): number[] {
+  return transposed ? [batch, spec.numKvHeads, spec.headDim, capacity] : [batch, spec.numKvHeads, capacity, spec.headDim];
+}
+
+function zeroTensor(ortTensor: TensorCtor, dtype: 'float32' | 'float16', dims: number[]): Tensor {
+  const n = dims.reduce((a, b) => a * b, 1);
+  return dtype === 'float32' ? new ortTensor('float32', new Float32Array(n), dims) : new ortTensor('float16', new Uint16Array(n), dims);
 }
 
 /** Zeroed CPU cache tensors (f32, or f16 as Uint16Array bits). */
-export function createKvCache(ortTensor: TensorCtor, spec: LmSpec, batch: number, capacity: number, dtype: 'float32' | 'float16' = 'float32'): KvCache {
-  const dims = [batch, spec.numKvHeads, capacity, spec.headDim];
-  const n = dims.reduce((a, b) => a * b, 1);
+export function createKvCache(
+  ortTensor: TensorCtor,
+  spec: LmSpec,
+  batch: number,
+  capacity: number,
+  dtype: 'float32' | 'float16' = 'float32',
+  transposedValues = false,
+): KvCache {
   const tensors: Record<string, Tensor> = {};
   for (let i = 0; i < spec.numLayers; i++) {
-    for (const name of [pastKey(i), pastValue(i)]) {
-      tensors[name] = dtype === 'float32' ? new ortTensor('float32', new Float32Array(n), dims) : new ortTensor('float16', new Uint16Array(n), dims);
-    }
+    tensors[pastKey(i)] = zeroTensor(ortTensor, dtype, cacheDims(spec, batch, capacity, false));
+    tensors[pastValue(i)] = zeroTensor(ortTensor, dtype, cacheDims(spec, batch, capacity, transposedValues));
   }
-  return { tensors, capacity, batch };
+  return { tensors, capacity, batch, transposedValues };
 }
 
 export interface StepFeeds {
@@ -126,16 +143,15 @@ export function decodeFeeds(tokens: readonly number[], lengths: readonly number[
 }
 
 /**
- * Slots by which a CPU runner's KV cache grows: 64, one latent row at 1024 px. After every run
- * onnxruntime-node copies each present_* output, the whole capacity of all 48 cache tensors, into
- * fresh ArrayBuffers, so a step costs time in proportion to the capacity, not the context.
- * Measured at full size (q4, batch 2, context ≈ 2080, 2 shared cores): each slot of capacity
- * costs 0.02–0.05 ms per step, and a growth (allocation + copy of the cache) 40–80 ms once. A
- * chunk of c slots costs c/2 idle slots per step plus one growth per c steps: the optimum is
- * c ≈ √(2 · growth / slot cost) ≈ 40–90. Against today's static 4608 slots, steps at context
- * ≈ P + 2048 are 15–20% faster with chunks of 64 or 256 alike (.prof measurements, alternating).
+ * Slots by which a CPU runner's KV cache grows: 128, two latent rows at 1024 px. Attention reads
+ * the whole cache (the read-only graph's MatMuls run over every slot, masked), so a step costs
+ * time in proportion to the capacity, not the context. `npm run bench` at full size (q4, batch 2,
+ * f32 read-only cache, context ≈ 2080, 2 shared cores): a static 4608-slot cache costs ×1.19 the
+ * step of a 2112-slot one, ≈ 0.002 ms per slot; a growth (allocation + copy) ≈ 27 ms. A chunk of
+ * c slots costs c/2 idle slots per step plus one growth per c steps: the optimum is
+ * c ≈ √(2 · growth / slot cost) ≈ 150; at 128 both terms come to ≈ 0.35 ms per step (1%).
  */
-export const KV_CACHE_CHUNK = 64;
+export const KV_CACHE_CHUNK = 128;
 
 /** The capacity a growing cache holds once `need` slots are in use: `need` rounded up to whole
  * chunks, at most `max` (chunk 0: always `max`, the static cache). */
@@ -145,19 +161,68 @@ export function grownCapacity(need: number, chunk: number, max: number): number 
 }
 
 /** A copy of `cache` with `capacity` slots per row: the first min(old, new) slots of every
- * [b, h] block are kept, the rest are zero. */
+ * row are kept, the rest are zero. */
 export function resizeKvCache(ortTensor: TensorCtor, cache: KvCache, capacity: number): KvCache {
   const tensors: Record<string, Tensor> = {};
   const keep = Math.min(cache.capacity, capacity);
   for (const [name, t] of Object.entries(cache.tensors)) {
-    const [B, H, oldCap, hd] = t.dims as [number, number, number, number];
-    if (oldCap !== cache.capacity) throw new Error(`KV cache tensor ${name} has ${oldCap} slots, the cache ${cache.capacity}`);
+    // The slot axis is 2 ([B, kvH, C, hd]: `inner` = hd values per slot) or, for transposed
+    // values, 3 ([B, kvH, hd, C]: one value per slot).
+    const slotAxis = cache.transposedValues && name.startsWith(pastValue(0).split('.')[0]!) ? 3 : 2;
+    if (t.dims[slotAxis] !== cache.capacity) throw new Error(`KV cache tensor ${name} has ${t.dims[slotAxis]} slots, the cache ${cache.capacity}`);
+    const inner = slotAxis === 2 ? t.dims[3]! : 1;
+    const rows = t.dims.slice(0, slotAxis).reduce((a, b) => a * b, 1);
+    const dims = [...t.dims];
+    dims[slotAxis] = capacity;
+    const next = zeroTensor(ortTensor, t.type as 'float32' | 'float16', dims);
     const src = t.data as Float32Array | Uint16Array;
-    const dst = src instanceof Float32Array ? new Float32Array(B * H * capacity * hd) : new Uint16Array(B * H * capacity * hd);
-    for (let bh = 0; bh < B * H; bh++) dst.set(src.subarray(bh * oldCap * hd, (bh * oldCap + keep) * hd), bh * capacity * hd);
-    tensors[name] = src instanceof Float32Array ? new ortTensor('float32', dst as Float32Array, [B, H, capacity, hd]) : new ortTensor('float16', dst as Uint16Array, [B, H, capacity, hd]);
+    const dst = next.data as Float32Array | Uint16Array;
+    for (let r = 0; r < rows; r++) dst.set(src.subarray(r * cache.capacity * inner, (r * cache.capacity + keep) * inner), r * capacity * inner);
+    tensors[name] = next;
   }
-  return { tensors, capacity, batch: cache.batch };
+  return { tensors, capacity, batch: cache.batch, transposedValues: cache.transposedValues };
+}
+
+/**
+ * The first cache slot each row's tokens of a call go to (they fill S consecutive slots): 0 for
+ * a first prompt (GroupQueryAttention's rule, S == total_sequence_length, padding included),
+ * else seqlens_k[b] + 1 - S. The same rule as readonly-attention.ts (the `new_*` outputs' slots).
+ */
+export function newEntrySlots(f: StepFeeds): number[] {
+  const first = f.seq === f.total_sequence_length;
+  return Array.from(f.seqlens_k, (k) => (first ? 0 : k + 1 - f.seq));
+}
+
+/**
+ * Writes a call's new_key entries [B, kvH, S, hd] into a key cache [B, kvH, C, hd] at `slots`,
+ * or (`transposed`) new_value entries [B, kvH, hd, S] into a value cache [B, kvH, hd, C].
+ */
+export function writeNewEntries(cache: Tensor, entries: Tensor, slots: readonly number[], transposed = false): void {
+  const [B, H] = cache.dims as [number, number];
+  const C = cache.dims[transposed ? 3 : 2]!;
+  const hd = cache.dims[transposed ? 2 : 3]!;
+  const S = entries.dims[transposed ? 3 : 2]!;
+  const dst = cache.data as Float32Array | Uint16Array;
+  const src = entries.data as Float32Array | Uint16Array;
+  if (entries.dims[0] !== B || entries.dims[1] !== H || entries.dims[transposed ? 2 : 3] !== hd || src.constructor !== dst.constructor) {
+    throw new Error(`new cache entries [${entries.dims.join(', ')}] ${entries.type} do not fit the cache [${cache.dims.join(', ')}] ${cache.type}`);
+  }
+  for (let b = 0; b < B; b++) {
+    const slot = slots[b]!;
+    if (slot < 0 || slot + S > C) throw new Error(`new cache entries at slots ${slot}..${slot + S - 1}: the cache holds ${C}`);
+    for (let h = 0; h < H; h++) {
+      if (!transposed) {
+        const from = (b * H + h) * S * hd;
+        dst.set(src.subarray(from, from + S * hd), ((b * H + h) * C + slot) * hd);
+        continue;
+      }
+      // one row per value dimension, S values each (usually 1: a plain loop beats set())
+      for (let d = 0; d < hd; d++) {
+        const row = (b * H + h) * hd + d;
+        for (let s = 0; s < S; s++) dst[row * C + slot + s] = src[row * S + s]!;
+      }
+    }
+  }
 }
 
 export interface LmRunnerOptions {
@@ -177,16 +242,20 @@ export interface LmRunnerOptions {
   /** Pass the cache tensors as the present_* fetches too (onnxruntime-node then writes them in
    * place). Default true. */
   preallocateOutputs?: boolean;
+  /** The graph's LmGraphOptions.kvCache: 'read-only' graphs return only each call's entries,
+   * which the runner writes into its cache. Default 'in-place'. */
+  kvCache?: 'in-place' | 'read-only';
 }
 
 /**
  * Runs the LM graph on a CPU session (onnxruntime-node or the wasm EP) with a KV cache in JS
- * tensors. The cache tensors are passed as both `past_*` feeds and `present_*` fetches;
- * onnxruntime-node writes the present state into them in place. Where an ORT build returns fresh
- * output tensors instead (onnxruntime-web ignores pre-allocated CPU fetches; onnxruntime-node
- * also hands back a copy of each), the runner adopts them as the next step's past, so both
- * behaviours give the same results. The graph's cache dimension is symbolic, so the cache may
- * change size between calls (see LmRunnerOptions.growBy).
+ * tensors. A read-only-cache graph (the CPU engine's) takes them as `past_*` feeds and returns
+ * each call's entries, which the runner writes into them. An in-place graph (GroupQueryAttention,
+ * as on the GPU) gets them as both `past_*` feeds and `present_*` fetches: onnxruntime-node writes
+ * them in place; where an ORT build returns fresh output tensors instead (onnxruntime-web ignores
+ * pre-allocated CPU fetches; onnxruntime-node also hands back a copy of each), the runner adopts
+ * them as the next step's past, so both behaviours give the same results. The graph's cache
+ * dimension is symbolic, so the cache may change size between calls (LmRunnerOptions.growBy).
  */
 export class LmRunner {
   readonly lengths: number[];
@@ -196,6 +265,7 @@ export class LmRunner {
   private cache: KvCache;
   private readonly preallocate: boolean;
   private readonly dtype: 'float32' | 'float16';
+  private readonly kvCache: 'in-place' | 'read-only';
   /** Growths so far (reallocations with a copy). */
   growths = 0;
   constructor(
@@ -207,7 +277,8 @@ export class LmRunner {
     this.maxCapacity = opts.capacity;
     this.growBy = opts.growBy ?? KV_CACHE_CHUNK;
     this.dtype = opts.dtype ?? 'float32';
-    this.cache = createKvCache(ort.Tensor, spec, opts.batch ?? 2, grownCapacity(1, this.growBy, this.maxCapacity), this.dtype);
+    this.kvCache = opts.kvCache ?? 'in-place';
+    this.cache = createKvCache(ort.Tensor, spec, opts.batch ?? 2, grownCapacity(1, this.growBy, this.maxCapacity), this.dtype, this.kvCache === 'read-only');
     this.lengths = new Array(this.cache.batch).fill(0);
     this.preallocate = opts.preallocateOutputs ?? true;
   }
@@ -238,6 +309,7 @@ export class LmRunner {
       logits_index: new Tensor('int32', f.logits_index, [B, f.rows]),
       ...this.cache.tensors,
     };
+    if (this.kvCache === 'read-only') return this.runNewEntries(feeds, newEntrySlots(f));
     const fetches: Record<string, Tensor | null> = { logits: null };
     for (let i = 0; i < this.spec.numLayers; i++) {
       fetches[presentKey(i)] = this.preallocate ? this.cache.tensors[pastKey(i)]! : null;
@@ -250,6 +322,22 @@ export class LmRunner {
       // Same buffer (written in place) or a fresh output: either way it is the new past.
       if (k && k.data !== this.cache.tensors[pastKey(i)]!.data) this.adopt(pastKey(i), k);
       if (v && v.data !== this.cache.tensors[pastValue(i)]!.data) this.adopt(pastValue(i), v);
+    }
+    return out.logits!.data as Float32Array;
+  }
+
+  /** A run of a read-only-cache graph: ORT only reads the cache; the call's entries are written
+   * into it here. */
+  private async runNewEntries(feeds: Record<string, Tensor>, slots: number[]): Promise<Float32Array> {
+    const fetches: Record<string, Tensor | null> = { logits: null };
+    for (let i = 0; i < this.spec.numLayers; i++) {
+      fetches[newKey(i)] = null;
+      fetches[newValue(i)] = null;
+    }
+    const out = await this.session.run(feeds, fetches);
+    for (let i = 0; i < this.spec.numLayers; i++) {
+      writeNewEntries(this.cache.tensors[pastKey(i)]!, out[newKey(i)]!, slots);
+      writeNewEntries(this.cache.tensors[pastValue(i)]!, out[newValue(i)]!, slots, true);
     }
     return out.logits!.data as Float32Array;
   }
@@ -270,7 +358,7 @@ export class LmRunner {
     const longest = Math.max(...prompts.map((p) => p.length));
     if (longest > this.maxCapacity) throw new Error(`KV cache overflow: ${longest} > ${this.maxCapacity}`);
     const size = grownCapacity(longest, this.growBy, this.maxCapacity);
-    if (size !== this.cache.capacity) this.cache = createKvCache(this.ort.Tensor, this.spec, this.cache.batch, size, this.dtype);
+    if (size !== this.cache.capacity) this.cache = createKvCache(this.ort.Tensor, this.spec, this.cache.batch, size, this.dtype, this.cache.transposedValues);
     const out = new Float32Array(prompts.length * V);
     for (const call of prefillSchedule(prompts, maxChunk)) {
       const logits = await this.run(call.feeds);
