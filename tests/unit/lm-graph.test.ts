@@ -320,6 +320,37 @@ describe("read-only KV cache (kvCache 'read-only': attention in MatMuls, new ent
     expect(e.max).toBeLessThan(1e-5);
   });
 
+  it('batch 2: windows after each row’s own prefix in one run (SJD’s CFG pair) give two batch-1 runners’ logits; GQA’s in-place graph refuses them', async () => {
+    const windows = [[3, 1], [4, 4], [2, 2]] as const;
+    const pairSession = await session('f32', 'read-only');
+    const pair = new LmRunner(ort, pairSession, spec, { capacity: 32, growBy: 4, kvCache: 'read-only' });
+    const got = [await pair.prefill([cond, uncond])];
+    for (const [window, keep] of windows) {
+      got.push((await pair.runWindow(steps.slice(0, window))).slice());
+      pair.advance(keep);
+    }
+    expect(pair.lengths).toEqual([cond.length + 7, uncond.length + 7]);
+    await pairSession.release();
+    const singleSession = await session('f32', 'in-place');
+    const want: Float64Array[] = [];
+    const streams = [cond, uncond].map((p) => ({ prompt: p, runner: new LmRunner(ort, singleSession, spec, { batch: 1, capacity: 32 }) }));
+    const first = await Promise.all(streams.map(async ({ prompt, runner }) => Array.from(await runner.prefill([prompt]))));
+    want.push(Float64Array.from(first.flat()));
+    for (const [window, keep] of windows) {
+      const rows: number[] = [];
+      for (const { runner } of streams) {
+        rows.push(...(await runner.runWindow(steps.slice(0, window))));
+        runner.advance(keep);
+      }
+      want.push(Float64Array.from(rows));
+    }
+    expect(maxAbs([got], [want]).max).toBeLessThan(1e-5);
+    const inPlacePair = new LmRunner(ort, singleSession, spec, { capacity: 32 });
+    await inPlacePair.prefill([cond, uncond]);
+    await expect(inPlacePair.runWindow([125, 126])).rejects.toThrow('batch-1 runners only on an in-place cache');
+    await singleSession.release();
+  });
+
   it('f16 activations and cache stay close to f32', async () => {
     const run = async (act: 'f32' | 'f16') => {
       const s = await session(act, 'read-only');

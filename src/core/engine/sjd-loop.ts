@@ -1,10 +1,11 @@
-// Speculative Jacobi decoding as a token loop, for any backend that can run one CFG stream at a
-// time over a window and hand the logits of every window position to JS (sampling/jacobi.ts
-// does the drafting and the acceptance, CpuSampler.probabilities gives the targets).
+// Speculative Jacobi decoding as a token loop, for any backend that can run both CFG streams
+// over a window and hand the logits of every window position to JS (sampling/jacobi.ts does the
+// drafting and the acceptance, CpuSampler.probabilities gives the targets).
 //
-// Each CFG stream has its own batch-1 KV cache, because ORT's GroupQueryAttention rejects
-// multi-token calls after a non-empty cache for batch > 1: one window verification = one run per
-// stream over [last token, drafts…]. Only the accepted prefix is committed; the cache entries of
+// One window verification runs [last token, drafts…] after each stream's prefix: in one batch-2
+// run where the graph allows it (the CPU's read-only cache), else one batch-1 run per stream,
+// each with its own KV cache (ORT's GroupQueryAttention rejects multi-token calls after a
+// non-empty cache for batch > 1). Only the accepted prefix is committed; the cache entries of
 // rejected positions are overwritten by the next run.
 import type { LmSpec } from '../model-spec.ts';
 import { speculativeJacobiDecode, type WindowVerifier } from '../sampling/jacobi.ts';
@@ -21,6 +22,34 @@ export interface StreamRunner {
   advance(count: number): void;
 }
 
+/** Both CFG streams, however the backend runs them. */
+export interface CfgRunner {
+  /** Prefills both prompts; logits [visualCount] of each one's last token. */
+  prefill(cond: readonly number[], uncond: readonly number[]): Promise<CfgLogits>;
+  /** Runs the same ids after each stream's committed prefix without committing them; logits
+   * [S × visualCount] per stream. */
+  runWindow(ids: readonly number[]): Promise<CfgLogits>;
+  /** The first `count` ids of the latest window are now prefix, in both streams. */
+  advance(count: number): void;
+}
+
+export interface CfgLogits {
+  cond: Float32Array;
+  uncond: Float32Array;
+}
+
+/** A CfgRunner over two batch-1 streams, one run each. */
+export function separateStreams(cond: StreamRunner, uncond: StreamRunner): CfgRunner {
+  return {
+    prefill: async (c, u) => ({ cond: await cond.prefill(c), uncond: await uncond.prefill(u) }),
+    runWindow: async (ids) => ({ cond: await cond.runWindow(ids), uncond: await uncond.runWindow(ids) }),
+    advance: (count) => {
+      cond.advance(count);
+      uncond.advance(count);
+    },
+  };
+}
+
 /** Backend counters, read once the loop is done. */
 export interface SjdBackendStats {
   prefillRuns: number;
@@ -35,8 +64,7 @@ class StreamsVerifier implements WindowVerifier {
   private bank = 0;
 
   constructor(
-    private readonly cond: StreamRunner,
-    private readonly uncond: StreamRunner,
+    private readonly runner: CfgRunner,
     private readonly sampler: CpuSampler,
     private readonly spec: LmSpec,
     private readonly sampling: SamplingParams,
@@ -49,8 +77,7 @@ class StreamsVerifier implements WindowVerifier {
   async verify(last: number, drafts: Int32Array): Promise<readonly Float32Array[]> {
     const V = this.spec.visualCount;
     const ids = [last, ...drafts].map((code) => code + this.spec.visualOffset);
-    const c = await this.cond.runWindow(ids);
-    const u = await this.uncond.runWindow(ids);
+    const { cond: c, uncond: u } = await this.runner.runWindow(ids);
     this.bank ^= 1;
     const rows = this.banks[this.bank]!.slice(0, ids.length);
     rows.forEach((out, i) => this.sampler.probabilities(c.subarray(i * V, (i + 1) * V), u.subarray(i * V, (i + 1) * V), this.sampling, out));
@@ -58,13 +85,12 @@ class StreamsVerifier implements WindowVerifier {
   }
 
   commit(count: number): void {
-    this.cond.advance(count);
-    this.uncond.advance(count);
+    this.runner.advance(count);
   }
 }
 
 export async function runSjdLoop(
-  streams: { cond: StreamRunner; uncond: StreamRunner; stats: () => SjdBackendStats; onWarm?: () => void },
+  streams: { runner: CfgRunner; stats: () => SjdBackendStats; onWarm?: () => void },
   spec: LmSpec,
   sampler: CpuSampler,
   req: TokenLoopRequest,
@@ -73,12 +99,11 @@ export async function runSjdLoop(
   const V = spec.visualCount;
   const t0 = performance.now();
   throwIfAborted(req.signal);
-  const c = await streams.cond.prefill(req.cond);
-  const u = await streams.uncond.prefill(req.uncond);
+  const { cond: c, uncond: u } = await streams.runner.prefill(req.cond, req.uncond);
   const first = sampler.probabilities(c.subarray(0, V), u.subarray(0, V), req.sampling, new Float32Array(V));
   req.onPrefilled?.();
   const t1 = performance.now();
-  const verifier = new StreamsVerifier(streams.cond, streams.uncond, sampler, spec, req.sampling, sjd.window);
+  const verifier = new StreamsVerifier(streams.runner, sampler, spec, req.sampling, sjd.window);
   let reportedRows = 0;
   let reports = 0;
   const out = await speculativeJacobiDecode({

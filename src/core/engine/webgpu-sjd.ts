@@ -16,7 +16,7 @@ import { prefillSchedule } from '../convert/lm/session-io.ts';
 import type { CpuSampler } from '../sampling/sampler.ts';
 import { SJD_WINDOW_LIMITS } from '../settings.ts';
 import type { InferenceSession, OrtModule, Tensor } from './ort.ts';
-import { runSjdLoop, type StreamRunner } from './sjd-loop.ts';
+import { runSjdLoop, separateStreams, type StreamRunner } from './sjd-loop.ts';
 import type { SjdLoopOptions, TokenLoopRequest, TokenLoopResult } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
 
@@ -206,8 +206,7 @@ export class WebGpuSjd {
     const [cond, uncond] = this.streams;
     return runSjdLoop(
       {
-        cond,
-        uncond,
+        runner: separateStreams(cond, uncond),
         onWarm: () => (allocationsWhenWarm = this.allocations.count),
         stats: () => ({
           ...this.counters,

@@ -369,27 +369,30 @@ export class LmRunner {
   }
 
   /**
-   * Batch 1: runs `tokens` after the cached prefix WITHOUT counting them as prefix; logits
-   * [S * visualCount], one row per token. `advance` then keeps the first tokens of the window;
+   * Runs the same `tokens` after each row's cached prefix WITHOUT counting them as prefix; logits
+   * [B × S × visualCount], one row per token. `advance` then keeps the first tokens of the window;
    * the cache entries of the others are overwritten by the next run (speculative decoding).
+   * Batch 1 only on an in-place graph: ORT's GQA rejects multi-token calls after a cache for B > 1.
    */
   async runWindow(tokens: readonly number[]): Promise<Float32Array> {
-    if (this.cache.batch !== 1) throw new Error('runWindow: batch-1 runners only (GQA rejects multi-token calls after a cache for B > 1)');
-    const L = this.lengths[0]!;
+    const B = this.cache.batch;
+    if (B !== 1 && this.kvCache !== 'read-only') throw new Error('runWindow: batch-1 runners only on an in-place cache (GQA rejects multi-token calls after a cache for B > 1)');
     const S = tokens.length;
+    const ids = new Int32Array(B * S);
+    for (let b = 0; b < B; b++) ids.set(tokens, b * S);
     return this.run({
-      input_ids: Int32Array.from(tokens),
-      seqlens_k: Int32Array.of(L + S - 1),
-      total_sequence_length: L + S,
-      logits_index: Int32Array.from({ length: S }, (_, i) => i),
+      input_ids: ids,
+      seqlens_k: Int32Array.from(this.lengths, (L) => L + S - 1),
+      total_sequence_length: Math.max(...this.lengths) + S,
+      logits_index: Int32Array.from({ length: B * S }, (_, i) => i),
       seq: S,
       rows: S,
     });
   }
 
-  /** Counts the first `count` tokens of the latest runWindow as cached prefix. */
+  /** Counts the first `count` tokens of the latest runWindow as cached prefix, in every row. */
   advance(count: number): void {
-    this.lengths[0]! += count;
+    for (let b = 0; b < this.lengths.length; b++) this.lengths[b]! += count;
   }
 
   /** Appends one token per row; logits [B * visualCount]. */
