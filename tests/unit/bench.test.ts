@@ -1,0 +1,74 @@
+// `npm run bench -- --cpu-only --quick` in-process: the CPU section measures the engine's own
+// configuration (createCpuEngine's defaults) and reports consistent figures. Timings are not
+// asserted (a shared machine), only that they are measured and the report holds together.
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/cli.ts';
+import { CPU_KV_CACHE } from '../../src/core/engine/create-cpu.ts';
+import { KV_CACHE_CHUNK, grownCapacity } from '../../src/core/convert/lm/session-io.ts';
+
+class Capture {
+  text = '';
+  isTTY = false;
+  write(s: string) {
+    this.text += s;
+    return true;
+  }
+}
+
+interface Variant {
+  accuracyLevel: number;
+  activations: string;
+  kvCache: string;
+  engine: boolean;
+  msPerStep: number;
+  steps: number[];
+  sjdWindows: { window: number; msPerIteration: number; msPerStepAlongside: number; breakEvenTokensPerRun: number }[];
+}
+
+describe('npm run bench -- --cpu-only --quick', () => {
+  it('times the CPU engine’s configuration against the bound, with the older variants alongside', async () => {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    expect(await runCli(['bench', '--cpu-only', '--quick'], { stdout, stderr })).toBe(0);
+    const lines = stdout.text.trim().split('\n');
+    const report = JSON.parse(lines.at(-1)!) as {
+      cpu: {
+        shapes: { layers: number; heads: string };
+        context: { cond: number; uncond: number };
+        kvCache: { slotsPerRow: number; maxSlotsPerRow: number; growBy: number; mode: string };
+        variants: Variant[];
+        engine: { kvCache: string; activations: string; accuracyLevel: number; msPerStep: number };
+        boundMsPerStep: number;
+        bytesPerStep: { total: number; kvCache: number; f32ScalesExtra: number };
+        ratios: { oursOverBound: number; oursOverBoundWithF32Scales: number };
+        breakdown: { wallMsPerStep: number; byOp: { op: string }[] };
+      };
+      sjd: { rows: { window: number; acceptedPerRun: number; msPerToken: number }[] };
+    };
+    const cpu = report.cpu;
+    expect(cpu.engine).toMatchObject({ kvCache: CPU_KV_CACHE, activations: 'f32', accuracyLevel: 4 });
+    const ours = cpu.variants.filter((v) => v.engine);
+    expect(ours).toHaveLength(1);
+    expect(ours[0]!.msPerStep).toBe(cpu.engine.msPerStep);
+    expect(cpu.variants.map((v) => `${v.kvCache}/${v.accuracyLevel}/${v.activations}`)).toEqual(['read-only/0/f32', 'read-only/4/f32', 'in-place/4/f16']);
+    for (const v of cpu.variants) {
+      expect(v.steps.every((t) => t > 0 && Number.isFinite(t))).toBe(true);
+      expect(v.sjdWindows.map((w) => w.window)).toEqual([4, 8]);
+      for (const w of v.sjdWindows) expect(w.breakEvenTokensPerRun).toBeCloseTo(w.msPerIteration / w.msPerStepAlongside, 1);
+    }
+    // The cache is the engine's at this context: grown in chunks, not the maximum.
+    const need = Math.max(cpu.context.cond, cpu.context.uncond);
+    expect(cpu.kvCache.slotsPerRow).toBe(grownCapacity(need, KV_CACHE_CHUNK, cpu.kvCache.maxSlotsPerRow));
+    expect(cpu.kvCache.mode).toBe(CPU_KV_CACHE);
+    // f32 K and V (kvH × head dim 64) in every layer for every token of both rows, in the bound's bytes
+    const kvHeads = Number(cpu.shapes.heads.split('/')[1]);
+    expect(cpu.bytesPerStep.kvCache).toBe((cpu.context.cond + cpu.context.uncond) * cpu.shapes.layers * 2 * kvHeads * 64 * 4);
+    expect(cpu.boundMsPerStep).toBeGreaterThan(0);
+    expect(cpu.ratios.oursOverBound).toBeCloseTo(cpu.engine.msPerStep / cpu.boundMsPerStep, 1);
+    expect(cpu.ratios.oursOverBoundWithF32Scales).toBeLessThan(cpu.ratios.oursOverBound);
+    expect(cpu.breakdown.byOp.map((o) => o.op)).toContain('MatMulNBits');
+    expect(report.sjd.rows.every((r) => r.acceptedPerRun >= 1 && r.msPerToken > 0)).toBe(true);
+    // the readable table precedes the JSON
+    expect(stdout.text).toContain("ours (the engine's) / bound");
+  }, 180_000);
+});
