@@ -43,7 +43,8 @@
 //   the rest one token per call) so every call stays below that threshold when needed.
 //  Windows of S > 1 tokens after a prefill (speculative decoding) are rejected by ORT's GQA when
 //   B > 1 ("batch_size must be 1 when sequence_length > 1 and past context is given"); run
-//   such windows with B = 1 graphs/caches, one per stream.
+//   such windows with B = 1 graphs/caches, one per stream. The read-only cache's attention takes
+//   them at any batch size.
 //
 // ── Layout of the computation ─────────────────────────────────────────────────────────────────
 //  embedding: text ids from `embed.text`, visual ids from the visual rows of the tied head
@@ -54,7 +55,8 @@
 //             norm in one kernel); gu = x·Wgate_up (fused); h += down(QuickGelu₁(gate)·up).
 //  Kernels per decode step (q4): 1 embedding block (~9 tiny ops incl. 2 GatherBlockQuantized)
 //   + 24 × 10 (norm, qkv, GQA, o, norm, gate_up, Split, QuickGelu, Mul, down) + final norm,
-//   Gather, head ≈ 250.
+//   Gather, head ≈ 250. With kvCache 'read-only', GQA becomes 19 ops (readonly-attention.ts):
+//   ≈ 680 kernels, for none of the copies of the cache an in-place cache costs on the CPU.
 //  head:      final RMSNorm, then only the `logits_index` rows × the 64,000 visual rows.
 import { GraphBuilder } from '../onnx/builder.ts';
 import type { LmSpec } from '../../model-spec.ts';
