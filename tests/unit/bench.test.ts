@@ -5,15 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/cli.ts';
 import { CPU_KV_CACHE } from '../../src/core/engine/create-cpu.ts';
 import { KV_CACHE_CHUNK, grownCapacity } from '../../src/core/convert/lm/session-io.ts';
+import { Capture } from '../helpers/capture.ts';
 
-class Capture {
-  text = '';
-  isTTY = false;
-  write(s: string) {
-    this.text += s;
-    return true;
-  }
-}
 
 interface Variant {
   accuracyLevel: number;

@@ -9,20 +9,13 @@ import { inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/cli.ts';
 import { decodePng } from '../../src/core/image/png.ts';
+import { Capture } from '../helpers/capture.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
   lm: { checkpoint: string; prompt: string; greedy: { codes: number[] } }[];
 };
 
-class Capture {
-  text = '';
-  isTTY = false;
-  write(s: string) {
-    this.text += s;
-    return true;
-  }
-}
 
 async function cli(...argv: string[]) {
   const stdout = new Capture();

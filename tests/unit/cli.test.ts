@@ -10,18 +10,10 @@ import { parseTokenGrid } from '../../src/cli/decode.ts';
 import { ProgressBar, formatBytes, formatSeconds } from '../../src/cli/progress.ts';
 import { SimpleARError, ModelFileError, HttpError } from '../../src/core/errors.ts';
 import { decodePng } from '../../src/core/image/png.ts';
+import { Capture } from '../helpers/capture.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 
-class Capture {
-  text = '';
-  isTTY = false;
-  columns?: number;
-  write(s: string) {
-    this.text += s;
-    return true;
-  }
-}
 
 async function cli(...argv: string[]) {
   const stdout = new Capture();

@@ -30,19 +30,25 @@ const uncond = [11, 2, 40, 119];
 const steps = [120 + 5, 120 + 299, 120, 120 + 77, 120 + 150];
 type KvCacheMode = 'in-place' | 'read-only';
 
-async function runGraph(format: LmWeightFormat, s: LmSpec, ckpt: Map<string, Float32Array>) {
-  const weights = await collectLmWeights(memoryReader(s, ckpt), s, { weights: format, rowChunk: 50 });
-  const model = buildLmGraph(s, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 });
-  const session = await ort.InferenceSession.create(model);
-  const runner = new LmRunner(ort, session, s, { capacity: 32 });
+/** Prefills [cond, uncond] (calls of ≤ maxChunk tokens), then decodes `steps` in both rows;
+ * logits per stream: [cond rows, uncond rows]. */
+async function cfgRows(runner: LmRunner, s: LmSpec, maxChunk = Infinity): Promise<Float32Array[][]> {
   const V = s.visualCount;
   const out: Float32Array[][] = [[], []];
   const push = (l: Float32Array) => {
     out[0]!.push(l.slice(0, V));
     out[1]!.push(l.slice(V, 2 * V));
   };
-  push(await runner.prefill([cond, uncond]));
+  push(await runner.prefill([cond, uncond], maxChunk));
   for (const t of steps) push(await runner.step([t, t]));
+  return out;
+}
+
+async function runGraph(format: LmWeightFormat, s: LmSpec, ckpt: Map<string, Float32Array>) {
+  const weights = await collectLmWeights(memoryReader(s, ckpt), s, { weights: format, rowChunk: 50 });
+  const model = buildLmGraph(s, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 });
+  const session = await ort.InferenceSession.create(model);
+  const out = await cfgRows(new LmRunner(ort, session, s, { capacity: 32 }), s);
   await session.release();
   return out;
 }
@@ -121,15 +127,7 @@ describe('prefill schedule (calls of ≤ maxChunk tokens, for WebGPU adapters wi
     it(`batch 2, maxChunk = ${maxFirst}: same logits as a one-call prefill`, async () => {
       const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: 'f32' });
       const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: 'f32', maxSeqLen: 64 }));
-      const runner = new LmRunner(ort, session, spec, { capacity: 32 });
-      const V = spec.visualCount;
-      const got: Float32Array[][] = [[], []];
-      const push = (l: Float32Array) => {
-        got[0]!.push(l.slice(0, V));
-        got[1]!.push(l.slice(V, 2 * V));
-      };
-      push(await runner.prefill([cond, uncond], maxFirst));
-      for (const t of steps) push(await runner.step([t, t]));
+      const got = await cfgRows(new LmRunner(ort, session, spec, { capacity: 32 }), spec, maxFirst);
       await session.release();
       expect(maxAbs(got, ref).max).toBeLessThan(1e-4);
     });
@@ -143,15 +141,7 @@ describe('f16 activations (the graph for GPUs with shader-f16), on the CPU EP', 
       const weights = await collectLmWeights(memoryReader(spec, ckpt), spec, { weights: format });
       const run = async (act: 'f32' | 'f16') => {
         const session = await ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: act, maxSeqLen: 64 }));
-        const runner = new LmRunner(ort, session, spec, { capacity: 32, dtype: act === 'f16' ? 'float16' : 'float32' });
-        const V = spec.visualCount;
-        const out: Float32Array[][] = [[], []];
-        const push = (l: Float32Array) => {
-          out[0]!.push(l.slice(0, V));
-          out[1]!.push(l.slice(V, 2 * V));
-        };
-        push(await runner.prefill([cond, uncond]));
-        for (const t of steps) push(await runner.step([t, t]));
+        const out = await cfgRows(new LmRunner(ort, session, spec, { capacity: 32, dtype: act === 'f16' ? 'float16' : 'float32' }), spec);
         await session.release();
         return out;
       };
@@ -285,14 +275,7 @@ describe("read-only KV cache (kvCache 'read-only': attention in MatMuls, new ent
     it(`f32, batch 2, prefill in calls of ≤ ${maxChunk} tokens (rows of different lengths) + decode, growing: the float64 reference to 1e-4`, async () => {
       const s = await session('f32', 'read-only');
       const runner = new LmRunner(ort, s, spec, { capacity: 32, growBy: 4, kvCache: 'read-only' });
-      const V = spec.visualCount;
-      const got: Float32Array[][] = [[], []];
-      const push = (l: Float32Array) => {
-        got[0]!.push(l.slice(0, V));
-        got[1]!.push(l.slice(V, 2 * V));
-      };
-      push(await runner.prefill([cond, uncond], maxChunk));
-      for (const t of steps) push(await runner.step([t, t]));
+      const got = await cfgRows(runner, spec, maxChunk);
       expect(runner.growths).toBeGreaterThan(0);
       await s.release();
       const e = maxAbs(got, ref);
