@@ -260,14 +260,14 @@ describe("read-only KV cache (kvCache 'read-only': attention in MatMuls, new ent
     return ort.InferenceSession.create(buildLmGraph(spec, (n) => weights.get(n), { activations: act, maxSeqLen: 64, kvCache }));
   };
 
-  it('returns only logits and each layer’s new entries; takes the values transposed', async () => {
+  it('returns only logits and each layer’s new entries; keeps the values transposed in the cache', async () => {
     const s = await session('f32', 'read-only');
     expect([...s.outputNames].sort()).toEqual(['logits', ...Array.from({ length: spec.numLayers }, (_, i) => [`new_key.${i}`, `new_value.${i}`]).flat()].sort());
     const cache = createKvCache(ort.Tensor, spec, 2, 8, 'float32', true);
     expect(cache.tensors['past_value.0']!.dims).toEqual([2, spec.numKvHeads, spec.headDim, 8]);
     const out = await s.run({ ...decodeFeedsTensors([125, 125], [7, 4]), ...cache.tensors });
     expect(out['new_key.0']!.dims).toEqual([2, spec.numKvHeads, 1, spec.headDim]);
-    expect(out['new_value.0']!.dims).toEqual([2, spec.numKvHeads, spec.headDim, 1]);
+    expect(out['new_value.0']!.dims).toEqual([2, spec.numKvHeads, 1, spec.headDim]);
     await s.release();
   });
 
@@ -363,7 +363,7 @@ describe("read-only KV cache (kvCache 'read-only': attention in MatMuls, new ent
     expect([key.dims, value.dims]).toEqual([[2, 1, 4, 2], [2, 1, 2, 4]]);
     // two new tokens per row: row 0 at slots 1-2, row 1 at slots 2-3
     writeNewEntries(key, new ort.Tensor('float32', Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8), [2, 1, 2, 2]), [1, 2]);
-    writeNewEntries(value, new ort.Tensor('float32', Float32Array.of(1, 3, 2, 4, 5, 7, 6, 8), [2, 1, 2, 2]), [1, 2], true);
+    writeNewEntries(value, new ort.Tensor('float32', Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8), [2, 1, 2, 2]), [1, 2], true);
     expect(Array.from(key.data as Float32Array)).toEqual([0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 5, 6, 7, 8]);
     expect(Array.from(value.data as Float32Array)).toEqual([0, 1, 3, 0, 0, 2, 4, 0, 0, 0, 5, 7, 0, 0, 6, 8]);
     expect(() => writeNewEntries(key, new ort.Tensor('float32', new Float32Array(8), [2, 1, 2, 2]), [3, 0])).toThrow('slots 3..4: the cache holds 4');

@@ -21,9 +21,9 @@
 //   logits                 float32 [B, R, visualCount]  logits of the visual codes only
 //   present_key.{i}        T [B, kvH, C, hd]   (in place: the same buffer as past_key.{i})
 //   present_value.{i}      T [B, kvH, C, hd]
-//  With kvCache 'read-only' (onnxruntime-node): past_value.{i} is [B, kvH, hd, C], and the
-//  outputs new_key.{i} [B, kvH, S, hd] / new_value.{i} [B, kvH, hd, S] replace present_*: the
-//  caller writes them into its cache (LmGraphOptions.kvCache).
+//  With kvCache 'read-only' (the CPU engines): past_value.{i} is [B, kvH, hd, C], and the
+//  outputs new_key.{i} / new_value.{i} [B, kvH, S, hd] replace present_*: the caller writes them
+//  into its cache (LmGraphOptions.kvCache).
 //
 //  Prefill (empty cache): right-pad both prompts to S = max(P, N) (pad id: any text id, e.g. 0);
 //   seqlens_k = [P-1, N-1], total_sequence_length = S, logits_index = [[P-1], [S+N-1]].
@@ -89,8 +89,8 @@ export interface LmGraphOptions {
    * as present_key/value.{i} over the same buffers as past_key/value.{i} (the GPU engines).
    * 'read-only': the cache is an input only, its values transposed (past_value.{i} [B, kvH, hd,
    * C]); attention runs in MatMuls over it (readonly-attention.ts) and the graph returns just
-   * this call's entries, new_key.{i} [B, kvH, S, hd] and new_value.{i} [B, kvH, hd, S], which
-   * the caller writes into its cache at newEntrySlots() (LmRunner does). For
+   * this call's entries, new_key/new_value.{i} [B, kvH, S, hd], which the caller writes into
+   * its cache at newEntrySlots() (LmRunner does, the values transposed). For
    * onnxruntime-node, which copies every returned output into a fresh buffer: the whole cache
    * after every step otherwise.
    */
@@ -164,7 +164,7 @@ export function buildLmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphO
     if (shared) {
       attn = readOnlyAttention(o, shared, qkv, pk, pv, cos, sin, { heads: numHeads, kvHeads: kvH, headDim: hd }, { key: newKey(i), value: newValue(i) });
       g.output(newKey(i), act, ['batch', kvH, 'seq', hd]);
-      g.output(newValue(i), act, ['batch', kvH, hd, 'seq']);
+      g.output(newValue(i), act, ['batch', kvH, 'seq', hd]);
     } else {
       [attn] = g.ms(
         'GroupQueryAttention',

@@ -63,8 +63,8 @@ export function readOnlyAttentionInputs(
   return { positions, mask, splitSizes };
 }
 
-/** Names for one layer's graph outputs: this call's rotated keys [B, kvH, S, hd] and its values,
- * transposed like the value cache: [B, kvH, hd, S]. */
+/** Names for one layer's graph outputs: this call's rotated keys and its values, [B, kvH, S, hd]
+ * (the caller transposes the values into its cache). */
 export interface NewEntryOutputs {
   key: string;
   value: string;
@@ -93,10 +93,9 @@ export function readOnlyAttention(
   const shape = (v: number[]) => g.constInt64(v);
   // [B, S, (heads + 2·kvH)·hd] → [B, heads + 2·kvH, S, hd] → q, k, v per head (BNSH)
   const perHead = g.op1('Transpose', [g.op1('Reshape', [qkv, shape([0, 0, heads + 2 * kvH, hd])])], { perm: [0, 2, 1, 3] });
-  const [q, k, v] = g.op('Split', [perHead, shape([heads, kvH, kvH])], { axis: 1 }, 3) as [string, string, string];
+  const [q, k, newValue] = g.op('Split', [perHead, shape([heads, kvH, kvH])], { axis: 1 }, [g.fresh('q'), g.fresh('k'), outputs.value]) as [string, string, string];
   const rotary = (t: string, out: string) => g.ms('RotaryEmbedding', [t, x.positions, cos, sin], { interleaved: 0 }, [out])[0]!;
   const newKey = rotary(k, outputs.key);
-  const newVt = g.op('Transpose', [v], { perm: [0, 1, 3, 2] }, [outputs.value])[0]!;
   // [B, heads, S, hd] → [B, kvH, G·S, hd]: the G query heads of KV head h stacked, row g·S + s
   const qRows = g.op1('Reshape', [rotary(q, g.fresh('q_rot')), shape([0, kvH, -1, hd])]);
   const scale = float(1 / Math.sqrt(hd));
@@ -104,8 +103,9 @@ export function readOnlyAttention(
   const scoreNew = g.ms('FusedMatMul', [qRows, newKey], { transB: 1, alpha: scale })[0]!; // [B, kvH, G·S, S]
   const probs = g.op1('Softmax', [g.op1('Add', [g.op1('Concat', [scorePast, scoreNew], { axis: -1 }), x.mask])], { axis: -1 });
   const [pPast, pNew] = g.op('Split', [probs, x.splitSizes], { axis: -1 }, 2) as [string, string];
-  const pv = (vt: string, p: string) => g.ms('FusedMatMul', [vt, p], { transB: 1 })[0]!;
-  const rowsT = g.op1('Add', [pv(pastVt, pPast), pv(newVt, pNew)]); // [B, kvH, hd, G·S]
+  const pvPast = g.ms('FusedMatMul', [pastVt, pPast], { transB: 1 })[0]!; // Vᵀ·Pᵀ
+  const pvNew = g.ms('FusedMatMul', [newValue, pNew], { transA: 1, transB: 1 })[0]!; // (V_new)ᵀ·Pᵀ, no transpose op
+  const rowsT = g.op1('Add', [pvPast, pvNew]); // [B, kvH, hd, G·S]
   // → [B, kvH, hd, G, S] → [B, S, kvH, G, hd] → [B, S, heads·hd]
   return g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [rowsT, shape([0, 0, hd, G, -1])])], { perm: [0, 4, 1, 3, 2] }), shape([0, 0, -1])]);
 }

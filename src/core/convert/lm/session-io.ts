@@ -194,33 +194,31 @@ export function newEntrySlots(f: StepFeeds): number[] {
 }
 
 /**
- * Writes a call's new_key entries [B, kvH, S, hd] into a key cache [B, kvH, C, hd] at `slots`,
- * or (`transposed`) new_value entries [B, kvH, hd, S] into a value cache [B, kvH, hd, C].
+ * Writes a call's new entries [B, kvH, S, hd] (new_key/new_value.{i}) into a cache tensor
+ * [B, kvH, C, hd] at `slots`, or (`transposed`) into a value cache kept as [B, kvH, hd, C].
  */
 export function writeNewEntries(cache: Tensor, entries: Tensor, slots: readonly number[], transposed = false): void {
   const [B, H] = cache.dims as [number, number];
   const C = cache.dims[transposed ? 3 : 2]!;
   const hd = cache.dims[transposed ? 2 : 3]!;
-  const S = entries.dims[transposed ? 3 : 2]!;
+  const S = entries.dims[2]!;
   const dst = cache.data as Float32Array | Uint16Array;
   const src = entries.data as Float32Array | Uint16Array;
-  if (entries.dims[0] !== B || entries.dims[1] !== H || entries.dims[transposed ? 2 : 3] !== hd || src.constructor !== dst.constructor) {
+  if (entries.dims[0] !== B || entries.dims[1] !== H || entries.dims[3] !== hd || src.constructor !== dst.constructor) {
     throw new Error(`new cache entries [${entries.dims.join(', ')}] ${entries.type} do not fit the cache [${cache.dims.join(', ')}] ${cache.type}`);
   }
   for (let b = 0; b < B; b++) {
     const slot = slots[b]!;
     if (slot < 0 || slot + S > C) throw new Error(`new cache entries at slots ${slot}..${slot + S - 1}: the cache holds ${C}`);
     for (let h = 0; h < H; h++) {
+      const from = (b * H + h) * S * hd;
       if (!transposed) {
-        const from = (b * H + h) * S * hd;
         dst.set(src.subarray(from, from + S * hd), ((b * H + h) * C + slot) * hd);
         continue;
       }
-      // one row per value dimension, S values each (usually 1: a plain loop beats set())
-      for (let d = 0; d < hd; d++) {
-        const row = (b * H + h) * hd + d;
-        for (let s = 0; s < S; s++) dst[row * C + slot + s] = src[row * S + s]!;
-      }
+      // value dimension d of token s goes to row d, column slot + s (a few values: a plain loop)
+      const base = (b * H + h) * hd * C + slot;
+      for (let s = 0; s < S; s++) for (let d = 0; d < hd; d++) dst[base + d * C + s] = src[from + s * hd + d]!;
     }
   }
 }
