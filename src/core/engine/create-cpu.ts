@@ -28,7 +28,7 @@ export interface CpuEngineOptions {
  * 'read-only'. onnxruntime-node's binding copies every output it returns into a fresh buffer, so
  * a cache returned as GroupQueryAttention's present_* costs a copy of the whole cache per step;
  * a read-only cache is an input (wrapped, not copied) and each step returns its own entries:
- * full-size q4 steps 2.3× faster (`npm run bench`). The wasm EP copies the inputs into its heap
+ * full-size q4 steps 2.2–2.4× faster (`npm run bench`). The wasm EP copies the inputs into its heap
  * either way; its full-size q4 steps were ~8% faster read-only too (onnxruntime-web's wasm EP in
  * Node, one thread, context 2071/2082: 1.32–1.43 s against 1.44–1.51 s per step).
  */

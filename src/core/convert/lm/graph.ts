@@ -55,8 +55,8 @@
 //             norm in one kernel); gu = x·Wgate_up (fused); h += down(QuickGelu₁(gate)·up).
 //  Kernels per decode step (q4): 1 embedding block (~9 tiny ops incl. 2 GatherBlockQuantized)
 //   + 24 × 10 (norm, qkv, GQA, o, norm, gate_up, Split, QuickGelu, Mul, down) + final norm,
-//   Gather, head ≈ 250. With kvCache 'read-only', GQA becomes 19 ops (readonly-attention.ts):
-//   ≈ 680 kernels, for none of the copies of the cache an in-place cache costs on the CPU.
+//   Gather, head ≈ 250. With kvCache 'read-only', GQA becomes 18 ops (readonly-attention.ts):
+//   ≈ 660 kernels, for none of the copies of the cache an in-place cache costs on the CPU.
 //  head:      final RMSNorm, then only the `logits_index` rows × the 64,000 visual rows.
 import { GraphBuilder } from '../onnx/builder.ts';
 import type { LmSpec } from '../../model-spec.ts';
