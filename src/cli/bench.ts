@@ -22,7 +22,7 @@ import { join, resolve } from 'node:path';
 import type { CommandModule, OptionValues } from './command.ts';
 import { UsageError } from './command.ts';
 import { SIMPLEAR_05B, type LmSpec, type NamedTensor } from '../core/model-spec.ts';
-import { buildLmGraph } from '../core/convert/lm/graph.ts';
+import { buildLmGraph, type KvCacheMode } from '../core/convert/lm/graph.ts';
 import { KV_CACHE_CHUNK, LmRunner, createKvCache, resizeKvCache } from '../core/convert/lm/session-io.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import { CPU_KV_CACHE, cpuAccuracyLevel } from '../core/engine/create-cpu.ts';
@@ -99,8 +99,6 @@ async function loadLm(quick: boolean): Promise<{ spec: LmSpec; weights: Map<stri
   return { spec, weights, source: quick ? 'random-model.ts, full widths, 2 layers (--quick)' : 'random-model.ts (SimpleAR-0.5B shapes)', prompt: [24, 96] };
 }
 
-type KvCacheMode = 'in-place' | 'read-only';
-
 interface CpuConfig {
   accuracyLevel: 0 | 4;
   /** Activations and KV cache. */
@@ -115,7 +113,7 @@ interface CpuVariant extends CpuConfig {
   vsLevel0: { maxAbs: number; argmaxAgree: boolean } | null;
   msPerStep: number;
   steps: number[];
-  /** One SJD verification: a batch-1 run of window + 1 tokens per CFG stream (cpu-sjd.ts). */
+  /** One SJD verification of window + 1 tokens, run as cpu-sjd.ts runs it (sjdWindowRuns). */
   sjdWindows: SjdWindowTiming[];
 }
 

@@ -8,6 +8,7 @@ import type { GenerationProgress } from '../../src/core/engine/types.ts';
 import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 import { lmGraphBytes } from '../../src/core/engine/model.ts';
 import { LmRunner } from '../../src/core/convert/lm/session-io.ts';
+import type { KvCacheMode } from '../../src/core/convert/lm/graph.ts';
 
 describe('engine on the CPU (onnxruntime-node)', () => {
   for (const [checkpoint, cosmos] of [
@@ -64,7 +65,7 @@ describe('engine on the CPU (onnxruntime-node)', () => {
       expect(cpuAccuracyLevel(w, 'cpu'), weights).toBe(0);
     }
     const side = Math.sqrt(ref.greedy.steps);
-    const codes = async (settings: { activations?: 'f16' | 'f32'; accuracyLevel?: 0 | 4; kvCache?: 'in-place' | 'read-only' }) => {
+    const codes = async (settings: { activations?: 'f16' | 'f32'; accuracyLevel?: 0 | 4; kvCache?: KvCacheMode }) => {
       // 8-slot chunks: the cache grows (and is copied) across the generation too.
       const engine = await createCpuEngine(ort, q4, { maxLatentSide: 8, kvCacheChunk: 8, ...settings });
       const req = { prompt: ref.prompt, size: side * 16, temperature: 0, seed: 1 };
@@ -90,7 +91,7 @@ describe('engine on the CPU (onnxruntime-node)', () => {
     // the logits: for the same states, level 4 against level 0 on the same q4 weights, next to
     // q4 (level 0) against the f32 weights it was quantized from.
     const prompts = [[5, 9, 11, 3, 8, 20, 21], [5, 9, 4]];
-    const logits = async (weights: 'f32' | 'q4', accuracyLevel: 0 | 4, kvCache: 'in-place' | 'read-only') => {
+    const logits = async (weights: 'f32' | 'q4', accuracyLevel: 0 | 4, kvCache: KvCacheMode) => {
       const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', weights);
       const session = await ort.InferenceSession.create(lmGraphBytes(model, 'f32', 64, { accuracyLevel, kvCache }), { logSeverityLevel: 3 });
       const runner = new LmRunner(ort, session, model.lm, { capacity: 64, kvCache });

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import type { LmSpec } from '../../src/core/model-spec.ts';
 import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
-import { buildLmGraph } from '../../src/core/convert/lm/graph.ts';
+import { buildLmGraph, type KvCacheMode } from '../../src/core/convert/lm/graph.ts';
 import { LmRunner, createKvCache, newEntrySlots, prefillSchedule, resizeKvCache, writeNewEntries } from '../../src/core/convert/lm/session-io.ts';
 import { Qwen2Reference } from '../../src/core/convert/lm/reference.ts';
 import { memoryReader, randomCheckpoint } from '../../src/core/convert/lm/random-model.ts';
@@ -28,7 +28,6 @@ const spec: LmSpec = {
 const cond = [5, 17, 3, 99, 118, 7, 64];
 const uncond = [11, 2, 40, 119];
 const steps = [120 + 5, 120 + 299, 120, 120 + 77, 120 + 150];
-type KvCacheMode = 'in-place' | 'read-only';
 
 /** Prefills [cond, uncond] (calls of ≤ maxChunk tokens), then decodes `steps` in both rows;
  * logits per stream: [cond rows, uncond rows]. */

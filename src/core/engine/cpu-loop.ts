@@ -16,8 +16,8 @@ export class CpuTokenLoop implements TokenLoop {
     private readonly ort: OrtModule,
     private readonly session: InferenceSession,
     private readonly spec: LmSpec,
-    /** The runners' options (the CFG pair's, and each SJD stream's with batch 1): they must
-     * match the session's graph (dtype, kvCache). */
+    /** The runners' options (the CFG pair's, and SJD's runners: cpu-sjd.ts sets their batch);
+     * they must match the session's graph (dtype, kvCache). */
     private readonly runnerOptions: Omit<LmRunnerOptions, 'batch'>,
   ) {
     this.runner = new LmRunner(ort, session, spec, runnerOptions);

@@ -5,6 +5,7 @@ import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts'
 import { decoderGraphBytes, lmGraphBytes, type Activations, type EngineModel } from './model.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
 import type { NamedTensor } from '../model-spec.ts';
+import type { KvCacheMode } from '../convert/lm/graph.ts';
 
 export interface CpuEngineOptions {
   backend?: 'cpu' | 'wasm';
@@ -17,7 +18,7 @@ export interface CpuEngineOptions {
    * read-only cache, f16 steps were slower (its CPU kernels compute f16 through f32). */
   activations?: Activations;
   /** The LM graph's KV cache. Default CPU_KV_CACHE. */
-  kvCache?: 'in-place' | 'read-only';
+  kvCache?: KvCacheMode;
   /** MatMulNBits accuracy_level of the LM's quantized weights. Default: cpuAccuracyLevel(). */
   accuracyLevel?: 0 | 4;
   sessionOptions?: InferenceSession.SessionOptions;
@@ -32,7 +33,7 @@ export interface CpuEngineOptions {
  * either way; its full-size q4 steps were ~8% faster read-only too (onnxruntime-web's wasm EP in
  * Node, one thread, context 2071/2082: 1.32–1.43 s against 1.44–1.51 s per step).
  */
-export const CPU_KV_CACHE = 'read-only';
+export const CPU_KV_CACHE: KvCacheMode = 'read-only';
 
 /**
  * MatMulNBits' accuracy_level on a CPU backend: 4 on onnxruntime-node for quantized weights, so

@@ -4,7 +4,7 @@ import type { LmSpec, NamedTensor } from '../model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
 import type { CosmosDecoderSpec } from '../convert/vq/describe.ts';
 import type { PreviewMap } from '../preview.ts';
-import { buildLmGraph } from '../convert/lm/graph.ts';
+import { buildLmGraph, type KvCacheMode } from '../convert/lm/graph.ts';
 import { buildDecoderGraph } from '../convert/vq/graph.ts';
 
 export interface EngineModel {
@@ -30,7 +30,7 @@ export function lmGraphBytes(
   model: EngineModel,
   activations: Activations,
   capacity: number,
-  options: { accuracyLevel?: 0 | 4; graphCapture?: boolean; kvCache?: 'in-place' | 'read-only' } = {},
+  options: { accuracyLevel?: 0 | 4; graphCapture?: boolean; kvCache?: KvCacheMode } = {},
 ): Uint8Array {
   return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), {
     activations,

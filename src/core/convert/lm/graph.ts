@@ -94,8 +94,11 @@ export interface LmGraphOptions {
    * onnxruntime-node, which copies every returned output into a fresh buffer: the whole cache
    * after every step otherwise.
    */
-  kvCache?: 'in-place' | 'read-only';
+  kvCache?: KvCacheMode;
 }
+
+/** How a graph keeps the KV cache (LmGraphOptions.kvCache). */
+export type KvCacheMode = 'in-place' | 'read-only';
 
 export const LM_INPUTS = ['input_ids', 'seqlens_k', 'total_sequence_length', 'logits_index'] as const;
 export const pastKey = (i: number) => `past_key.${i}`;

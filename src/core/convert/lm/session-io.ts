@@ -4,7 +4,7 @@
 // contract.
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import type { LmSpec } from '../../model-spec.ts';
-import { newKey, newValue, pastKey, pastValue, presentKey, presentValue } from './graph.ts';
+import { newKey, newValue, pastKey, pastValue, presentKey, presentValue, type KvCacheMode } from './graph.ts';
 
 /** The `Tensor` constructor of whichever onnxruntime package is in use (node or web). */
 export type TensorCtor = typeof Tensor;
@@ -163,12 +163,11 @@ export function grownCapacity(need: number, chunk: number, max: number): number 
 /** A copy of `cache` with `capacity` slots per row: the first min(old, new) slots of every
  * row are kept, the rest are zero. */
 export function resizeKvCache(ortTensor: TensorCtor, cache: KvCache, capacity: number): KvCache {
-  const tensors: Record<string, Tensor> = {};
   const keep = Math.min(cache.capacity, capacity);
-  for (const [name, t] of Object.entries(cache.tensors)) {
-    // The slot axis is 2 ([B, kvH, C, hd]: `inner` = hd values per slot) or, for transposed
-    // values, 3 ([B, kvH, hd, C]: one value per slot).
-    const slotAxis = cache.transposedValues && name.startsWith(pastValue(0).split('.')[0]!) ? 3 : 2;
+  // The slot axis is 2 ([B, kvH, C, hd]: hd values per slot) or, for transposed values, 3
+  // ([B, kvH, hd, C]: one value per slot).
+  const resized = (name: string, slotAxis: 2 | 3): Tensor => {
+    const t = cache.tensors[name]!;
     if (t.dims[slotAxis] !== cache.capacity) throw new Error(`KV cache tensor ${name} has ${t.dims[slotAxis]} slots, the cache ${cache.capacity}`);
     const inner = slotAxis === 2 ? t.dims[3]! : 1;
     const rows = t.dims.slice(0, slotAxis).reduce((a, b) => a * b, 1);
@@ -178,7 +177,12 @@ export function resizeKvCache(ortTensor: TensorCtor, cache: KvCache, capacity: n
     const src = t.data as Float32Array | Uint16Array;
     const dst = next.data as Float32Array | Uint16Array;
     for (let r = 0; r < rows; r++) dst.set(src.subarray(r * cache.capacity * inner, (r * cache.capacity + keep) * inner), r * capacity * inner);
-    tensors[name] = next;
+    return next;
+  };
+  const tensors: Record<string, Tensor> = {};
+  for (let i = 0; pastKey(i) in cache.tensors; i++) {
+    tensors[pastKey(i)] = resized(pastKey(i), 2);
+    tensors[pastValue(i)] = resized(pastValue(i), cache.transposedValues ? 3 : 2);
   }
   return { tensors, capacity, batch: cache.batch, transposedValues: cache.transposedValues };
 }
@@ -242,7 +246,7 @@ export interface LmRunnerOptions {
   preallocateOutputs?: boolean;
   /** The graph's LmGraphOptions.kvCache: 'read-only' graphs return only each call's entries,
    * which the runner writes into its cache. Default 'in-place'. */
-  kvCache?: 'in-place' | 'read-only';
+  kvCache?: KvCacheMode;
 }
 
 /**
@@ -263,7 +267,7 @@ export class LmRunner {
   private cache: KvCache;
   private readonly preallocate: boolean;
   private readonly dtype: 'float32' | 'float16';
-  private readonly kvCache: 'in-place' | 'read-only';
+  private readonly kvCache: KvCacheMode;
   /** Growths so far (reallocations with a copy). */
   growths = 0;
   constructor(
