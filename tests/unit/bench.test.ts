@@ -18,6 +18,13 @@ interface Variant {
   sjdWindows: { window: number; msPerIteration: number; msPerStepAlongside: number; breakEvenTokensPerRun: number }[];
 }
 
+interface Floor {
+  msPerStep: number;
+  bytes: number;
+  gbPerS: number;
+  nodes: number;
+}
+
 describe('npm run bench -- --cpu-only --quick', () => {
   it('times the CPU engine’s configuration against the bound, with the older variants alongside', async () => {
     const stdout = new Capture();
@@ -26,15 +33,22 @@ describe('npm run bench -- --cpu-only --quick', () => {
     const lines = stdout.text.trim().split('\n');
     const report = JSON.parse(lines.at(-1)!) as {
       cpu: {
-        shapes: { layers: number; heads: string };
+        shapes: { layers: number; heads: string; hidden: number };
         context: { cond: number; uncond: number };
-        kvCache: { slotsPerRow: number; maxSlotsPerRow: number; growBy: number; mode: string };
+        kvCache: { slotsPerRow: number; maxSlotsPerRow: number; growBy: number; mode: string; bytes: number };
         variants: Variant[];
         engine: { kvCache: string; activations: string; accuracyLevel: number; msPerStep: number };
         boundMsPerStep: number;
-        bytesPerStep: { total: number; kvCache: number; f32ScalesExtra: number };
+        bytesPerStep: { total: number; kvCache: number; f32ScalesExtra: number; layers: number; visualHeadAndNorm: number };
         ratios: { oursOverBound: number; oursOverBoundWithF32Scales: number };
         breakdown: { wallMsPerStep: number; byOp: { op: string }[] };
+        kernelFloors: {
+          matMulNBits: Floor;
+          attentionGemms: Floor;
+          msPerStep: number;
+          overBound: number;
+          restOfStepMs: number;
+        };
       };
       sjd: { rows: { window: number; acceptedPerRun: number; msPerToken: number }[] };
     };
@@ -60,8 +74,24 @@ describe('npm run bench -- --cpu-only --quick', () => {
     expect(cpu.ratios.oursOverBound).toBeCloseTo(cpu.engine.msPerStep / cpu.boundMsPerStep, 1);
     expect(cpu.ratios.oursOverBoundWithF32Scales).toBeLessThan(cpu.ratios.oursOverBound);
     expect(cpu.breakdown.byOp.map((o) => o.op)).toContain('MatMulNBits');
+    // ORT's kernels alone: the step's 4 linear layers per layer + the head, and 2 cache GEMMs per
+    // layer over the engine's cache; the weights are the step's but its norms.
+    const floors = cpu.kernelFloors;
+    const L = cpu.shapes.layers;
+    expect(floors.matMulNBits.nodes).toBe(4 * L + 1);
+    expect(floors.attentionGemms.nodes).toBe(2 * L);
+    expect(floors.matMulNBits.bytes).toBe(cpu.bytesPerStep.layers + cpu.bytesPerStep.visualHeadAndNorm - (2 * L + 1) * cpu.shapes.hidden * 4);
+    expect(floors.attentionGemms.bytes).toBe(cpu.kvCache.bytes);
+    for (const f of [floors.matMulNBits, floors.attentionGemms]) {
+      expect(f.msPerStep).toBeGreaterThan(0);
+      expect(f.gbPerS).toBeCloseTo(f.bytes / f.msPerStep / 1e6, -1);
+    }
+    expect(floors.msPerStep).toBeCloseTo(floors.matMulNBits.msPerStep + floors.attentionGemms.msPerStep, 1);
+    expect(floors.overBound).toBeCloseTo(floors.msPerStep / cpu.boundMsPerStep, 1);
+    expect(floors.restOfStepMs).toBeCloseTo(cpu.engine.msPerStep - floors.msPerStep, 1);
     expect(report.sjd.rows.every((r) => r.acceptedPerRun >= 1 && r.msPerToken > 0)).toBe(true);
     // the readable table precedes the JSON
     expect(stdout.text).toContain("ours (the engine's) / bound");
+    expect(stdout.text).toContain('kernels alone / bound');
   }, 180_000);
 });
