@@ -2,9 +2,9 @@
 // the step's other work, so the bench can say how much of "ours / bound" is theirs.
 //  - MatMulNBits: the engine's q4 linear layers (same weights, attributes and order: q/k/v with
 //    its bias, o, gate/up, down per layer, then the visual head), each followed by an RMSNorm
-//    of unit weight to keep random-weight activations in range (without it they shrink into
-//    denormals within a few layers and the kernel slows several-fold). The norms run on ≤ 9,728
-//    values: noise next to the MatMuls.
+//    of unit weight to keep the activations in range (a chain of synthetic weights without
+//    norms shrank them into denormals and ran twice as slow). The norms run on ≤ 9,728 values:
+//    noise next to the MatMuls.
 //  - Attention GEMMs: per layer, the read-only attention's two MatMuls over the cache (scores
 //    Q·Kᵀ and Vᵀ·Pᵀ, readonly-attention.ts) on caches of the engine's size, one per layer so
 //    every step streams them from memory as the engine's does; nothing else (no mask, softmax,
