@@ -13,6 +13,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { GraphBuilder, float } from '../core/convert/onnx/builder.ts';
 import { LmOps, type WeightGetter } from '../core/convert/lm/ops.ts';
 import type { LmSpec } from '../core/model-spec.ts';
+import { median, round } from './bench-stats.ts';
 
 export interface KernelFloor {
   /** Median wall time of one run of the chain. */
@@ -40,11 +41,9 @@ async function medianRunMs(session: InferenceSession, feeds: Record<string, impo
     await session.run(feeds);
     ts.push(performance.now() - t);
   }
-  ts.sort((a, b) => a - b);
-  return ts[Math.floor(ts.length / 2)]!;
+  return median(ts);
 }
 
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 const floor = (ms: number, bytes: number, nodes: number): KernelFloor => ({ msPerStep: round(ms), bytes, gbPerS: round(bytes / ms / 1e6, 1), nodes });
 
 /** The step's MatMulNBits in a chain (see the file comment). */

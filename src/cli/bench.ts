@@ -37,6 +37,7 @@ import { readModelConfig } from '../core/formats/model-config.ts';
 import { loadTokenizer } from '../core/formats/tokenizer.ts';
 import { encodePrompt } from '../core/prompt.ts';
 import { kernelFloors } from './bench-floors.ts';
+import { median, round } from './bench-stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const FULL_CHECKPOINT = process.env.SIMPLEAR_FULL ?? '/tmp/simplear-full';
@@ -44,12 +45,6 @@ const TORCH_PYTHON = '/usr/bin/python3';
 /** A typical prompt for the context length (its token count, both streams, sets P). */
 const SAMPLE_PROMPT = 'a red fox sitting in a snowy forest at dawn, soft light, highly detailed';
 
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 // ── a. Node CPU ────────────────────────────────────────────────────────────────────────────
