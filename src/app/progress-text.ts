@@ -37,8 +37,12 @@ export function describePrepare(p: PrepareProgress): ProgressReport {
 
 export function describeGeneration(p: GenerationProgress): ProgressReport {
   switch (p.phase) {
-    case 'prefill':
-      return { title: 'Reading the prompt', detail: `${formatDuration(p.elapsedMs)} so far`, fraction: null };
+    case 'prefill': {
+      // A prompt that takes several runs (a slow GPU feeds it in pieces) reports each one.
+      const fraction = p.total > 1 ? ratio(p.done, p.total) : null;
+      const runs = fraction === null ? '' : `${p.done} of ${p.total} prompt runs · `;
+      return { title: 'Reading the prompt', detail: `${runs}${formatDuration(p.elapsedMs)} so far`, fraction };
+    }
     case 'decode': {
       const side = Math.max(1, p.gridSide);
       const row = Math.min(side, Math.floor(p.done / side));

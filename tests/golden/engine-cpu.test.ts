@@ -27,14 +27,26 @@ describe('engine on the CPU (onnxruntime-node)', () => {
       expect(Array.from(result.codes)).toEqual(ref.greedy.codes);
       expect(result.width).toBe(side * 16);
       expect(result.rgba.length).toBe(side * 16 * side * 16 * 4);
-      // progress: prefill, decode start, one report per latent row, then the VQ decode
-      const decodeRows = progress.filter((p) => p.phase === 'decode' && p.done > 0);
+      // progress: prefill, decode start, one report with codes per latent row (steps between
+      // rows are reported at most every 250 ms, without codes), then the VQ decode
+      const decodeRows = progress.filter((p) => p.phase === 'decode' && p.codes);
       expect(decodeRows.map((p) => p.done)).toEqual(Array.from({ length: side }, (_, i) => (i + 1) * side));
       expect(progress.at(-1)!.phase).toBe('vq-decode');
       expect(result.stats).toMatchObject({ runs: ref.greedy.steps - 1, prefillRuns: 1 }); // the last code needs no run
       await engine.dispose();
     });
   }
+
+  it('progress moves with every step when asked (progressIntervalMs 0): done counts up one by one, codes once per row', async () => {
+    const engine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 4 });
+    const progress: GenerationProgress[] = [];
+    await engine.generate({ prompt: 'a cat', size: 64, seed: 3 }, { onProgress: (p) => progress.push(p), progressIntervalMs: 0 });
+    const decode = progress.filter((p) => p.phase === 'decode' && p.done > 0);
+    expect(decode.map((p) => p.done)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    expect(decode.filter((p) => p.codes).map((p) => p.done)).toEqual([4, 8, 12, 16]);
+    for (const p of decode) expect(p.tokensPerSecond).toBeGreaterThan(0);
+    await engine.dispose();
+  });
 
   it('the KV cache grows with the context (8-slot chunks, after a longer generation too) or is static: the reference tokens either way', async () => {
     const ref = goldenGreedy('tiny-simplear');

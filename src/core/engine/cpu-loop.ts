@@ -39,6 +39,7 @@ export class CpuTokenLoop implements TokenLoop {
       const code = this.sampler.sample(logits.subarray(0, V), logits.subarray(V, 2 * V), req.sampling, req.uniforms[step]!);
       codes[step] = code;
       if ((step + 1) % req.rowLength === 0 || step + 1 === req.steps) req.onRow?.(codes, step + 1);
+      else req.onStep?.(step + 1);
       if (step + 1 === req.steps) break;
       const id = code + this.spec.visualOffset;
       logits = await this.runner.step([id, id]);

@@ -63,6 +63,8 @@ export async function createWebGpuEngine(
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
   });
+  // Session creation queues the weight uploads: ready means they are on the GPU.
+  await gpu.device.queue.onSubmittedWorkDone();
   return new SimpleAREngine({
     backend: 'webgpu',
     modelName: model.name,

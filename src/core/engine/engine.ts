@@ -22,6 +22,8 @@ import type {
 export const MAX_PROMPT_TOKENS = 512;
 /** Largest latent side served (64 = 1024 px). */
 export const MAX_LATENT_SIDE = 64;
+/** Progress between latent rows (per prefill run, per step) is reported at most this often. */
+export const PROGRESS_INTERVAL_MS = 250;
 
 export interface EngineParts {
   backend: EngineBackendKind;
@@ -72,7 +74,7 @@ export class SimpleAREngine implements Engine {
   private async run(
     settings: GenerationSettings,
     prompts: { cond: number[]; uncond: number[] },
-    { onProgress, signal }: GenerateOptions,
+    { onProgress, signal, progressIntervalMs = PROGRESS_INTERVAL_MS }: GenerateOptions,
   ): Promise<GenerationResult> {
     throwIfAborted(signal);
     const side = latentSide(settings.size);
@@ -81,8 +83,21 @@ export class SimpleAREngine implements Engine {
     const report = (p: Omit<GenerationProgress, 'elapsedMs' | 'gridSide'>) =>
       onProgress?.({ ...p, gridSide: side, elapsedMs: performance.now() - start });
     report({ phase: 'prefill', done: 0, total: 1 });
+    // Between rows, progress at most this often (a step can take milliseconds or seconds).
+    let lastReport = performance.now();
+    const due = () => {
+      const now = performance.now();
+      if (now - lastReport < progressIntervalMs) return false;
+      lastReport = now;
+      return true;
+    };
 
     let decodeStart = start;
+    const decodeRate = (count: number) => {
+      const elapsed = (performance.now() - decodeStart) / 1000;
+      const rate = elapsed > 0 ? count / elapsed : undefined;
+      return { tokensPerSecond: rate, etaMs: rate ? ((steps - count) / rate) * 1000 : undefined };
+    };
     const loop = await this.parts.loop.run({
       cond: prompts.cond,
       uncond: prompts.uncond,
@@ -92,21 +107,19 @@ export class SimpleAREngine implements Engine {
       uniforms: stepUniforms(settings.seed, steps),
       ...(settings.sjd ? { sjd: { window: settings.sjd.window, uniforms: sjdUniforms(settings.seed) } } : {}),
       signal,
+      onPrefillRun: (done, total) => {
+        if (done < total && due()) report({ phase: 'prefill', done, total });
+      },
       onPrefilled: () => {
         decodeStart = performance.now();
         report({ phase: 'decode', done: 0, total: steps });
       },
+      onStep: (count) => {
+        if (due()) report({ phase: 'decode', done: count, total: steps, ...decodeRate(count) });
+      },
       onRow: (codes, count) => {
-        const elapsed = (performance.now() - decodeStart) / 1000;
-        const rate = elapsed > 0 ? count / elapsed : undefined;
-        report({
-          phase: 'decode',
-          done: count,
-          total: steps,
-          codes: codes.slice(0, count),
-          tokensPerSecond: rate,
-          etaMs: rate ? ((steps - count) / rate) * 1000 : undefined,
-        });
+        lastReport = performance.now();
+        report({ phase: 'decode', done: count, total: steps, codes: codes.slice(0, count), ...decodeRate(count) });
       },
     });
 

@@ -121,7 +121,7 @@ export async function runSjdLoop(
       if (rows > reportedRows || count === req.steps) {
         reportedRows = rows;
         req.onRow?.(codes, count);
-      }
+      } else req.onStep?.(count);
     },
   });
   const t2 = performance.now();

@@ -31,6 +31,13 @@ export interface TokenLoopRequest {
   onRow?: (codes: Int32Array, count: number) => void;
   /** Called once the prefill is done. */
   onPrefilled?: () => void;
+  /** Called as prefill runs finish (`done` of `total` LM runs), so a slow prefill shows progress. */
+  onPrefillRun?: (done: number, total: number) => void;
+  /**
+   * Called as steps finish between rows: `count` codes sampled so far (no codes: they are read
+   * once per row). Lets a slow device show progress within a row.
+   */
+  onStep?: (count: number) => void;
 }
 
 export interface TokenLoopResult {

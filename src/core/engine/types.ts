@@ -24,6 +24,11 @@ export interface GenerationProgress {
 export interface GenerateOptions {
   onProgress?: (p: GenerationProgress) => void;
   signal?: AbortSignal;
+  /**
+   * Progress between latent rows (prefill runs, single steps) at most this often; rows and phase
+   * changes are always reported. Default PROGRESS_INTERVAL_MS (engine.ts).
+   */
+  progressIntervalMs?: number;
 }
 
 export interface GenerationTimings {

@@ -7,6 +7,10 @@
 //    streams' lengths.
 // Per step: one session.run and one sampler dispatch; nothing is read back and nothing allocated.
 // The CPU reads the codes once per latent row (progress, preview) and at the end.
+// Runs return once their work is queued, so the CPU could queue a whole row of steps ahead of the
+// GPU: on a slow adapter (SwiftShader at full size: seconds per step) that made a cancel, or a
+// page reload, wait minutes for queued work. The loop keeps at most MAX_QUEUED_RUNS runs queued
+// (a queue-done fence per run, no readback), which also tells it when each step finished.
 // With graph capture (the session created with enableGraphCapture and a graph whose
 // total_sequence_length is fixed), every run has the same shapes and buffers: the prompts are fed
 // one token per row and run, like decode steps, and ORT replays the recorded dispatches.
@@ -35,6 +39,41 @@ const storageUsage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GP
  * chunks (see prefillSchedule), which costs a few extra runs once per image.
  */
 export const WEBGPU_PREFILL_CHUNK = 31;
+
+/**
+ * LM runs the CPU may queue ahead of the GPU. Two keep a fast GPU busy (the next step is encoded
+ * while the current one runs) and bound a cancel to about two steps of GPU time.
+ */
+export const MAX_QUEUED_RUNS = 2;
+
+/** Fences on queued GPU work: wait until at most `limit` are still pending. */
+class QueueFences {
+  private readonly pending: Promise<void>[] = [];
+  private finished = 0;
+  constructor(private readonly queue: GPUQueue, private readonly limit: number) {}
+
+  /** Marks the work submitted so far; resolves once no more than `limit` marks are pending. */
+  async mark(): Promise<number> {
+    this.pending.push(this.queue.onSubmittedWorkDone());
+    while (this.pending.length > this.limit) {
+      await this.pending.shift();
+      this.finished++;
+    }
+    return this.finished;
+  }
+
+  /** Marks that have completed (the runs known to have finished on the GPU). */
+  get done(): number {
+    return this.finished;
+  }
+
+  async drain(): Promise<void> {
+    while (this.pending.length) {
+      await this.pending.shift();
+      this.finished++;
+    }
+  }
+}
 
 export interface WebGpuLoopOptions {
   /** KV cache slots per stream: the longest prompt + the most steps. */
@@ -167,10 +206,9 @@ export class WebGpuTokenLoop implements TokenLoop {
 
     const t0 = performance.now();
     throwIfAborted(req.signal);
-    const prefillRuns = await this.prefill(req.cond, req.uncond);
-    // Runs return once their work is queued (a replay at once): wait for the GPU here, once per
-    // image, so prefillMs is the prefill's time rather than being counted in the first row's.
-    await device.queue.onSubmittedWorkDone();
+    const prefillRuns = await this.prefill(req.cond, req.uncond, req);
+    // Wait for the whole prefill on the GPU, so prefillMs is its own time rather than being
+    // counted in the first row's.
     // The sampler bumps each stream's length as it feeds a token: start one below the prompt length.
     device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(P - 1, N - 1));
     let runs = 0;
@@ -183,6 +221,8 @@ export class WebGpuTokenLoop implements TokenLoop {
     const codes = new Int32Array(req.steps);
     const longest = Math.max(P, N);
     const { Tensor } = this;
+    // Fence i marks the sampling of code i + 2 (code 1 was sampled after the prefill).
+    const fences = new QueueFences(device.queue, MAX_QUEUED_RUNS);
     for (let step = 1; step <= req.steps; step++) {
       if (step % req.rowLength === 0 || step === req.steps) {
         readbacks++;
@@ -199,7 +239,11 @@ export class WebGpuTokenLoop implements TokenLoop {
       await this.session.run(feeds, this.fetches);
       runs++;
       this.sample();
+      const before = fences.done;
+      const after = await fences.mark();
+      if (after > before) req.onStep?.(after + 1);
     }
+    await fences.drain();
     const t2 = performance.now();
     return {
       codes,
@@ -218,14 +262,16 @@ export class WebGpuTokenLoop implements TokenLoop {
    * Both prompts into the cache (in chunks, see WEBGPU_PREFILL_CHUNK); each row's last-token
    * logits end up in the logits buffer, on the GPU. Returns the number of LM runs.
    */
-  private async prefill(cond: readonly number[], uncond: readonly number[]): Promise<number> {
+  private async prefill(cond: readonly number[], uncond: readonly number[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
     const { Tensor } = this;
+    const fences = new QueueFences(this.device.queue, MAX_QUEUED_RUNS);
     const rowBytes = this.spec.visualCount * 4;
     // A captured session only takes decode-shaped calls: one token per row and call.
     const captured = this.options.graphCapture ?? false;
     const calls = prefillSchedule([cond, uncond], captured ? 1 : WEBGPU_PREFILL_CHUNK);
     let parked = -1;
     for (const [i, { feeds: f, final }] of calls.entries()) {
+      throwIfAborted(req.signal);
       if (captured) {
         this.device.queue.writeBuffer(this.inputIds, 0, Int32Array.from(f.input_ids));
         this.device.queue.writeBuffer(this.seqlens, 0, Int32Array.from(f.seqlens_k));
@@ -251,8 +297,13 @@ export class WebGpuTokenLoop implements TokenLoop {
           this.copy(this.logits, row * rowBytes, this.scratch, 0, rowBytes);
         }
       });
+      const before = fences.done;
+      const after = await fences.mark();
+      if (after > before) req.onPrefillRun?.(after, calls.length);
     }
     if (parked >= 0) this.copy(this.scratch, 0, this.logits, parked * rowBytes, rowBytes);
+    await fences.drain();
+    req.onPrefillRun?.(calls.length, calls.length);
     return calls.length;
   }
 
@@ -272,6 +323,9 @@ export class WebGpuTokenLoop implements TokenLoop {
       await this.session.run(this.decodeFeeds, this.fetches);
       if (!release()) return false;
       await this.session.run(this.decodeFeeds, this.fetches);
+      // Runs return once queued: the engine is not ready until this work is done (a page that
+      // says "Ready" over minutes of queued warm-up runs on a slow adapter is not).
+      await this.device.queue.onSubmittedWorkDone();
       return true;
     } catch {
       return false;
