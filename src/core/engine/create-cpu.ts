@@ -2,7 +2,8 @@
 // wasm EP of onnxruntime-web (browsers without WebGPU).
 import { CpuTokenLoop } from './cpu-loop.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts';
-import { decoderGraphBytes, lmGraphBytes, type Activations, type EngineModel } from './model.ts';
+import { decoderGraphBytes, type Activations, type EngineModel } from './model.ts';
+import { cpuLmGraphChoices, createLmSession } from './cpu-lm-session.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
 import type { NamedTensor } from '../model-spec.ts';
 import type { KvCacheMode } from '../convert/lm/graph.ts';
@@ -67,7 +68,7 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
   const activations = options.activations ?? 'f32';
   const accuracyLevel = options.accuracyLevel ?? cpuAccuracyLevel(model.lmWeights, backend);
   const kvCache = options.kvCache ?? CPU_KV_CACHE;
-  const lm = await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, { accuracyLevel, kvCache }), sessionOptions);
+  const lm = await createLmSession(ort, model, activations, capacity, { accuracyLevel, kvCache, ...cpuLmGraphChoices(backend) }, sessionOptions);
   const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, 'f32'), sessionOptions);
   // `capacity` is the most the cache may grow to: it holds only what the generation has reached
   // (attention reads all of it, and the wasm EP copies it in every run). An in-place cache (an

@@ -4,7 +4,8 @@ import type { LmSpec, NamedTensor } from '../model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
 import type { CosmosDecoderSpec } from '../convert/vq/describe.ts';
 import type { PreviewMap } from '../preview.ts';
-import { buildLmGraph, type KvCacheMode } from '../convert/lm/graph.ts';
+import { buildLmGraph, buildLmGraphWithExternalData, type KvCacheMode, type LmGraphOptions, type QuantizedLookup } from '../convert/lm/graph.ts';
+import type { ModelWithExternalData } from '../convert/onnx/builder.ts';
 import { buildDecoderGraph } from '../convert/vq/graph.ts';
 
 export interface EngineModel {
@@ -24,21 +25,38 @@ export type Activations = 'f32' | 'f16';
 /**
  * accuracyLevel: MatMulNBits' (graph.ts LmGraphOptions; 0 computes with the activations as they
  * are). graphCapture: total_sequence_length fixed at the capacity, for a captured WebGPU session.
- * kvCache: graph.ts LmGraphOptions.kvCache ('read-only' for onnxruntime-node).
+ * kvCache: graph.ts LmGraphOptions.kvCache ('read-only' for onnxruntime-node). quantizedLookup:
+ * graph.ts LmGraphOptions.quantizedLookup ('Gather' for the wasm EP).
  */
-export function lmGraphBytes(
-  model: EngineModel,
-  activations: Activations,
-  capacity: number,
-  options: { accuracyLevel?: 0 | 4; graphCapture?: boolean; kvCache?: KvCacheMode } = {},
-): Uint8Array {
-  return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), {
+export function lmGraphBytes(model: EngineModel, activations: Activations, capacity: number, options: LmGraphChoices = {}): Uint8Array {
+  return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), lmGraphOptions(activations, capacity, options));
+}
+
+/**
+ * The graph of lmGraphBytes with its weights as external data (onnxruntime-web's session option
+ * `externalData`): for the wasm EP, whose models must stay under 2 GB.
+ */
+export function lmGraphWithExternalData(model: EngineModel, activations: Activations, capacity: number, options: LmGraphChoices = {}): ModelWithExternalData {
+  return buildLmGraphWithExternalData(model.lm, (n) => model.lmWeights.get(n), lmGraphOptions(activations, capacity, options));
+}
+
+/** What a backend chooses of the LM graph (graph.ts LmGraphOptions). */
+export interface LmGraphChoices {
+  accuracyLevel?: 0 | 4;
+  graphCapture?: boolean;
+  kvCache?: KvCacheMode;
+  quantizedLookup?: QuantizedLookup;
+}
+
+function lmGraphOptions(activations: Activations, capacity: number, options: LmGraphChoices): LmGraphOptions {
+  return {
     activations,
     maxSeqLen: capacity,
     accuracyLevel: options.accuracyLevel ?? 0,
     ...(options.graphCapture ? { fixedTotalSequenceLength: capacity } : {}),
     ...(options.kvCache ? { kvCache: options.kvCache } : {}),
-  });
+    ...(options.quantizedLookup ? { quantizedLookup: options.quantizedLookup } : {}),
+  };
 }
 
 export function decoderGraphBytes(model: EngineModel, activations: Activations): Uint8Array {

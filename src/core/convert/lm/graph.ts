@@ -48,7 +48,8 @@
 //
 // ── Layout of the computation ─────────────────────────────────────────────────────────────────
 //  embedding: text ids from `embed.text`, visual ids from the visual rows of the tied head
-//   (`head`, read by GatherBlockQuantized in q4/q8), chosen per token with Where.
+//   (`head`, read by GatherBlockQuantized in q4/q8, or by Gather + a dequantizing table where
+//   the runtime lacks it: LmGraphOptions.quantizedLookup), chosen per token with Where.
 //  layer:     x = RMSNorm(h); qkv = x·Wqkv + b (one fused projection, the bias inside
 //             MatMulNBits); GQA with packed QKV, do_rotary=1 (rotate_half, cos/sin tables as
 //             initializers); h += o_proj; x = RMSNorm(h) (SkipSimplifiedLayerNormalization: add +
@@ -58,9 +59,9 @@
 //   Gather, head ≈ 250. With kvCache 'read-only', GQA becomes 18 ops (readonly-attention.ts):
 //   ≈ 660 kernels, for none of the copies of the cache an in-place cache costs on the CPU.
 //  head:      final RMSNorm, then only the `logits_index` rows × the 64,000 visual rows.
-import { GraphBuilder } from '../onnx/builder.ts';
+import { GraphBuilder, type ModelWithExternalData } from '../onnx/builder.ts';
 import type { LmSpec } from '../../model-spec.ts';
-import { LmOps, type ActType, type WeightGetter } from './ops.ts';
+import { LmOps, type ActType, type QuantizedLookup, type WeightGetter } from './ops.ts';
 import { readOnlyAttention, readOnlyAttentionInputs } from './readonly-attention.ts';
 
 export interface LmGraphOptions {
@@ -95,7 +96,15 @@ export interface LmGraphOptions {
    * after every step otherwise.
    */
   kvCache?: KvCacheMode;
+  /**
+   * How the q4/q8 embedding tables are read (ops.ts QuantizedLookup): 'GatherBlockQuantized'
+   * (default; ORT's CPU and WebGPU EPs) or 'Gather', standard ops only, for the wasm EP of
+   * onnxruntime-web's WebGPU build, which has no GatherBlockQuantized kernel. Same values.
+   */
+  quantizedLookup?: QuantizedLookup;
 }
+
+export type { QuantizedLookup } from './ops.ts';
 
 /** How a graph keeps the KV cache (LmGraphOptions.kvCache). */
 export type KvCacheMode = 'in-place' | 'read-only';
@@ -128,11 +137,27 @@ export function ropeTables(headDim: number, theta: number, maxLen: number): { co
 
 /** Builds the LM step graph from converted weights; returns the serialized ONNX model. */
 export function buildLmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphOptions): Uint8Array {
+  return lmGraph(spec, weights, opts).toBytes();
+}
+
+/**
+ * The same graph with its weights (initializers of `minBytes` or more) as external data, for
+ * onnxruntime-web: a model over 2 GB (f32 and f16-as-f32 weights at full size) cannot be one
+ * protobuf, and the weights reach the runtime without being copied into one.
+ */
+export function buildLmGraphWithExternalData(spec: LmSpec, weights: WeightGetter, opts: LmGraphOptions, minBytes = EXTERNAL_DATA_MIN_BYTES): ModelWithExternalData {
+  return lmGraph(spec, weights, opts).toModelWithExternalData(minBytes);
+}
+
+/** Initializers this large or larger go to external data (buildLmGraphWithExternalData). */
+export const EXTERNAL_DATA_MIN_BYTES = 64 * 1024;
+
+function lmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphOptions): GraphBuilder {
   const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads: kvH, headDim: hd, rmsNormEps: eps } = spec;
   const act: ActType = opts.activations === 'f16' ? 'float16' : 'float32';
   const maxSeqLen = opts.maxSeqLen ?? 4096 + 512;
   const g = new GraphBuilder('simplear-lm');
-  const o = new LmOps(g, act, weights, opts.accuracyLevel ?? 0);
+  const o = new LmOps(g, act, weights, opts.accuracyLevel ?? 0, opts.quantizedLookup);
 
   const ids = g.input('input_ids', 'int32', ['batch', 'seq']);
   const seqlensK = g.input('seqlens_k', 'int32', ['batch']);
@@ -194,7 +219,7 @@ export function buildLmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphO
   if (act !== 'float32') logits = g.op1('Cast', [logits], { to: 1 });
   g.op('Identity', [logits], {}, ['logits']);
   g.output('logits', 'float32', ['batch', 'rows', spec.visualCount]);
-  return g.toBytes();
+  return g;
 }
 
 /**

@@ -8,6 +8,14 @@ import { f16BytesToFloat32, f16Bytes, f32Bytes } from '../quantize.ts';
 
 export type ActType = 'float32' | 'float16';
 
+/**
+ * How a q4/q8 table is read by row: com.microsoft GatherBlockQuantized (one kernel; ORT's CPU and
+ * WebGPU EPs have it, the wasm EP of onnxruntime-web's WebGPU build does not), or 'Gather':
+ * standard ONNX ops only (Gather of the packed rows and their scales, a 256-entry table that
+ * turns each byte into its dequantized levels, Mul by the scales), the same values bit for bit.
+ */
+export type QuantizedLookup = 'GatherBlockQuantized' | 'Gather';
+
 /** Looks a converted tensor up by its stable name (see convert-weights.ts). */
 export type WeightGetter = (name: string) => NamedTensor | undefined;
 
@@ -21,6 +29,8 @@ export class LmOps {
     private readonly get: WeightGetter,
     /** MatMulNBits accuracy_level: 0 = exact (A in its own dtype), 4 = A quantized to int8 per block (faster). */
     private readonly accuracyLevel = 0,
+    /** How `embed` reads a quantized table (LmGraphOptions.quantizedLookup). */
+    private readonly quantizedLookup: QuantizedLookup = 'GatherBlockQuantized',
   ) {}
 
   has(name: string): boolean {
@@ -129,6 +139,7 @@ export class LmOps {
     const rank3 = q.dims.length === 3;
     const bits = rank3 ? (q.dims[2]! * 8) / 32 : (q.dims[1]! * 8) / hidden;
     const rows = q.dims[0]!;
+    if (this.quantizedLookup === 'Gather') return this.embedByGather(indices, prefix, hidden, bits);
     const scales = rank3 ? this.weight(`${prefix}.scales`, { dims: [rows, q.dims[1]!, 1] }) : this.weight(`${prefix}.scales`);
     const out = g.ms('GatherBlockQuantized', [this.weight(`${prefix}.q`), indices, scales], {
       bits,
@@ -139,5 +150,28 @@ export class LmOps {
     if (!rank3) return out;
     // [B, S, k_blocks, 32] → [B, S, H]
     return g.op1('Reshape', [out, g.constInt64([0, 0, hidden])]);
+  }
+
+  /**
+   * GatherBlockQuantized's lookup in standard ops, for runtimes without it. The packed rows
+   * [B, S, H*bits/8] (either layout: the bytes of a row are the same) become int32 indices into a
+   * table holding each byte's levels minus the implicit zero point 2^(bits-1) (4-bit: [256, 2],
+   * low nibble first, the order quantize.ts packs; 8-bit: [256]); those small integers are exact
+   * in f16 and f32, so the product with the row's block scales is rounded once, as in GBQ.
+   */
+  private embedByGather(indices: string, prefix: string, hidden: number, bits: number): string {
+    const g = this.g;
+    const kBlocks = hidden / 32;
+    const packed = g.op1('Gather', [this.weight(`${prefix}.q`), indices], { axis: 0 });
+    const zp = 1 << (bits - 1);
+    const levels = bits === 4
+      ? Array.from({ length: 512 }, (_, i) => ((i & 1 ? (i >> 1) >> 4 : (i >> 1) & 15) - zp))
+      : Array.from({ length: 256 }, (_, i) => i - zp);
+    const table = this.constAct(levels, bits === 4 ? [256, 2] : [256]);
+    const values = g.op1('Gather', [table, g.op1('Cast', [packed], { to: 6 /* int32 */ })], { axis: 0 });
+    const blocks = g.op1('Reshape', [values, g.constInt64([0, 0, kBlocks, 32])]);
+    // scales [rows, k_blocks] → this token's [B, S, k_blocks, 1]
+    const scales = g.op1('Unsqueeze', [g.op1('Gather', [this.weight(`${prefix}.scales`), indices], { axis: 0 }), g.constInt64([3])]);
+    return g.op1('Reshape', [g.op1('Mul', [blocks, scales]), g.constInt64([0, 0, hidden])]);
   }
 }

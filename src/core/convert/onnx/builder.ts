@@ -35,6 +35,18 @@ export interface TensorInit {
 
 const MS_DOMAIN = 'com.microsoft';
 
+/** One external data file: the name a model refers to and its bytes (onnxruntime-web's `externalData`). */
+export interface ExternalDataFile {
+  path: string;
+  data: Uint8Array;
+}
+
+/** A serialised model whose large initializers live outside it (GraphBuilder.toModelWithExternalData). */
+export interface ModelWithExternalData {
+  model: Uint8Array;
+  externalData: ExternalDataFile[];
+}
+
 function toTensorProto(name: string, t: TensorInit): InstanceType<typeof onnx.TensorProto> {
   return onnx.TensorProto.create({ name, dataType: ELEM[t.type], dims: t.dims, rawData: t.raw });
 }
@@ -166,8 +178,41 @@ export class GraphBuilder {
     return this.op(opType, inputs, attrs, outputs, MS_DOMAIN);
   }
 
-  /** Serialises the model (opset 21 + com.microsoft 1). */
+  /** Serialises the model (opset 21 + com.microsoft 1), every initializer inside it. */
   toBytes(): Uint8Array {
+    return this.encode(this.inits);
+  }
+
+  /**
+   * Serialises the model with every initializer of at least `minBytes` as external data: the
+   * model refers to it by a file name (offset 0, its whole length) and `externalData` carries
+   * the tensor's own bytes under that name (not copied), for onnxruntime-web's session option
+   * `externalData`. A serialised ONNX model must stay under protobuf's 2 GB; the weights then
+   * need not, and are never copied into one big buffer.
+   */
+  toModelWithExternalData(minBytes: number): ModelWithExternalData {
+    const externalData: ExternalDataFile[] = [];
+    const inits = this.inits.map((t) => {
+      const raw = t.rawData;
+      if (raw.byteLength < minBytes) return t;
+      const path = `w${externalData.length}.bin`;
+      externalData.push({ path, data: raw });
+      return onnx.TensorProto.create({
+        name: t.name,
+        dataType: t.dataType,
+        dims: t.dims,
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: path },
+          { key: 'offset', value: '0' },
+          { key: 'length', value: String(raw.byteLength) },
+        ],
+      });
+    });
+    return { model: this.encode(inits), externalData };
+  }
+
+  private encode(initializer: InstanceType<typeof onnx.TensorProto>[]): Uint8Array {
     const opsetImport = [{ domain: '', version: 21 }];
     if (this.usesMsDomain) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
     const model = onnx.ModelProto.create({
@@ -177,7 +222,7 @@ export class GraphBuilder {
       graph: onnx.GraphProto.create({
         name: this.name,
         node: this.nodes,
-        initializer: this.inits,
+        initializer,
         input: this.inputs,
         output: this.outputs,
       }),
