@@ -119,7 +119,15 @@ export class GenerationController {
   async #finish(r: GenerationResult): Promise<void> {
     this.#preview.showImage(r.rgba, r.width, r.height, r.settings.prompt); // copies the pixels
     const png = pngBlob(await this.#pngEncoder.encode(r.rgba, r.width, r.height, r.settings, r.model));
-    const shown = { png, settings: r.settings, timings: r.timings, model: r.model, backend: r.stats.backend, ...(r.stats.sjd ? { acceptedPerRun: r.stats.acceptedPerRun } : {}) };
+    const shown = {
+      png,
+      settings: r.settings,
+      timings: r.timings,
+      model: r.model,
+      backend: r.stats.backend,
+      ...(r.stats.sjd ? { acceptedPerRun: r.stats.acceptedPerRun } : {}),
+      ...(r.stats.decoderFallback ? { decoderFallback: r.stats.decoderFallback.reason } : {}),
+    };
     this.#result.show(shown);
     this.status.show(`Done in ${formatDuration(r.timings.totalMs)} (seed ${r.settings.seed}).`, 'ok');
     try {

@@ -14,6 +14,8 @@ export interface ShownImage {
   backend?: string;
   /** With SJD: tokens accepted per window verification. */
   acceptedPerRun?: number;
+  /** Why the f16 decoder's result was discarded and the image decoded again in f32. */
+  decoderFallback?: string;
 }
 
 export interface ResultViewHandlers {
@@ -56,6 +58,9 @@ export class ResultView {
         ? [['sjd', 'SJD', `${image.acceptedPerRun.toFixed(2)} tokens accepted per run (window ${s.sjd.window})`] as [string, string, string]]
         : []),
       ['model', 'Model', `${image.model}${image.backend ? ` on ${image.backend}` : ''}`],
+      ...(image.decoderFallback
+        ? [['decoder', 'Pixels', `decoded again in f32: the f16 decoder overflowed (${image.decoderFallback})`] as [string, string, string]]
+        : []),
     ];
     this.#facts.replaceChildren(...rows.map(([key, label, value]) => h('div', { 'data-result': key }, h('dt', {}, label), h('dd', {}, value))));
     this.#copied.textContent = '';

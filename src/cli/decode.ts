@@ -1,5 +1,7 @@
 // `simplear decode`: a square grid of visual tokens (tokens.json) → a PNG, with the decoder of a
-// converted bundle on onnxruntime-node (f32 activations; SPEC C.11 pixels, RGB).
+// converted bundle on onnxruntime-node (f32 activations by default; SPEC C.11 pixels, RGB). With
+// --activations f16 the decoder checks its activations and decodes again in f32 when they
+// overflow, and says so.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { SimpleARError } from '../core/errors.ts';
@@ -48,6 +50,12 @@ const command: CommandModule = {
     bundle: { type: 'string', short: 'b', arg: '<dir|url>', description: 'the converted model bundle', required: true },
     tokens: { type: 'string', short: 't', arg: '<tokens.json>', description: 'the grid of visual codes', required: true },
     out: { type: 'string', short: 'o', arg: '<image.png>', description: 'the PNG to write', required: true },
+    activations: {
+      type: 'string',
+      arg: 'f32|f16',
+      description: 'decoder activations (default f32); f16 reruns in f32 when its activations overflow',
+      choices: ['f32', 'f16'],
+    },
   },
 
   async run(values, io) {
@@ -63,7 +71,8 @@ const command: CommandModule = {
     const started = performance.now();
     const bundle = await openModelBundle(openFolder(resolveLocation(values.bundle as string)), io.signal ? { signal: io.signal } : {});
     const ort = await import('onnxruntime-node');
-    const runner = await DecoderRunner.create(ort, bundle.decoder, await bundle.loadDecoderWeights(io.signal), { activations: 'float32' });
+    const activations = values.activations === 'f16' ? 'float16' : 'float32';
+    const runner = await DecoderRunner.create(ort, bundle.decoder, await bundle.loadDecoderWeights(io.signal), { activations });
     let image;
     try {
       image = await runner.decode(codes, side, side);
@@ -74,6 +83,7 @@ const command: CommandModule = {
     const out = values.out as string;
     await mkdir(dirname(resolve(out)), { recursive: true });
     await writeFile(out, png);
+    if (image.fallback) io.stdout.write(`decoder: f16 activations overflowed (${image.fallback.reason}); decoded again in f32\n`);
     io.stdout.write(`wrote ${out}: ${image.width}×${image.height} from ${side}×${side} tokens in ${formatSeconds(performance.now() - started)}\n`);
   },
 };

@@ -137,6 +137,8 @@ const command: CommandModule = {
         `${((result.stats.steps / t.decodeMs) * 1000).toFixed(1)} tokens/s, pixels ${formatSeconds(t.vqMs)}), ` +
         `${formatSeconds(performance.now() - started)} in all\n`,
     );
+    const fallback = result.stats.decoderFallback;
+    if (fallback) io.stdout.write(`decoder: f16 activations overflowed (${fallback.reason}); decoded again in f32\n`);
     const sjd = result.stats.sjd;
     if (sjd) {
       io.stdout.write(

@@ -2,8 +2,9 @@
 // wasm EP of onnxruntime-web (browsers without WebGPU).
 import { CpuTokenLoop } from './cpu-loop.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts';
-import { decoderGraphBytes, type Activations, type EngineModel } from './model.ts';
+import type { Activations, EngineModel } from './model.ts';
 import { cpuLmGraphChoices, createLmSession } from './cpu-lm-session.ts';
+import { DecoderRunner } from '../runtime/decoder-runner.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
 import type { NamedTensor } from '../model-spec.ts';
 import type { KvCacheMode } from '../convert/lm/graph.ts';
@@ -15,9 +16,11 @@ export interface CpuEngineOptions {
   /** Slots by which the KV cache grows with the context (session-io.ts KV_CACHE_CHUNK by
    * default); 0: the whole capacity (prompt + image) allocated up front. */
   kvCacheChunk?: number;
-  /** LM activations and KV cache (the decoder stays f32). Default f32: on onnxruntime-node's
+  /** LM activations and KV cache (the decoder: decoderActivations). Default f32: on onnxruntime-node's
    * read-only cache, f16 steps were slower (its CPU kernels compute f16 through f32). */
   activations?: Activations;
+  /** VQ decoder activations. Default f32; f16 checks them and reruns in f32 on an overflow. */
+  decoderActivations?: Activations;
   /** The LM graph's KV cache. Default CPU_KV_CACHE. */
   kvCache?: KvCacheMode;
   /** MatMulNBits accuracy_level of the LM's quantized weights. Default: cpuAccuracyLevel(). */
@@ -69,7 +72,10 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
   const accuracyLevel = options.accuracyLevel ?? cpuAccuracyLevel(model.lmWeights, backend);
   const kvCache = options.kvCache ?? CPU_KV_CACHE;
   const lm = await createLmSession(ort, model, activations, capacity, { accuracyLevel, kvCache, ...cpuLmGraphChoices(backend) }, sessionOptions);
-  const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, 'f32'), sessionOptions);
+  const decoder = await DecoderRunner.create(ort, model.decoder, model.decoderWeights, {
+    activations: options.decoderActivations === 'f16' ? 'float16' : 'float32',
+    session: sessionOptions,
+  });
   // `capacity` is the most the cache may grow to: it holds only what the generation has reached
   // (attention reads all of it, and the wasm EP copies it in every run). An in-place cache (an
   // option, for comparison) on the wasm EP: it ignores pre-allocated outputs and returns fresh

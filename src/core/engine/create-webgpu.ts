@@ -1,6 +1,7 @@
 // An engine on ONNX Runtime Web's native WebGPU EP with the GPU-resident token loop.
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts';
-import { decoderGraphBytes, lmGraphBytes, type Activations, type EngineModel } from './model.ts';
+import { lmGraphBytes, type Activations, type EngineModel } from './model.ts';
+import { DecoderRunner } from '../runtime/decoder-runner.ts';
 import type { OrtModule } from './ort.ts';
 import type { EngineDevice } from './webgpu-device.ts';
 import { WebGpuTokenLoop } from './webgpu-loop.ts';
@@ -58,10 +59,10 @@ export async function createWebGpuEngine(
     }
   }
   loop ??= await openLoop(false);
-  const decoder = await ort.InferenceSession.create(decoderGraphBytes(model, activations), {
-    executionProviders: [webgpu],
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
+  // f16 decodes check their activations and rerun in f32 when they overflow (decoder-runner.ts).
+  const decoder = await DecoderRunner.create(ort, model.decoder, model.decoderWeights, {
+    activations: activations === 'f16' ? 'float16' : 'float32',
+    session: { executionProviders: [webgpu], graphOptimizationLevel: 'all', logSeverityLevel: 3 },
   });
   // Session creation queues the weight uploads: ready means they are on the GPU.
   await gpu.device.queue.onSubmittedWorkDone();

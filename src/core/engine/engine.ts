@@ -7,7 +7,8 @@ import { latentSide, resolveSettings, type GenerationSettings } from '../setting
 import { SimpleARError } from '../errors.ts';
 import { randomSeed, stepUniforms } from '../sampling/prng.ts';
 import { sjdUniforms } from '../sampling/jacobi.ts';
-import type { InferenceSession, OrtModule } from './ort.ts';
+import type { OrtModule } from './ort.ts';
+import type { DecodedImage, DecoderRunner } from '../runtime/decoder-runner.ts';
 import { throwIfAborted, type TokenLoop } from './token-loop.ts';
 import type {
   Engine,
@@ -32,8 +33,8 @@ export interface EngineParts {
   tokenizer: TextTokenizer;
   loop: TokenLoop;
   ort: OrtModule;
-  /** The VQ decoder session: input `codes` int64 [h, w], output `rgba` uint8 [16h, 16w, 4]. */
-  decoder: InferenceSession;
+  /** The VQ decoder (with f16 activations it reruns in f32 when they overflow). */
+  decoder: DecoderRunner;
   maxPromptTokens?: number;
   maxLatentSide?: number;
 }
@@ -126,7 +127,7 @@ export class SimpleAREngine implements Engine {
     throwIfAborted(signal);
     report({ phase: 'vq-decode', done: 0, total: 1 });
     const vqStart = performance.now();
-    const rgba = await this.decode(loop.codes, side, side);
+    const { rgba, fallback } = await this.decode(loop.codes, side, side);
     const end = performance.now();
     return {
       settings,
@@ -146,18 +147,14 @@ export class SimpleAREngine implements Engine {
         acceptedPerRun: loop.acceptedPerRun,
         graphCapture: loop.graphCapture,
         ...(loop.sjd ? { sjd: loop.sjd } : {}),
+        ...(fallback ? { decoderFallback: { activations: 'f32', reason: fallback.reason } } : {}),
       },
     };
   }
 
-  /** Codes (raster order, h × w) → RGBA bytes through the VQ decoder. */
-  async decode(codes: Int32Array, h: number, w: number): Promise<Uint8Array> {
-    const { Tensor } = this.parts.ort;
-    const input = new Tensor('int64', BigInt64Array.from(codes, (c) => BigInt(c)), [h, w]);
-    const out = await this.parts.decoder.run({ codes: input });
-    const rgba = out.rgba!;
-    const data = (rgba.location === 'cpu' || rgba.location === undefined ? rgba.data : await rgba.getData()) as Uint8Array;
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  /** Codes (raster order, h × w) → RGBA bytes through the VQ decoder (and its f32 fallback). */
+  decode(codes: Int32Array, h: number, w: number): Promise<DecodedImage> {
+    return this.parts.decoder.decode(codes, h, w);
   }
 
   async dispose(): Promise<void> {

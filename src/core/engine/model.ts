@@ -6,7 +6,6 @@ import type { CosmosDecoderSpec } from '../convert/vq/describe.ts';
 import type { PreviewMap } from '../preview.ts';
 import { buildLmGraph, buildLmGraphWithExternalData, type KvCacheMode, type LmGraphOptions, type QuantizedLookup } from '../convert/lm/graph.ts';
 import type { ModelWithExternalData } from '../convert/onnx/builder.ts';
-import { buildDecoderGraph } from '../convert/vq/graph.ts';
 
 export interface EngineModel {
   name: string;
@@ -57,8 +56,4 @@ function lmGraphOptions(activations: Activations, capacity: number, options: LmG
     ...(options.kvCache ? { kvCache: options.kvCache } : {}),
     ...(options.quantizedLookup ? { quantizedLookup: options.quantizedLookup } : {}),
   };
-}
-
-export function decoderGraphBytes(model: EngineModel, activations: Activations): Uint8Array {
-  return buildDecoderGraph(model.decoder, model.decoderWeights, { activations: activations === 'f16' ? 'float16' : 'float32' });
 }

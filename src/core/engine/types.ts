@@ -63,6 +63,11 @@ export interface GenerationStats {
   sjd?: SjdStats;
   /** Graph capture in use for decode steps. */
   graphCapture: boolean;
+  /**
+   * Set when the f16 VQ decoder's activations overflowed (non-finite, or near f16's range) and the
+   * image was decoded again with f32 activations; `reason` names the first failing point.
+   */
+  decoderFallback?: { activations: 'f32'; reason: string };
 }
 
 export interface GenerationResult {

@@ -36,11 +36,34 @@ export interface DecoderGraphOptions {
   codesRank?: 2 | 3;
   /** Also output `image` float32 [3, H, W]: the decoder output before the byte mapping. */
   floatImage?: boolean;
+  /**
+   * Also output `activation_check` float32 [2·K]: for each of K points (every GroupNorm's input,
+   * then the image before the byte mapping), the largest |x| and the mean of x², in fp32. A
+   * non-finite value there, or a peak near f16's range, means the f16 decode cannot be trusted
+   * (checkActivations). Default: on with f16 activations.
+   */
+  checks?: boolean;
 }
 
 export const DECODER_INPUT = 'codes';
 export const DECODER_OUTPUT = 'rgba';
 export const DECODER_FLOAT_OUTPUT = 'image';
+export const DECODER_CHECK_OUTPUT = 'activation_check';
+
+/** The largest finite f16 value. */
+export const F16_MAX = 65504;
+/**
+ * A checked activation whose |x| reaches this is treated as overflowing: within 4× of f16's range
+ * a conv or residual sum downstream can pass 65504, and WGSL leaves f16 overflow undefined (it
+ * need not give an infinity the later checks would see).
+ */
+export const F16_SAFE_PEAK = F16_MAX / 4;
+
+export interface DecoderGraph {
+  model: Uint8Array;
+  /** What each pair of `activation_check` values measures (a GroupNorm's prefix, or 'image'). */
+  checks: string[];
+}
 
 const GROUP_NORM_EPS = 1e-6;
 
@@ -51,14 +74,40 @@ export function buildDecoderGraph(
   options: DecoderGraphOptions,
 ): Uint8Array {
   const byName = weights instanceof Map ? (weights as ReadonlyMap<string, NamedTensor>) : new Map([...(weights as Iterable<NamedTensor>)].map((w) => [w.name, w]));
-  return new DecoderGraph(spec, byName, options).build();
+  return buildDecoder(spec, weights, options).model;
 }
 
-class DecoderGraph {
+/** buildDecoderGraph, with the names of the `activation_check` points when checks are on. */
+export function buildDecoder(
+  spec: CosmosDecoderSpec,
+  weights: Iterable<NamedTensor> | ReadonlyMap<string, NamedTensor>,
+  options: DecoderGraphOptions,
+): DecoderGraph {
+  const byName = weights instanceof Map ? (weights as ReadonlyMap<string, NamedTensor>) : new Map([...(weights as Iterable<NamedTensor>)].map((w) => [w.name, w]));
+  return new DecoderGraphBuilder(spec, byName, options).build();
+}
+
+/**
+ * Reads an `activation_check` output: why the decode cannot be trusted (a non-finite value, or a
+ * peak of F16_SAFE_PEAK or more, naming the first point), or undefined when every point is fine.
+ */
+export function checkActivations(values: ArrayLike<number>, checks: readonly string[]): string | undefined {
+  for (let i = 0; i < checks.length; i++) {
+    const peak = values[2 * i]!;
+    const meanSquare = values[2 * i + 1]!;
+    if (!Number.isFinite(peak) || !Number.isFinite(meanSquare)) return `non-finite activations at ${checks[i]}`;
+    if (peak >= F16_SAFE_PEAK) return `activations reach ${peak.toPrecision(3)} at ${checks[i]} (f16 overflows past ${F16_MAX})`;
+  }
+  return undefined;
+}
+
+class DecoderGraphBuilder {
   private readonly g = new GraphBuilder('cosmos_dv_decoder');
   private readonly act: ActivationType;
   private readonly added = new Set<string>();
   private readonly fused: boolean;
+  private readonly checks: { name: string; peak: string; meanSquare: string }[] = [];
+  private readonly checking: boolean;
 
   constructor(
     private readonly spec: CosmosDecoderSpec,
@@ -66,6 +115,7 @@ class DecoderGraph {
     private readonly options: DecoderGraphOptions,
   ) {
     this.act = options.activations;
+    this.checking = options.checks ?? this.act === 'float16';
     // Fail early, naming the first weight that is missing or mis-shaped. Fused weights (no
     // `decoder.conv_in.1.weight`) have each 3×3 conv and its 1×1 conv in one.
     this.fused = !weights.has('decoder.conv_in.1.weight');
@@ -78,7 +128,7 @@ class DecoderGraph {
     }
   }
 
-  build(): Uint8Array {
+  build(): DecoderGraph {
     const { g, spec } = this;
     const rank = this.options.codesRank ?? 2;
     const codesIn = g.input(DECODER_INPUT, 'int64', rank === 3 ? [1, 'h', 'w'] : ['h', 'w']);
@@ -110,13 +160,30 @@ class DecoderGraph {
       channels /= 8;
     } //                                                                 [1, 3, 16h, 16w]
 
+    if (this.checking) this.check('image', image);
     if (this.options.floatImage) {
       g.op('Squeeze', [image, g.constInt64([0])], {}, [DECODER_FLOAT_OUTPUT]);
       g.output(DECODER_FLOAT_OUTPUT, 'float32', [spec.imageChannels, 'H', 'W']);
     }
     this.toRgbaBytes(image);
     g.output(DECODER_OUTPUT, 'uint8', ['H', 'W', 4]);
-    return g.toBytes();
+    if (this.checking) {
+      const one = g.constInt64([0]);
+      const parts = this.checks.flatMap((c) => [g.op1('Unsqueeze', [c.peak, one]), g.op1('Unsqueeze', [c.meanSquare, one])]);
+      g.op('Concat', parts, { axis: 0 }, [DECODER_CHECK_OUTPUT]);
+      g.output(DECODER_CHECK_OUTPUT, 'float32', [2 * this.checks.length]);
+    }
+    return { model: g.toBytes(), checks: this.checks.map((c) => c.name) };
+  }
+
+  /**
+   * Records an fp32 tensor's largest |x| (max of its max and −min: two reductions, no |x| tensor)
+   * and mean square (NaN-propagating: the max alone may skip NaNs) as a check point.
+   */
+  private check(name: string, x: string, meanSquare?: string): void {
+    const g = this.g;
+    const peak = g.op1('Max', [g.op1('ReduceMax', [x], { keepdims: 0 }), g.op1('Neg', [g.op1('ReduceMin', [x], { keepdims: 0 })])]);
+    this.checks.push({ name, peak, meanSquare: meanSquare ?? g.op1('ReduceMean', [g.op1('Mul', [x, x])], { keepdims: 0 }) });
   }
 
   // ---- weights ---------------------------------------------------------------------------
@@ -171,7 +238,9 @@ class DecoderGraph {
     const meanC = g.op1('ReduceMean', [rows, axis1], { keepdims: 1 }); //   [C, 1]
     const sumSqC = g.op1('ReduceSumSquare', [rows, axis1], { keepdims: 1 });
     const count = g.op1('Cast', [g.op1('Gather', [g.op1('Shape', [rows]), g.constInt64([1], [])], { axis: 0 })], { to: 1 });
-    const varC = g.op1('Sub', [g.op1('Div', [sumSqC, count]), g.op1('Mul', [meanC, meanC])]);
+    const meanSqC = g.op1('Div', [sumSqC, count]);
+    const varC = g.op1('Sub', [meanSqC, g.op1('Mul', [meanC, meanC])]);
+    if (this.checking) this.check(prefix, rows, g.op1('ReduceMean', [meanSqC], { keepdims: 0 }));
     const all = g.constInt64([0, 1]);
     const mean = g.op1('ReduceMean', [meanC, all], { keepdims: 0 }); //      scalar
     const dev = g.op1('Sub', [meanC, mean]);
