@@ -1,5 +1,6 @@
 // A real node:http static server for tests: serves a directory with HEAD, Range (206/416),
-// Content-Length and ETag; counts requests per path; injects failures on demand.
+// Content-Length and ETag (and Content-Digest on request); counts requests per path; injects
+// failures on demand.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import { open, readFile, stat } from 'node:fs/promises';
@@ -15,6 +16,8 @@ export interface RequestRecord {
   status: number;
   /** Body bytes actually sent (0 for HEAD and dropped connections before the body). */
   bytesSent: number;
+  /** The failure injected into this reply, if any. */
+  injected?: 'status' | 'delay' | 'drop' | 'corrupt';
 }
 
 /** A failure to inject for requests whose path equals `path` (or every path for '*'). */
@@ -30,6 +33,11 @@ export interface FailureRule {
   after?: number;
   /** Or: hold the response this long before answering normally (a stalled connection). */
   delayMs?: number;
+  /**
+   * Or: flip this byte of the body (an offset into the reply) after its headers were made, so
+   * Content-Length and any Content-Digest describe the true bytes (corruption in transit).
+   */
+  corruptByte?: number;
   /** Only GET, only HEAD… (default: any method). */
   method?: string;
 }
@@ -45,6 +53,8 @@ export interface TestServerOptions {
    * for a path and then kept, as a CDN keeps it: a file changed later is served with a stale ETag.
    */
   sha256Etags?: boolean;
+  /** Content-Digest (RFC 9530, sha-256) of each reply's body, as servers that support it send it. */
+  contentDigest?: boolean;
 }
 
 export interface TestServer {
@@ -72,7 +82,7 @@ const CORS_HEADERS = {
   'Access-Control-Allow-Origin': '*',
   'Access-Control-Allow-Methods': 'GET, HEAD, OPTIONS',
   'Access-Control-Allow-Headers': 'Range, If-None-Match',
-  'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges, ETag',
+  'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges, ETag, Content-Digest',
   'Cross-Origin-Resource-Policy': 'cross-origin',
 };
 
@@ -143,8 +153,12 @@ export async function startTestServer(root: string, options: TestServerOptions =
     };
 
     const rule = takeRule(path, method);
-    if (rule?.status !== undefined) return finish(rule.status, { 'Content-Length': 0 });
+    if (rule?.status !== undefined) {
+      rec.injected = 'status';
+      return finish(rule.status, { 'Content-Length': 0 });
+    }
     if (rule?.delayMs !== undefined) {
+      rec.injected = 'delay';
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, rule.delayMs);
         res.once('close', () => (clearTimeout(t), resolve()));
@@ -179,9 +193,16 @@ export async function startTestServer(root: string, options: TestServerOptions =
     }
     const length = Math.max(0, end - start + 1);
     if (!(method === 'HEAD' && options.noContentLengthOnHead)) headers['Content-Length'] = length;
-    const body = await slice(start, end);
+    let body = await slice(start, end);
+    if (options.contentDigest && method === 'GET') headers['Content-Digest'] = `sha-256=:${createHash('sha256').update(body).digest('base64')}:`;
+    if (rule?.corruptByte !== undefined && method === 'GET' && rule.corruptByte < body.byteLength) {
+      body = body.slice();
+      body[rule.corruptByte] = body[rule.corruptByte]! ^ 0xff;
+      rec.injected = 'corrupt';
+    }
 
     if (rule?.dropAfterBytes !== undefined && method === 'GET') {
+      rec.injected = 'drop';
       rec.status = status;
       res.writeHead(status, headers);
       const n = Math.min(rule.dropAfterBytes, body.byteLength);

@@ -72,6 +72,8 @@ describe('model store: original checkpoints', () => {
     // No weight bytes were read.
     expect(server.bytesSent(SAFETENSORS)).toBe(0);
     expect(server.bytesSent(DECODER)).toBe(0);
+    // config.json (for the size estimate) is read once and kept for the download.
+    expect(server.count('tiny-simplear/config.json', 'GET')).toBe(1);
   });
 
   it('prepare downloads in blocks, converts into a committed bundle, drops the originals', async () => {
@@ -101,7 +103,10 @@ describe('model store: original checkpoints', () => {
     expect((await bundles.keys('g|')).every((k) => k.includes(stored.record.generation!))).toBe(true);
     // Progress: download (bytes rising to the total), then conversion.
     const dl = progress.filter((p) => p.phase === 'download');
-    expect(dl.at(-1)).toMatchObject({ bytes: plan.downloadBytes, totalBytes: plan.downloadBytes, etaMs: 0 });
+    // (config.json was stored by the first plan: this plan counts it as stored, and no one fetches it again.)
+    expect(plan.storedBytes).toBe(fileSize('tiny-simplear/config.json'));
+    expect(server.count('tiny-simplear/config.json', 'GET')).toBe(0);
+    expect(dl.at(-1)).toMatchObject({ bytes: plan.downloadBytes + plan.storedBytes, totalBytes: plan.downloadBytes + plan.storedBytes, etaMs: 0 });
     expect(dl.every((p, i) => i === 0 || p.bytes >= dl[i - 1]!.bytes)).toBe(true);
     const firstConvert = progress.findIndex((p) => p.phase === 'convert');
     expect(firstConvert).toBeGreaterThan(progress.lastIndexOf(dl.at(-1)!) - 1);

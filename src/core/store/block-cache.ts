@@ -2,8 +2,14 @@
 // aligned blocks, each block stored with its SHA-256 as soon as it arrives. An interrupted
 // download resumes from the stored blocks; a stored block whose bytes no longer match its hash
 // is fetched again when read; a file whose ETag is its SHA-256 (Hugging Face LFS) is hashed
-// whole once complete. `folder()` reads the files through the cache, so the converter sees an
-// ordinary FileFolder and fetches nothing that is stored.
+// whole once complete; a range reply that carries a Content-Digest (RFC 9530) is checked as it
+// arrives, so a corrupted reply costs one more request for that range only. `folder()` reads
+// the files through the cache, so the converter sees an ordinary FileFolder and fetches
+// nothing that is stored.
+// Every request bypasses the browser's HTTP cache (`cache: 'no-store'`): the bytes go to
+// IndexedDB anyway, and Chromium's cache, once its entry for a large file outgrew the cache's
+// limit, sent the range request in flight a second time (1.2× the bytes of a 600 MB checkpoint
+// over 8 MiB blocks) while keeping yet another copy of the model on disk.
 import { HttpError, ModelFileError } from '../errors.ts';
 import { Sha256Stream, sha256Hex } from '../bundle/sha256.ts';
 import { RETRY_STATUS, sleep, type ByteSource, type FileFolder } from '../formats/byte-source.ts';
@@ -75,13 +81,13 @@ export class BlockCache {
 
   /** Size and ETag of a remote file (HEAD, retried on transient failures); null if it does not exist. */
   async head(url: string, signal?: AbortSignal): Promise<RemoteFile | null> {
-    const res = await this.request(url, { method: 'HEAD', ...(signal ? { signal } : {}) }, (r) => r.ok || r.status === 404);
+    const res = await this.request(url, { method: 'HEAD', cache: 'no-store', ...(signal ? { signal } : {}) }, (r) => r.ok || r.status === 404);
     if (res.status === 404) return null;
     const etag = res.headers.get('x-linked-etag') ?? res.headers.get('etag');
     let size = Number(res.headers.get('content-length') ?? NaN);
     if (!Number.isFinite(size) || size <= 0) {
       // Some servers omit Content-Length on HEAD: a 1-byte range reply carries the total.
-      const r = await this.request(url, { headers: { Range: 'bytes=0-0' }, ...(signal ? { signal } : {}) }, (x) => x.ok || x.status === 416);
+      const r = await this.request(url, { headers: { Range: 'bytes=0-0' }, cache: 'no-store', ...(signal ? { signal } : {}) }, (x) => x.ok || x.status === 416);
       size = Number(r.headers.get('content-range')?.split('/')[1] ?? NaN);
       if (!Number.isFinite(size)) throw new HttpError(url, r.status, 'no Content-Length or Content-Range');
     }
@@ -304,7 +310,7 @@ export class BlockCache {
     let got = 0;
     await this.withRetries(url, signal, async () => {
       const from = start + got;
-      const res = await this.fetchImpl(url, { headers: { Range: `bytes=${from}-${end - 1}` }, ...(signal ? { signal } : {}) });
+      const res = await this.fetchImpl(url, { headers: { Range: `bytes=${from}-${end - 1}` }, cache: 'no-store', ...(signal ? { signal } : {}) });
       if (res.status !== 206 && res.status !== 200) {
         await res.arrayBuffer().catch(() => {});
         throw new HttpError(url, res.status);
@@ -336,6 +342,16 @@ export class BlockCache {
       if (got < out.byteLength) throw new TypeError(`connection closed after ${got} of ${out.byteLength} bytes`);
       // Read to the end: a cancelled body shows up as a failed request in devtools.
       for (let r = await reader.read(); !r.done; r = await reader.read());
+      const expected = res.status === 206 ? contentDigestSha256(res.headers.get('content-digest')) : null;
+      if (expected) {
+        const received = out.subarray(from - start);
+        const actual = await sha256Hex(received);
+        if (actual !== expected) {
+          // Only this reply's bytes are dropped: the retry asks for them again.
+          got = from - start;
+          throw new HttpError(url, 0, `bytes ${from}-${end - 1} do not match the reply's Content-Digest (expected sha-256 ${expected}, got ${actual})`);
+        }
+      }
     });
     return out;
   }
@@ -361,7 +377,8 @@ export class BlockCache {
       } catch (e) {
         if (signal?.aborted || (e as Error)?.name === 'AbortError') throw signal?.reason ?? e;
         if (e instanceof HttpError) {
-          if (!RETRY_STATUS.has(e.status)) throw e;
+          // Status 0: the reply's bytes were wrong or cut short, worth asking again.
+          if (e.status !== 0 && !RETRY_STATUS.has(e.status)) throw e;
           failure = e;
         } else if (e instanceof TypeError) {
           failure = new HttpError(url, 0, `network error (${e.message})`);
@@ -374,4 +391,23 @@ export class BlockCache {
       delay *= 2;
     }
   }
+}
+
+/**
+ * The SHA-256 (hex) in a Content-Digest header (RFC 9530: `sha-256=:<base64>:`, maybe beside
+ * other algorithms), or null when there is none or it is malformed.
+ */
+export function contentDigestSha256(header: string | null): string | null {
+  const m = /(?:^|,)\s*sha-256=:([A-Za-z0-9+/]+={0,2}):/i.exec(header ?? '');
+  if (!m) return null;
+  let raw: string;
+  try {
+    raw = atob(m[1]!);
+  } catch {
+    return null;
+  }
+  if (raw.length !== 32) return null;
+  let hex = '';
+  for (let i = 0; i < raw.length; i++) hex += raw.charCodeAt(i).toString(16).padStart(2, '0');
+  return hex;
 }

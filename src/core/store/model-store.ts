@@ -225,6 +225,7 @@ export class ModelStore {
     await this.bundles.collectGarbage(modelId, [record.generation]);
     const { files, modelBase } = await this.originalFiles(source, signal);
     const totalBytes = files.reduce((a, f) => a + f.size, 0);
+    this.pendingNeed = totalBytes; // the estimate stores config.json: a refusal there names this
     const estimatedBundleBytes = record.estimatedBundleBytes ?? (await this.estimateBundleBytes(modelBase, files, options, signal));
     this.pendingNeed = totalBytes + estimatedBundleBytes; // until the stored part is known
     const blockBytes = options.downloadBlockBytes ?? DEFAULT_BLOCK_BYTES;
@@ -315,10 +316,13 @@ export class ModelStore {
   /**
    * Converted bundle size: the LM's exactly from config.json (the converter's own formula), the
    * decoder's from decoder.jit's size (its f32 weights, halved for f16), plus the tokenizer.
+   * config.json is read through the block cache: it is stored as it arrives, and neither a later
+   * plan nor the download asks for it again.
    */
   private async estimateBundleBytes(modelBase: string, files: RemoteFile[], options: LoadModelOptions, signal?: AbortSignal): Promise<number> {
-    const folder = openFolder(modelBase, this.fetchImpl, this.retryOptions());
-    const config = await readJson<Record<string, unknown>>(folder, 'config.json', signal);
+    const configFile = files.find((f) => f.url === new URL('config.json', modelBase).href);
+    if (configFile) await this.cache.track(configFile, options.downloadBlockBytes ?? DEFAULT_BLOCK_BYTES);
+    const config = await readJson<Record<string, unknown>>(this.cache.folder(modelBase), 'config.json', signal);
     if (!config) throw new ModelFileError(new URL('config.json', modelBase).href, 'not found', undefined, 'ModelFileMissing');
     const vocab = typeof config.vocab_size === 'number' ? config.vocab_size : 0;
     const lm = estimateLmBytes(parseLmSpec(config as never, vocab - VISUAL_CODES, new URL('config.json', modelBase).href), options.weights ?? 'q4');
