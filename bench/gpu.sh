@@ -7,13 +7,14 @@
 #   bench/gpu.sh                      full-size model (written once to $SIMPLEAR_CKPT), 1024²
 #   SIMPLEAR_TINY=1 bench/gpu.sh      the tiny test fixture instead (checks the plumbing)
 #
+# Needs only Node 20+ and Chromium: the full-size checkpoint (random weights, the released
+# SimpleAR-0.5B and Cosmos DV8x16x16 decoder shapes, original formats) is written by
+# `npm run fixtures:full` (~1.4 GB, under a minute).
+#
 # Environment:
 #   CHROMIUM       Chromium/Chrome binary (default: chromium, then google-chrome, chromium-browser)
 #   SIZE           image side in px (default 1024; 128 with SIMPLEAR_TINY=1)
-#   SIMPLEAR_CKPT  where the full-size random checkpoint lives / is written (default /tmp/simplear-full)
-#   PYTHON         python with torch, to write that checkpoint (default python3)
-#   COSMOS_SRC     NVIDIA Cosmos-Tokenizer work tree, for the full-width decoder.jit (default /tmp/cosmos);
-#                  without it the tiny fixture decoder is used and the VQ time is NOT representative
+#   SIMPLEAR_CKPT  where the full-size random checkpoint lives / is written (default ${TMPDIR:-/tmp}/simplear-full)
 #   WEIGHTS        LM weights in the browser: q4 (default) | q8 | f16 | f32
 #   GPU_FLAGS=0    run without the real-GPU flags (SwiftShader), e.g. to test this script on a CPU box
 #   OUT            JSON report file (default bench-gpu-<date>.json in the repo root)
@@ -39,9 +40,7 @@ done
 [ -n "$chromium_bin" ] || missing+=("Chromium${CHROMIUM:+ at $CHROMIUM} (apt-get install chromium, or set CHROMIUM=/path/to/chrome)")
 
 TINY=${SIMPLEAR_TINY:-0}
-CKPT=${SIMPLEAR_CKPT:-/tmp/simplear-full}
-PY=${PYTHON:-python3}
-COSMOS=${COSMOS_SRC:-/tmp/cosmos}
+CKPT=${SIMPLEAR_CKPT:-${TMPDIR:-/tmp}/simplear-full}
 if [ "$TINY" = 1 ]; then
   MODEL=$ROOT/tests/fixtures/tiny-simplear
   VQ=$ROOT/tests/fixtures/tiny-cosmos
@@ -51,9 +50,6 @@ else
   MODEL=$CKPT
   SIZE=${SIZE:-1024}
   WEIGHTS=${WEIGHTS:-q4}
-  if [ ! -f "$CKPT/model.safetensors" ]; then
-    "$PY" -c 'import torch' 2>/dev/null || missing+=("$PY with torch, to write the full-size random checkpoint (pip install torch), or point SIMPLEAR_CKPT at one")
-  fi
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "missing:"
@@ -70,16 +66,11 @@ command -v vulkaninfo >/dev/null && (vulkaninfo --summary 2>/dev/null | grep -E 
 
 # ── the full-size checkpoint (written once) ──
 if [ "$TINY" != 1 ]; then
-  if [ ! -f "$CKPT/model.safetensors" ] || { [ ! -f "$CKPT/decoder.jit" ] && [ -d "$COSMOS" ]; }; then
-    args=(--out "$CKPT")
-    if [ -d "$COSMOS" ]; then args+=(--decoder --cosmos-src "$COSMOS"); fi
-    say "writing the full-size random checkpoint to $CKPT (${args[*]})…"
-    "$PY" tools/fixtures/make_full_checkpoint.py "${args[@]}"
+  if { [ ! -f "$CKPT/model.safetensors" ] && [ ! -f "$CKPT/model.safetensors.index.json" ]; } || [ ! -f "$CKPT/decoder.jit" ]; then
+    say "writing the full-size random checkpoint to $CKPT (npm run fixtures:full)…"
+    npm run -s fixtures:full -- --out "$CKPT"
   fi
-  if [ -f "$CKPT/decoder.jit" ]; then VQ=$CKPT; else
-    VQ=$ROOT/tests/fixtures/tiny-cosmos
-    say "WARNING: no full-width decoder.jit (needs COSMOS_SRC=$COSMOS): using the tiny fixture decoder; the VQ decode time is not representative"
-  fi
+  VQ=$CKPT
 fi
 
 # ── the run ──

@@ -40,7 +40,8 @@ import { kernelFloors } from './bench-floors.ts';
 import { median, round } from './bench-stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const FULL_CHECKPOINT = process.env.SIMPLEAR_FULL ?? '/tmp/simplear-full';
+/** A full-size random checkpoint (`npm run fixtures:full -- --out DIR`), used when present. */
+const FULL_CHECKPOINT = process.env.SIMPLEAR_FULL ?? join(tmpdir(), 'simplear-full');
 const TORCH_PYTHON = '/usr/bin/python3';
 /** A typical prompt for the context length (its token count, both streams, sets P). */
 const SAMPLE_PROMPT = 'a red fox sitting in a snowy forest at dawn, soft light, highly detailed';

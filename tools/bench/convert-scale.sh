@@ -4,15 +4,15 @@
 #
 #   tools/bench/convert-scale.sh [--weights q4|q8|f16|f32] [--model DIR] [--vq DIR] [--out DIR] [--keep]
 #
-# Defaults: the random SimpleAR-0.5B checkpoint + full-width decoder.jit in /tmp/simplear-full,
-# made by (about 20 s):
-#   /usr/bin/python3 tools/fixtures/make_full_checkpoint.py --out /tmp/simplear-full --decoder --cosmos-src /tmp/cosmos
+# Defaults: the random SimpleAR-0.5B checkpoint + full-width decoder.jit in
+# ${TMPDIR:-/tmp}/simplear-full, written first if missing by (under a minute, Node only):
+#   npm run fixtures:full -- --out DIR
 # Peak RSS comes from GNU time (`apt-get install -y time`); the CLI is one process.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 weights=q4
-model=/tmp/simplear-full
+model=
 vq=
 out=
 keep=0
@@ -23,17 +23,24 @@ while [ $# -gt 0 ]; do
     --vq) vq=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
+if [ -z "$model" ]; then
+  model=${TMPDIR:-/tmp}/simplear-full
+  if [ ! -f "$model/decoder.jit" ] || { [ ! -f "$model/model.safetensors" ] && [ ! -f "$model/model.safetensors.index.json" ]; }; then
+    echo "convert-scale: writing the full-size random checkpoint to $model (npm run fixtures:full)…" >&2
+    npm run -s fixtures:full -- --out "$model" >&2
+  fi
+fi
 vq=${vq:-$model}
-out=${out:-$(mktemp -d /tmp/simplear-bundle.XXXXXX)/bundle-$weights}
+out=${out:-$(mktemp -d "${TMPDIR:-/tmp}/simplear-bundle.XXXXXX")/bundle-$weights}
 
 for f in config.json tokenizer.json; do
-  [ -f "$model/$f" ] || { echo "no $model/$f: make the checkpoint first (see the header of $0)" >&2; exit 2; }
+  [ -f "$model/$f" ] || { echo "no $model/$f: make the checkpoint first (npm run fixtures:full -- --out DIR)" >&2; exit 2; }
 done
-[ -f "$vq/decoder.jit" ] || { echo "no $vq/decoder.jit (make_full_checkpoint.py --decoder)" >&2; exit 2; }
+[ -f "$vq/decoder.jit" ] || { echo "no $vq/decoder.jit (npm run fixtures:full writes one)" >&2; exit 2; }
 
 src_bytes=$(du -cb "$model"/*.safetensors "$vq/decoder.jit" | tail -1 | cut -f1)
 cmd=(node --import tsx src/cli/main.ts convert --model "$model" --vq "$vq" --out "$out" --weights "$weights" --force)
