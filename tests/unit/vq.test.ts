@@ -1,5 +1,5 @@
 // The Cosmos DV decoder conversion (src/core/convert/vq/): structure read from tensor names and
-// shapes (the real decoder.jit's key list, /work/shared/reference/decoder_jit_state_dict_keys.tsv,
+// shapes (the real decoder.jit's key list, tests/fixtures/released-decoder-shapes.tsv,
 // and width-scaled versions of it), the T=1 weight folding, parameter counts (SPEC C.9), and the
 // ONNX graph's IO contract on onnxruntime-node.
 import { readFileSync } from 'node:fs';
@@ -27,8 +27,8 @@ import {
 import type { NamedTensor } from '../../src/core/model-spec.ts';
 import { floatToHalf } from '../../src/core/formats/tensor.ts';
 
-const TSV = '/work/shared/reference/decoder_jit_state_dict_keys.tsv';
 const FIXTURES = join(import.meta.dirname, '../fixtures');
+const TSV = join(FIXTURES, 'released-decoder-shapes.tsv');
 
 const realKeys: ShapeInfo[] = readFileSync(TSV, 'utf8')
   .trim()
