@@ -122,6 +122,24 @@ for (const [name, load] of [
       // ×10 is still in range: no rerun.
       expect((await decode(scaled(weights, 10), 'float16')).fallback).toBeUndefined();
     });
+
+    it('checks and falls back in bands too (decoder-bands.test.ts), rerunning in f32 bands', async () => {
+      const big = scaled(weights, 1e4);
+      const banded = async (activations: 'float16' | 'float32') => {
+        const runner = await DecoderRunner.create(ort, spec, big, { activations, maxActivationBytes: 1 });
+        expect(runner.bandBytes).toBe(1);
+        try {
+          return await runner.decode(codes, 6, 6);
+        } finally {
+          await runner.release();
+        }
+      };
+      const f16 = await banded('float16');
+      expect(f16.fallback?.reason).toMatch(/^activations reach \d\.\d\de\+4 at decoder\.mid\.block_1\.norm1 /);
+      const f32 = await banded('float32');
+      expect(maxDiff(f16.rgba, f32.rgba)).toBe(0);
+      expect(maxDiff(f32.rgba, (await decode(big, 'float32')).rgba)).toBeLessThanOrEqual(1);
+    });
   });
 }
 

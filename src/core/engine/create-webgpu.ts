@@ -59,10 +59,13 @@ export async function createWebGpuEngine(
     }
   }
   loop ??= await openLoop(false);
-  // f16 decodes check their activations and rerun in f32 when they overflow (decoder-runner.ts).
+  // f16 decodes check their activations and rerun in f32 when they overflow; a largest size whose
+  // activations exceed one GPU buffer decodes in bands of rows (decoder-runner.ts).
   const decoder = await DecoderRunner.create(ort, model.decoder, model.decoderWeights, {
     activations: activations === 'f16' ? 'float16' : 'float32',
     session: { executionProviders: [webgpu], graphOptimizationLevel: 'all', logSeverityLevel: 3 },
+    maxActivationBytes: Math.min(gpu.device.limits.maxStorageBufferBindingSize, gpu.device.limits.maxBufferSize),
+    maxSide: maxLatentSide,
   });
   // Session creation queues the weight uploads: ready means they are on the GPU.
   await gpu.device.queue.onSubmittedWorkDone();

@@ -17,9 +17,10 @@
 // its statistics are computed in fp32 in both variants.
 //
 // WebGPU memory (SPEC C.10): at 1024² (h = w = 64) the tensors after up.1's upsampler are
-// 512×256×256 — 128 MiB in fp32, exactly the default maxStorageBufferBindingSize — and a naive
-// schedule holds three of them. Use the f16 variant (64 MiB each) or request higher limits;
-// tiling the 256² stages by rows is a later concern.
+// 512×256×256 — 128 MiB in fp32, exactly the default maxStorageBufferBindingSize (the f16 graph
+// casts each GroupNorm input to fp32 for its statistics, so it has one such tensor too). Where a
+// budget is smaller, decoderStages/buildDecoderStage cut the graph at its norms so that
+// decoder-runner.ts can run it in bands of rows.
 import { GraphBuilder, float, type ElemType } from '../onnx/builder.ts';
 import type { NamedTensor } from '../../model-spec.ts';
 import { ModelFileError } from '../../errors.ts';
@@ -65,7 +66,53 @@ export interface DecoderGraph {
   checks: string[];
 }
 
-const GROUP_NORM_EPS = 1e-6;
+export const GROUP_NORM_EPS = 1e-6;
+
+export const STAGE_X = 'x';
+export const STAGE_H = 'h';
+export const STAGE_NORM_MEAN = 'norm_mean';
+export const STAGE_NORM_INV_STD = 'norm_inv_std';
+export const STAGE_OUTPUT = 'y';
+
+/**
+ * The decoder cut at its GroupNorms, for decoding in bands of rows (decoder-runner.ts): each stage
+ * after the head runs from one norm to the input of the next, so a band needs only its own rows
+ * plus a margin, given the norm's statistics over the whole input. The released decoder has no
+ * attention after the mid block; one there would need the whole image, so such a decoder has no
+ * stages (undefined).
+ */
+export type DecoderStage =
+  /** codes → features after the mid block (latent resolution, run whole). */
+  | { kind: 'head' }
+  /** x → conv1(swish(norm1 x)). */
+  | { kind: 'norm1'; block: ResBlockSpec }
+  /** x, h → skip(x) + conv2(swish(norm2 h)), then the level's upsampler after its last block. */
+  | { kind: 'norm2'; block: ResBlockSpec; upsample: UpsampleSpec | null }
+  /** x → rgba bytes (norm_out, conv_out, inverse Haar). */
+  | { kind: 'pixels' };
+
+export function decoderStages(spec: CosmosDecoderSpec): DecoderStage[] | undefined {
+  if (spec.up.some((l) => l.attentions.some(Boolean))) return undefined;
+  const stages: DecoderStage[] = [{ kind: 'head' }];
+  for (const level of spec.up) {
+    level.blocks.forEach((block, i) => {
+      const last = i === level.blocks.length - 1;
+      stages.push({ kind: 'norm1', block }, { kind: 'norm2', block, upsample: last ? level.upsample : null });
+    });
+  }
+  stages.push({ kind: 'pixels' });
+  return stages;
+}
+
+/** One stage's graph (fp32 inputs `x` [and `h`], `norm_mean`, `norm_inv_std`; output `y` or `rgba`). */
+export function buildDecoderStage(
+  spec: CosmosDecoderSpec,
+  weights: ReadonlyMap<string, NamedTensor>,
+  stage: DecoderStage,
+  options: DecoderGraphOptions,
+): DecoderGraph {
+  return new DecoderGraphBuilder(spec, weights, options).buildStage(stage);
+}
 
 /** Builds the decoder graph with the converted weights (any float type) embedded as initializers. */
 export function buildDecoderGraph(
@@ -108,6 +155,8 @@ class DecoderGraphBuilder {
   private readonly fused: boolean;
   private readonly checks: { name: string; peak: string; meanSquare: string }[] = [];
   private readonly checking: boolean;
+  /** In a stage graph: the norm's statistics are inputs (there is one norm per stage). */
+  private normStats: { mean: string; invStd: string } | undefined;
 
   constructor(
     private readonly spec: CosmosDecoderSpec,
@@ -129,6 +178,56 @@ class DecoderGraphBuilder {
   }
 
   build(): DecoderGraph {
+    let x = this.head();
+    for (const level of this.spec.up) {
+      level.blocks.forEach((block, i) => {
+        x = this.resBlock(x, block);
+        if (level.attentions[i]) x = this.attention(x, level.attentions[i]!);
+      });
+      if (level.upsample) x = this.upsample(x, level.upsample);
+    }
+    this.pixels(x);
+    return this.finish();
+  }
+
+  /**
+   * One stage of the tiled decode: the graph from one GroupNorm to the next, on a band of rows
+   * (fp32 in and out; the norm's mean and 1/std over the WHOLE input are inputs, measured by the
+   * runner across all bands). 'head' is the whole latent-resolution part.
+   */
+  buildStage(stage: DecoderStage): DecoderGraph {
+    const { g } = this;
+    const input = (name: string, channels: number) => {
+      const x = g.input(name, 'float32', [1, channels, 'rows', 'cols']);
+      return this.act === 'float16' ? g.op1('Cast', [x], { to: 10 }) : x;
+    };
+    const output = (y: string, channels: number) => {
+      g.op('Identity', [this.f32(y)], {}, [STAGE_OUTPUT]);
+      g.output(STAGE_OUTPUT, 'float32', [1, channels, 'out_rows', 'out_cols']);
+    };
+    if (stage.kind === 'head') {
+      output(this.head(), this.spec.mid.block2.outChannels);
+      return this.finish();
+    }
+    const mean = g.input(STAGE_NORM_MEAN, 'float32', []);
+    const invStd = g.input(STAGE_NORM_INV_STD, 'float32', []);
+    this.normStats = { mean, invStd };
+    if (stage.kind === 'norm1') {
+      const b = stage.block;
+      output(this.fconv(this.swish(this.groupNorm(input(STAGE_X, b.inChannels), `${b.prefix}.norm1`, b.inChannels)), `${b.prefix}.conv1`), b.outChannels);
+    } else if (stage.kind === 'norm2') {
+      const b = stage.block;
+      let y = this.resBlockEnd(input(STAGE_X, b.inChannels), input(STAGE_H, b.outChannels), b);
+      if (stage.upsample) y = this.upsample(y, stage.upsample);
+      output(y, b.outChannels);
+    } else {
+      this.pixels(input(STAGE_X, this.spec.finalChannels));
+    }
+    return this.finish();
+  }
+
+  /** codes → the latent-resolution features after the mid block: [1, 512, h, w]. */
+  private head(): string {
     const { g, spec } = this;
     const rank = this.options.codesRank ?? 2;
     const codesIn = g.input(DECODER_INPUT, 'int64', rank === 3 ? [1, 'h', 'w'] : ['h', 'w']);
@@ -140,17 +239,13 @@ class DecoderGraphBuilder {
 
     x = this.resBlock(x, spec.mid.block1);
     x = this.attention(x, spec.mid.attention);
-    x = this.resBlock(x, spec.mid.block2);
+    return this.resBlock(x, spec.mid.block2);
+  }
 
-    for (const level of spec.up) {
-      level.blocks.forEach((block, i) => {
-        x = this.resBlock(x, block);
-        if (level.attentions[i]) x = this.attention(x, level.attentions[i]!);
-      });
-      if (level.upsample) x = this.upsample(x, level.upsample);
-    }
-
-    x = this.swish(this.groupNorm(x, 'decoder.norm_out', spec.finalChannels));
+  /** norm_out, swish, conv_out, inverse Haar, bytes: the `rgba` output (and `image`). */
+  private pixels(features: string): void {
+    const { g, spec } = this;
+    let x = this.swish(this.groupNorm(features, 'decoder.norm_out', spec.finalChannels));
     x = this.fconv(x, 'decoder.conv_out'); //                            [1, 192, 4h, 4w]
 
     let image = this.act === 'float16' ? g.op1('Cast', [x], { to: 1 }) : x; // fp32 from here on
@@ -167,7 +262,11 @@ class DecoderGraphBuilder {
     }
     this.toRgbaBytes(image);
     g.output(DECODER_OUTPUT, 'uint8', ['H', 'W', 4]);
-    if (this.checking) {
+  }
+
+  private finish(): DecoderGraph {
+    const { g } = this;
+    if (this.checking && this.checks.length) {
       const one = g.constInt64([0]);
       const parts = this.checks.flatMap((c) => [g.op1('Unsqueeze', [c.peak, one]), g.op1('Unsqueeze', [c.meanSquare, one])]);
       g.op('Concat', parts, { axis: 0 }, [DECODER_CHECK_OUTPUT]);
@@ -232,6 +331,7 @@ class DecoderGraphBuilder {
    */
   private groupNorm(x: string, prefix: string, channels: number): string {
     const g = this.g;
+    if (this.normStats) return this.affineNorm(x, prefix, channels, this.normStats.mean, this.normStats.invStd);
     const xf = this.act === 'float16' ? g.op1('Cast', [x], { to: 1 }) : x;
     const rows = g.op1('Reshape', [xf, g.constInt64([channels, -1])]); //   [C, HW]
     const axis1 = g.constInt64([1]);
@@ -249,6 +349,12 @@ class DecoderGraphBuilder {
       g.op1('ReduceMean', [g.op1('Mul', [dev, dev]), all], { keepdims: 0 }),
     ]);
     const invStd = g.op1('Reciprocal', [g.op1('Sqrt', [g.op1('Add', [variance, g.constFloat32([GROUP_NORM_EPS], [])])])]);
+    return this.affineNorm(x, prefix, channels, mean, invStd);
+  }
+
+  /** The norm as one per-channel affine pass, given the fp32 scalars mean and 1/√(var + eps). */
+  private affineNorm(x: string, prefix: string, channels: number, mean: string, invStd: string): string {
+    const g = this.g;
     const gamma = this.f32(this.weight(`${prefix}.weight`));
     const beta = this.f32(this.weight(`${prefix}.bias`));
     const scale = g.op1('Mul', [gamma, invStd]); //                          [C]
@@ -268,9 +374,13 @@ class DecoderGraphBuilder {
 
   /** CausalResnetBlockFactorized3d at T=1: x' + conv2(swish(norm2(conv1(swish(norm1 x))))). */
   private resBlock(x: string, b: ResBlockSpec): string {
-    let h = this.swish(this.groupNorm(x, `${b.prefix}.norm1`, b.inChannels));
-    h = this.fconv(h, `${b.prefix}.conv1`);
-    h = this.swish(this.groupNorm(h, `${b.prefix}.norm2`, b.outChannels));
+    const h = this.fconv(this.swish(this.groupNorm(x, `${b.prefix}.norm1`, b.inChannels)), `${b.prefix}.conv1`);
+    return this.resBlockEnd(x, h, b);
+  }
+
+  /** The res block from its second norm on: x' + conv2(swish(norm2 h)). */
+  private resBlockEnd(x: string, conv1Out: string, b: ResBlockSpec): string {
+    let h = this.swish(this.groupNorm(conv1Out, `${b.prefix}.norm2`, b.outChannels));
     h = this.fconv(h, `${b.prefix}.conv2`);
     const skip = b.shortcut ? this.conv(x, `${b.prefix}.nin_shortcut`) : x;
     return this.g.op1('Add', [skip, h]);
