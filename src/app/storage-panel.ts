@@ -1,5 +1,10 @@
 // "Storage": the models kept in this browser, their sizes, delete; and what the site uses of
-// the browser's quota, and whether that storage is persistent.
+// the browser's quota, and whether that storage is persistent. The two sizes come from two
+// counts: the models' from the store's own byte counts, the site's from the browser
+// (navigator.storage.estimate), which counts IndexedDB values compressed (Chromium: f32
+// weights widened from bf16 took 0.63 of their size) and adds the gallery and the app's offline
+// files. The text says which is which, so "Models: 2.3 GiB" beside "this site uses 1.7 GiB" no
+// longer reads as a contradiction.
 import type { CachedModel, EngineClient } from '../client/engine-client.ts';
 import { h, messageOf } from './dom.ts';
 import { formatBytes } from './format.ts';
@@ -35,7 +40,11 @@ export class StoragePanel {
     this.#list.replaceChildren(
       ...(problem ? [h('li', { class: 'error' }, problem)] : models.length === 0 ? [h('li', { class: 'storage-empty' }, 'No models are stored in this browser yet.')] : models.map((m) => this.#item(m))),
     );
-    this.#usage.textContent = await usageText(models);
+    this.#usage.textContent = storageUsageText({
+      modelBytes: models.reduce((sum, m) => sum + m.bytes, 0),
+      estimate: navigator.storage?.estimate ? await navigator.storage.estimate().catch(() => null) : null,
+      persisted: navigator.storage?.persisted ? await navigator.storage.persisted().catch(() => null) : null,
+    });
   }
 
   #item(model: CachedModel): HTMLElement {
@@ -59,15 +68,28 @@ export class StoragePanel {
   }
 }
 
-async function usageText(models: CachedModel[]): Promise<string> {
-  const models_ = models.reduce((sum, m) => sum + m.bytes, 0);
-  const parts = [`Models: ${formatBytes(models_)}.`];
-  if (navigator.storage?.estimate) {
-    const { usage = 0, quota = 0 } = await navigator.storage.estimate();
-    parts.push(`This site uses ${formatBytes(usage)} of the ${formatBytes(quota)} the browser allows it.`);
+export interface StorageFacts {
+  /** The stored models' bytes, as the store counts them (what the list shows). */
+  modelBytes: number;
+  /** navigator.storage.estimate(), where the browser has it. */
+  estimate: { usage?: number; quota?: number } | null;
+  persisted: boolean | null;
+}
+
+/** The storage panel's summary line. */
+export function storageUsageText({ modelBytes, estimate, persisted }: StorageFacts): string {
+  const parts = [`Models: ${formatBytes(modelBytes)}.`];
+  if (estimate) {
+    const { usage = 0, quota = 0 } = estimate;
+    const allows = quota > 0 ? `, of the ${formatBytes(quota)} it allows this site` : '';
+    parts.push(
+      usage < modelBytes
+        ? `The browser counts ${formatBytes(usage)} for this site${allows}: less than the models’ size, as it stores them compressed.`
+        : `The browser counts ${formatBytes(usage)} for this site${allows}: the models, the gallery and the app’s offline files.`,
+    );
   }
-  if (navigator.storage?.persisted) {
-    parts.push((await navigator.storage.persisted()) ? 'Storage is persistent: the browser will not clear it on its own.' : 'Storage is not persistent: the browser may clear it when space runs low.');
+  if (persisted !== null) {
+    parts.push(persisted ? 'Storage is persistent: the browser will not clear it on its own.' : 'Storage is not persistent: the browser may clear it when space runs low.');
   }
   return parts.join(' ');
 }
