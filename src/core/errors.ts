@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'DeviceLost'
   | 'GpuOutOfMemory'
   | 'BundleInvalid'
+  /** The chosen backend cannot run the chosen weights/size on this device (engine/capabilities.ts). */
+  | 'BackendUnsupported'
   | 'Aborted';
 
 export class SimpleARError extends Error {

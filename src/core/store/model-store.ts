@@ -14,6 +14,7 @@ import { openFolder, readJson, type FileFolder } from '../formats/byte-source.ts
 import { parseLmSpec } from '../formats/model-config.ts';
 import { VISUAL_CODES } from '../model-spec.ts';
 import type { OrtModule } from '../engine/ort.ts';
+import type { ModelFootprint } from '../engine/capabilities.ts';
 import type { CachedModel, LoadModelOptions, ModelPlan, ModelSource, PrepareProgress } from './types.ts';
 import { normalizeSource } from './model-source.ts';
 import { BlockCache, DEFAULT_BLOCK_BYTES, type FileRecord, type HttpRetryOptions, type RemoteFile } from './block-cache.ts';
@@ -115,7 +116,12 @@ export class ModelStore {
       const stored = record?.staging === generation ? await this.bundles.files(modelId, generation) : new Set<string>();
       const total = manifest.layout.totalBytes + manifestBytes.byteLength;
       const storedBytes = manifest.chunks.filter((c) => stored.has(c.file)).reduce((a, c) => a + c.byteLength, 0);
-      return { modelId, cached: false, downloadBytes: total - storedBytes, storedBytes, peakStorageBytes: total, finalStorageBytes: total, storage };
+      const footprint: ModelFootprint = {
+        lm: manifest.model.lm,
+        weights: ((manifest.weights.lm as LmWeightFormat | undefined) ?? manifest.weights.mode) as LmWeightFormat,
+        decoderParams: manifest.tensors.filter((t) => t.name.startsWith('vq/')).reduce((a, t) => a + t.dims.reduce((x, y) => x * y, 1), 0),
+      };
+      return { modelId, cached: false, downloadBytes: total - storedBytes, storedBytes, peakStorageBytes: total, finalStorageBytes: total, storage, footprint };
     }
     const { files, modelBase } = await this.originalFiles(source, signal);
     let storedBytes = 0;
@@ -133,7 +139,19 @@ export class ModelStore {
       peakStorageBytes: totalBytes + bundleBytes,
       finalStorageBytes: bundleBytes,
       storage,
+      footprint: await this.originalFootprint(modelBase, files, options, signal),
     };
+  }
+
+  /** The shapes and formats the backend check needs (engine/capabilities.ts), from the stored config.json. */
+  private async originalFootprint(modelBase: string, files: RemoteFile[], options: LoadModelOptions, signal?: AbortSignal): Promise<ModelFootprint> {
+    const configUrl = new URL('config.json', modelBase).href;
+    const config = await readJson<Record<string, unknown>>(this.cache.folder(modelBase), 'config.json', signal);
+    if (!config) throw new ModelFileError(configUrl, 'not found', undefined, 'ModelFileMissing');
+    const vocab = typeof config.vocab_size === 'number' ? config.vocab_size : 0;
+    // decoder.jit holds the decoder's f32 parameters (and a little TorchScript)
+    const decoderFile = files.find((f) => f.url.endsWith(`/${DECODER_FILE}`));
+    return { lm: parseLmSpec(config as never, vocab - VISUAL_CODES, configUrl), weights: options.weights ?? 'q4', decoderParams: Math.round((decoderFile?.size ?? 0) / 4) };
   }
 
   /**

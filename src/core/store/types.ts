@@ -2,6 +2,7 @@
 // what is held in storage. Core-owned so the store, the worker, the CLI and tests share them;
 // the page-side worker protocol re-exports them.
 import type { LmWeightFormat } from '../convert/lm/convert-weights.ts';
+import type { BackendPlan, ModelFootprint } from '../engine/capabilities.ts';
 
 /** Where the model comes from. */
 export type ModelSource =
@@ -34,6 +35,12 @@ export interface ModelPlan {
   finalStorageBytes: number;
   /** navigator.storage.estimate() as the worker sees it, when the browser offers it. */
   storage: { usage: number; quota: number } | null;
+  /** The model's shapes and weight format, for the backend check; absent for a stored model. */
+  footprint?: ModelFootprint;
+  /** What will run where on this device (engine/capabilities.ts planBackend), added by the engine worker. */
+  backend?: BackendPlan;
+  /** Why this device cannot run it as asked, and what to choose instead (nothing was downloaded). */
+  refusal?: { code: 'BackendUnsupported'; message: string };
 }
 
 /** Progress of prepareModel, phase by phase. */
