@@ -7,9 +7,9 @@
 // the files through the cache, so the converter sees an ordinary FileFolder and fetches
 // nothing that is stored.
 // Every request bypasses the browser's HTTP cache (`cache: 'no-store'`): the bytes go to
-// IndexedDB anyway, and Chromium's cache, once its entry for a large file outgrew the cache's
-// limit, sent the range request in flight a second time (1.2× the bytes of a 600 MB checkpoint
-// over 8 MiB blocks) while keeping yet another copy of the model on disk.
+// IndexedDB anyway, and with Chromium's cache in the way, range requests into a file from about
+// 50 MiB on were sent a second time at once (1.17-1.21× the bytes of 0.6-1.4 GB checkpoints
+// over 8 MiB blocks), besides the cache keeping yet another copy of the model on disk.
 import { HttpError, ModelFileError } from '../errors.ts';
 import { Sha256Stream, sha256Hex } from '../bundle/sha256.ts';
 import { RETRY_STATUS, sleep, type ByteSource, type FileFolder } from '../formats/byte-source.ts';
