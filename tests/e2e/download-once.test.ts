@@ -2,8 +2,8 @@
 // prepares a checkpoint served from another origin by the test HTTP server, whose request log
 // is checked: no (path, range) asked twice, each small file fetched once, the bytes sent equal
 // to the files' (≤ 1.01× with failures). Small blocks give the tiny fixtures hundreds of range
-// requests. A file larger than Chromium's HTTP-cache entry limit is where the browser itself
-// used to send ranges twice (its cache is bypassed now). A connection dropped mid-block and a
+// requests. An 80 MiB file is where the browser itself used to send ranges twice (from about
+// 50 MiB in, through its HTTP cache, which is bypassed now). A connection dropped mid-block and a
 // reply corrupted in transit (caught by its Content-Digest) are recovered within the same
 // preparation, fetching again only the lost bytes and the corrupt reply.
 import { randomBytes } from 'node:crypto';
@@ -23,7 +23,7 @@ declare const simplear: { client: EngineClient };
 
 const SMALL = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'];
 const OPTIONS: LoadModelOptions = { weights: 'f32', decoderDtype: 'f32', maxLatentSide: 8, backend: 'wasm', downloadBlockBytes: 64 * 1024 };
-/** Bigger than the 50 MiB at which Chromium's cache entry for a file gave up and re-sent ranges. */
+/** Past the ~50 MiB into a file from which Chromium, through its HTTP cache, sent ranges twice. */
 const BIG_BYTES = 80 * 1024 * 1024;
 
 let browser: Browser;
