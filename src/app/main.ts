@@ -4,7 +4,7 @@
 import './styles.css';
 import { EngineClient } from '../client/engine-client.ts';
 import { registerServiceWorker } from '../pwa/register.ts';
-import type { DeviceFacts } from '../core/device.ts';
+import { webGpuUnavailableStatus, type DeviceFacts } from '../core/device.ts';
 import { mountDevicePanel } from './device-panel.ts';
 import { StatusLine } from './status-line.ts';
 import { GenerationController } from './generation-controller.ts';
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     status.show(`Could not start the engine: ${messageOf(e)}`, 'error');
     return;
   }
-  if (!device.ok) status.show('WebGPU is not available: images can still be made on the CPU, much more slowly (see “Your device” below).', 'warning');
+  if (!device.ok) status.show(webGpuUnavailableStatus(), 'warning');
   else if (device.adapter.isFallbackAdapter) status.show('Ready. This is a software GPU: generation will be slow.', 'ok');
   else status.show('Ready.', 'ok');
 

@@ -171,9 +171,16 @@ export class ModelLoader {
         await this.#prepare();
         return;
       }
-      this.#planned = plan;
       this.#plan.textContent = await planText(plan);
       this.#plan.dataset.downloadBytes = String(plan.downloadBytes);
+      if (plan.backend) this.#plan.dataset.backend = plan.backend.backend;
+      if (plan.refusal) {
+        // This device cannot run it as asked: nothing to download.
+        this.#plan.dataset.refused = plan.refusal.code;
+        return;
+      }
+      delete this.#plan.dataset.refused;
+      this.#planned = plan;
       this.#action.textContent = `Download ${formatBytes(plan.downloadBytes)} and prepare`;
     } catch (e) {
       this.#plan.textContent = `Could not check the model: ${messageOf(e)}`;
@@ -244,5 +251,8 @@ async function planText(plan: ModelPlan): Promise<string> {
     parts.push(`This browser offers this site ${formatBytes(free)} more.`);
     if (free < plan.peakStorageBytes) parts.push('That is not enough: delete stored models below, or free space on the device.');
   }
+  // What this device will run it on (or why it cannot), decided before the download.
+  if (plan.refusal) parts.push(`This device cannot run it as chosen: ${plan.refusal.message}`);
+  else if (plan.backend) parts.push(plan.backend.summary, ...plan.backend.warnings);
   return parts.join(' ');
 }

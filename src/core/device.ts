@@ -107,9 +107,18 @@ function environmentOf(scope: ProbeScope): EnvironmentFacts {
   };
 }
 
+/**
+ * What this device can still do without WebGPU. The page's status line and its device panel both
+ * say it in these words (webGpuUnavailableStatus, and each reason's message below), so they agree.
+ */
+export const CPU_FALLBACK = 'images can still be made on the CPU (WebAssembly), much more slowly';
+
 const ADVICE =
-  'Image generation needs WebGPU: use a current Chrome or Edge (version 113 or later) on a ' +
-  'computer with a supported GPU.';
+  `Without it, ${CPU_FALLBACK}. For GPU speed, use a current Chrome or Edge (version 113 or ` +
+  'later) on a computer with a supported GPU.';
+
+/** The status line's words for a device without WebGPU (the panel gives the reason). */
+export const webGpuUnavailableStatus = (): string => `WebGPU is not available: ${CPU_FALLBACK} (see “Your device” below).`;
 
 function unavailable(
   reason: WebGPUUnavailableReason,
@@ -118,7 +127,7 @@ function unavailable(
 ): WebGPUUnavailable {
   const messages: Record<WebGPUUnavailableReason, string> = {
     'insecure-context':
-      'WebGPU is only offered to secure pages. Open this app over https:// or from localhost.',
+      `WebGPU is only offered to secure pages: open this app over https:// or from localhost. Until then, ${CPU_FALLBACK}.`,
     'no-api': `This browser does not offer WebGPU. ${ADVICE}`,
     'no-adapter':
       'This browser supports WebGPU but found no usable GPU adapter (the GPU may be ' +
