@@ -45,6 +45,62 @@ export function randomCheckpoint(spec: LmSpec, seed = 1): Map<string, Float32Arr
   return m;
 }
 
+/**
+ * A random HF-layout checkpoint generated tensor by tensor as it is read (the same distributions
+ * as randomCheckpoint, deterministic for a seed, but not the same values): a full-size model's
+ * weights converted without ever holding the 2.2 GB of f32 source.
+ */
+export function lazyRandomReader(spec: LmSpec, seed = 1): TensorReader {
+  const H = spec.hiddenSize;
+  const q = spec.numHeads * spec.headDim;
+  const kv = spec.numKvHeads * spec.headDim;
+  const I = spec.intermediateSize;
+  const infos: TensorInfo[] = [];
+  const dist = new Map<string, { scale: number; offset: number }>();
+  const add = (name: string, shape: number[], scale: number, offset = 0) => {
+    infos.push({ name, dtype: 'f32', shape });
+    dist.set(name, { scale, offset });
+  };
+  add('model.embed_tokens.weight', [spec.vocabSize, H], 0.5);
+  for (let i = 0; i < spec.numLayers; i++) {
+    const p = `model.layers.${i}.`;
+    add(`${p}input_layernorm.weight`, [H], 0.1, 1);
+    add(`${p}self_attn.q_proj.weight`, [q, H], 1.5 / Math.sqrt(H));
+    add(`${p}self_attn.q_proj.bias`, [q], 0.2);
+    add(`${p}self_attn.k_proj.weight`, [kv, H], 1.5 / Math.sqrt(H));
+    add(`${p}self_attn.k_proj.bias`, [kv], 0.2);
+    add(`${p}self_attn.v_proj.weight`, [kv, H], 1 / Math.sqrt(H));
+    add(`${p}self_attn.v_proj.bias`, [kv], 0.2);
+    add(`${p}self_attn.o_proj.weight`, [H, q], 1 / Math.sqrt(q));
+    add(`${p}post_attention_layernorm.weight`, [H], 0.1, 1);
+    add(`${p}mlp.gate_proj.weight`, [I, H], 1 / Math.sqrt(H));
+    add(`${p}mlp.up_proj.weight`, [I, H], 1 / Math.sqrt(H));
+    add(`${p}mlp.down_proj.weight`, [H, I], 1 / Math.sqrt(I));
+  }
+  add('model.norm.weight', [H], 0.1, 1);
+  if (!spec.tieWordEmbeddings) add('lm_head.weight', [spec.vocabSize, H], 0.5);
+  const byName = new Map(infos.map((t) => [t.name, t]));
+  let k = 0;
+  const seeds = new Map(infos.map((t) => [t.name, seed * 7919 + k++ * 104729]));
+  const generate = (name: string, rowStart: number, rows: number): RawTensor => {
+    const info = byName.get(name);
+    if (!info) throw new Error(`no tensor ${name}`);
+    const { scale, offset } = dist.get(name)!;
+    const r = rng(seeds.get(name)! + rowStart * 31);
+    const row = info.shape.slice(1).reduce((a, b) => a * b, 1);
+    const v = new Float32Array(rows * row);
+    for (let i = 0; i < v.length; i++) v[i] = offset + scale * Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+    return { ...info, shape: info.shape.length > 1 ? [rows, ...info.shape.slice(1)] : [rows], bytes: new Uint8Array(v.buffer) };
+  };
+  return {
+    file: 'random',
+    list: () => infos,
+    has: (n) => byName.has(n),
+    read: async (n) => generate(n, 0, byName.get(n)?.shape[0] ?? 0),
+    readRows: async (n, start, count) => generate(n, start, count),
+  };
+}
+
 /** A TensorReader (dtype f32) over an in-memory HF-layout checkpoint. */
 export function memoryReader(spec: LmSpec, m: Map<string, Float32Array>): TensorReader {
   const H = spec.hiddenSize;
