@@ -3,6 +3,7 @@
 // (numbers computed from that measurement), and an image is generated and shown.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openFixtureApp, waitForReady, type AppSession, type FixtureApp } from './browser.ts';
+import { CPU_FALLBACK } from '../../src/core/device.ts';
 
 let fixture: FixtureApp;
 let session: AppSession;
@@ -21,12 +22,18 @@ afterAll(async () => {
 it('without WebGPU the model runs on the CPU, the page shows a measured time estimate, and generates', async () => {
   const { page } = session;
   expect(await waitForReady(page)).toMatch(/^WebGPU is not available: images can still be made on the CPU/);
+  // One message: the status line and the device panel say the same about this device.
+  expect(await page.locator('#status').textContent()).toContain(CPU_FALLBACK);
+  expect(await page.locator('.device-unavailable').textContent()).toContain(CPU_FALLBACK);
   // The 1.5B models are not offered here, and the list says why.
   expect(await page.locator('#model-select option[value="simplear-1.5b-rl"]').isDisabled()).toBe(true);
   expect(await page.locator('#model-select option[value="simplear-1.5b-rl"]').textContent()).toMatch(/not on this device: without WebGPU/);
 
   await page.locator('.model-action').click();
   await page.locator('#model-plan[data-download-bytes]').waitFor({ timeout: 60_000 });
+  // Before the download, the plan says what will run where.
+  expect(await page.locator('#model-plan').getAttribute('data-backend')).toBe('wasm');
+  expect(await page.locator('#model-plan').textContent()).toMatch(/Runs on the CPU \(WebAssembly, no WebGPU\) with \S+ weights and f32 activations, about \d+\.\d GiB of the 4\.0 GiB/);
   await page.locator('.model-action').click();
   await page.locator('.model-loaded').waitFor({ timeout: 120_000 });
   expect(await page.locator('.model-loaded').textContent()).toMatch(/runs on the CPU \(no WebGPU: much slower\)/);
