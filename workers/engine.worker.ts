@@ -8,7 +8,7 @@
 import * as Comlink from 'comlink';
 import { probeDevice } from '../src/core/device.ts';
 import { SimpleARError } from '../src/core/errors.ts';
-import { openFolder, type FileFolder } from '../src/core/formats/byte-source.ts';
+import { openFolder } from '../src/core/formats/byte-source.ts';
 import { inspectCheckpoint } from '../src/core/formats/inspect-checkpoint.ts';
 import { maxAbsDiff, referenceSelfTest, runSelfTest } from '../src/core/runtime/self-test-graph.ts';
 import { loadOriginalModel } from '../src/core/engine/load-original.ts';
@@ -23,7 +23,8 @@ import { openModelBundle } from '../src/core/model-bundle.ts';
 import { ModelStore, type StoredBundle } from '../src/core/store/model-store.ts';
 import { openBrowserStores } from '../src/core/store/kv-idb.ts';
 import { installErrorTransfer } from '../src/client/error-transfer.ts';
-import type { EngineWorkerApi, LoadedModelInfo, LoadModelOptions, PrepareProgress, SelfTestReport } from '../src/client/protocol.ts';
+import type { EngineWorkerApi, LoadedModelInfo, LoadModelOptions, LoadTimings, PrepareProgress, SelfTestReport } from '../src/client/protocol.ts';
+import type { InferenceSession, OrtModule } from '../src/core/engine/ort.ts';
 import { loadOrtWeb, type OrtWeb } from './ort-web.ts';
 
 let gpu: Promise<EngineDevice> | undefined;
@@ -113,23 +114,43 @@ async function chooseBackend(options: LoadModelOptions): Promise<'webgpu' | 'was
   return backend;
 }
 
+/** `ort` whose session creations are timed into `sessions` (LoadTimings). */
+function timedSessions(ort: OrtModule, sessions: LoadTimings['sessions']): OrtModule {
+  type Create = (model: Uint8Array | string, options?: InferenceSession.SessionOptions) => Promise<InferenceSession>;
+  const inner = ort.InferenceSession.create.bind(ort.InferenceSession) as Create;
+  const create: Create = async (model, options) => {
+    const t0 = performance.now();
+    const external = (options?.externalData ?? []) as readonly { data?: { byteLength?: number } }[];
+    const bytes = external.reduce((sum, f) => sum + (f.data?.byteLength ?? 0), typeof model === 'string' ? 0 : model.byteLength);
+    const session = await inner(model, options);
+    sessions.push({ bytes, ms: Math.round(performance.now() - t0) });
+    return session;
+  };
+  return { Tensor: ort.Tensor, InferenceSession: { create: create as OrtModule['InferenceSession']['create'] } };
+}
+
 /** Replaces the engine with one built from `model` on `backend`. */
-async function buildEngine(model: EngineModel, backend: 'webgpu' | 'wasm', options: LoadModelOptions): Promise<LoadedModelInfo> {
+async function buildEngine(model: EngineModel, backend: 'webgpu' | 'wasm', options: LoadModelOptions, readMs?: number): Promise<LoadedModelInfo> {
+  const t0 = performance.now();
   await engine?.dispose();
   engine = undefined;
   loadedModelId = undefined;
   const sizes = { maxLatentSide: options.maxLatentSide };
   let activations: 'f16' | 'f32' = 'f32';
+  const sessions: LoadTimings['sessions'] = [];
   if (backend === 'webgpu') {
     engine = await onGpu(async () => {
       const { ort, gpu: engineGpu } = await ortOnEngineDevice();
       activations = options.activations ?? (engineGpu.shaderF16 ? 'f16' : 'f32');
-      return createWebGpuEngine(ort, engineGpu, model, { ...sizes, activations });
+      return createWebGpuEngine(timedSessions(ort, sessions), engineGpu, model, { ...sizes, activations });
     });
   } else {
-    engine = await createCpuEngine(await loadOrtWeb(), model, { ...sizes, backend: 'wasm' });
+    engine = await createCpuEngine(timedSessions(await loadOrtWeb(), sessions), model, { ...sizes, backend: 'wasm' });
   }
+  const engineMs = Math.round(performance.now() - t0);
+  const timings: LoadTimings = { ...(readMs !== undefined ? { readMs } : {}), engineMs, sessions, totalMs: (readMs ?? 0) + engineMs };
   return {
+    timings,
     name: model.name,
     backend: engine.backend,
     activations,
@@ -142,32 +163,11 @@ async function buildEngine(model: EngineModel, backend: 'webgpu' | 'wasm', optio
 
 /** Reads the stored bundle into memory (every chunk's SHA-256 checked), reporting chunks read. */
 async function loadStored(stored: StoredBundle, onProgress: ((p: PrepareProgress) => void) | undefined, signal: AbortSignal): Promise<EngineModel> {
-  const seen = new Set<string>();
-  let total = 0;
-  const folder = stored.folder;
-  const counted: FileFolder = {
-    base: folder.base,
-    readOptional: (file, s) => folder.readOptional(file, s),
-    open(file) {
-      const source = folder.open(file);
-      return {
-        name: source.name,
-        size: (s) => source.size(s),
-        async read(offset, length, s) {
-          const bytes = await source.read(offset, length, s);
-          if (file.startsWith('chunk-') && !seen.has(file)) {
-            seen.add(file);
-            onProgress?.({ phase: 'load', done: seen.size, total });
-          }
-          return bytes;
-        },
-      };
-    },
-  };
-  const bundle = await openModelBundle(counted, { signal });
-  total = bundle.manifest.chunks.length;
-  onProgress?.({ phase: 'load', done: 0, total });
-  return bundle.loadModel({ name: stored.record.name, signal });
+  const bundle = await openModelBundle(stored.folder, { signal });
+  const total = bundle.manifest.chunks.length;
+  let done = 0;
+  onProgress?.({ phase: 'load', done, total });
+  return bundle.loadModel({ name: stored.record.name, signal, onChunk: () => onProgress?.({ phase: 'load', done: ++done, total }) });
 }
 
 const api: EngineWorkerApi = {
@@ -262,6 +262,7 @@ const api: EngineWorkerApi = {
       const prepare = () => modelStore().prepare(source, { ...options, signal, ort, ...(report ? { onProgress: report } : {}) });
       let stored = await prepare();
       let model: EngineModel;
+      const t0 = performance.now();
       try {
         model = await loadStored(stored, report, signal);
       } catch (e) {
@@ -271,7 +272,7 @@ const api: EngineWorkerApi = {
         stored = await prepare();
         model = await loadStored(stored, report, signal);
       }
-      const info = await buildEngine(model, backend, options);
+      const info = await buildEngine(model, backend, options, Math.round(performance.now() - t0));
       loadedModelId = stored.modelId;
       await modelStore().touch(stored.modelId);
       return { ...info, modelId: stored.modelId, fromCache: stored.fromCache };

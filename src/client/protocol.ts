@@ -82,6 +82,22 @@ export interface LoadedModelInfo {
    * when the model has one: the page paints the tokens of a running generation with it.
    */
   preview?: number[];
+  /** Where the load's time went (ms, worker clock): for benchmarks and bug reports. */
+  timings?: LoadTimings;
+}
+
+/**
+ * The phases of a model load in the worker. `engineMs` covers building the graphs and creating
+ * the sessions (`sessions`: ONNX Runtime's own part: parsing, optimising, weights into the
+ * wasm heap or onto the GPU) and, on WebGPU, waiting for the uploads to finish.
+ */
+export interface LoadTimings {
+  /** Reading the bundle from storage with each chunk's SHA-256 checked, and the tokenizer. */
+  readMs?: number;
+  engineMs: number;
+  /** Each session's creation: what it was (bytes of its model + external data) and how long it took. */
+  sessions: { bytes: number; ms: number }[];
+  totalMs: number;
 }
 
 export interface PreparedModelInfo extends LoadedModelInfo {

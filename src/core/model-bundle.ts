@@ -82,30 +82,45 @@ export class ModelBundle {
     return this.readPart(DECODER_PREFIX, signal);
   }
 
-  /** Everything an engine needs (specs, tokenizer, both models' weights, the preview map). */
-  async loadModel(options: { name?: string; signal?: AbortSignal } = {}): Promise<EngineModel> {
+  /**
+   * Everything an engine needs (specs, tokenizer, both models' weights, the preview map). The
+   * weights are read in one pass over the chunks (BundleReader.readMany: each chunk read and
+   * checked once, reads overlapping hashes, tensors as views of the chunks), and the tokenizer is
+   * parsed meanwhile. `onChunk` is called as each chunk has been read and checked.
+   */
+  async loadModel(options: { name?: string; signal?: AbortSignal; onChunk?: (index: number) => void } = {}): Promise<EngineModel> {
     const { signal } = options;
+    const names = this.reader.list().filter((e) => e.name.startsWith(LM_PREFIX) || e.name.startsWith(DECODER_PREFIX)).map((e) => e.name);
+    const [tokenizer, all] = await Promise.all([
+      this.tokenizer(signal),
+      this.reader.readMany(names, { ...(signal ? { signal } : {}), ...(options.onChunk ? { onChunk: options.onChunk } : {}) }),
+    ]);
     return {
       name: options.name ?? this.reader.folder.base,
       lm: this.lm,
-      tokenizer: await this.tokenizer(signal),
-      lmWeights: await this.loadLmWeights(signal),
+      tokenizer,
+      lmWeights: part(all, LM_PREFIX),
       decoder: this.decoder,
-      decoderWeights: await this.loadDecoderWeights(signal),
+      decoderWeights: part(all, DECODER_PREFIX),
       ...(this.preview ? { preview: this.preview.map } : {}),
     };
   }
 
   private async readPart(prefix: string, signal?: AbortSignal): Promise<Map<string, NamedTensor>> {
-    const out = new Map<string, NamedTensor>();
-    for (const e of this.reader.list()) {
-      if (!e.name.startsWith(prefix)) continue;
-      const t = await this.reader.read(e.name, signal);
-      const name = e.name.slice(prefix.length);
-      out.set(name, { ...t, name });
-    }
-    return out;
+    const names = this.reader.list().filter((e) => e.name.startsWith(prefix)).map((e) => e.name);
+    return part(await this.reader.readMany(names, signal ? { signal } : {}), prefix);
   }
+}
+
+/** The tensors under `prefix`, renamed without it. */
+function part(all: ReadonlyMap<string, NamedTensor>, prefix: string): Map<string, NamedTensor> {
+  const out = new Map<string, NamedTensor>();
+  for (const [full, t] of all) {
+    if (!full.startsWith(prefix)) continue;
+    const name = full.slice(prefix.length);
+    out.set(name, { ...t, name });
+  }
+  return out;
 }
 
 /** Opens a converted model bundle from a folder (local directory, base URL, or another store). */

@@ -180,6 +180,59 @@ describe('bundle writer and reader (memory sink)', () => {
     }
   });
 
+  it('readMany reads every tensor with each chunk read and hashed once, while the tokenizer reads too', async () => {
+    const reads = new Map<string, number>();
+    const base = sink.folder();
+    const counting = {
+      ...base,
+      open(file: string) {
+        const source = base.open(file);
+        return {
+          ...source,
+          name: source.name,
+          size: (s?: AbortSignal) => source.size(s),
+          read(offset: number, length: number, s?: AbortSignal) {
+            reads.set(file, (reads.get(file) ?? 0) + 1);
+            return source.read(offset, length, s);
+          },
+        };
+      },
+    };
+    const reader = await openBundle(counting);
+    const done: number[] = [];
+    const [all] = await Promise.all([reader.readMany(undefined, { parallel: 3, onChunk: (i) => done.push(i) }), reader.tokenizer()]);
+    expect([...all.keys()]).toEqual(TENSORS.map((t) => t.name));
+    for (const t of TENSORS) expect(all.get(t.name)).toEqual({ name: t.name, type: t.type, dims: t.dims, raw: t.raw });
+    expect(Object.fromEntries([...reads].filter(([, n]) => n !== 1))).toEqual({});
+    expect(reads.size).toBe(manifest.chunks.length);
+    // onChunk: each chunk holding tensors, once (the tokenizer files' own chunks are not the weights').
+    const holding = new Set<number>();
+    for (const e of manifest.tensors) for (let c = e.chunk; c * 256 < e.chunk * 256 + e.offset + e.byteLength; c++) holding.add(c);
+    expect(done.sort((a, b) => a - b)).toEqual([...holding].sort((a, b) => a - b));
+    // A tensor inside one chunk is a view of it; one that spans chunks is its own copy.
+    for (const e of manifest.tensors) {
+      const raw = all.get(e.name)!.raw;
+      const inOne = e.offset + e.byteLength <= manifest.chunks[e.chunk]!.byteLength;
+      expect(raw.buffer.byteLength).toBe(inOne ? manifest.chunks[e.chunk]!.byteLength : e.byteLength);
+    }
+    expect(manifest.tensors.some((e) => e.offset + e.byteLength > manifest.chunks[e.chunk]!.byteLength)).toBe(true);
+    // A subset, and the verify: 'none' path, give the same bytes.
+    const trusting = await openBundle(sink.folder(), { verify: 'none' });
+    const some = await trusting.readMany(['norm', 'big']);
+    expect(some.get('big')!.raw).toEqual(TENSORS.at(-1)!.raw);
+    expect([...some.keys()]).toEqual(['norm', 'big']);
+  });
+
+  it('readMany rejects with BundleInvalid naming a corrupted chunk', async () => {
+    const files = new Map(sink.files);
+    const victim = manifest.chunks[1]!.file;
+    const copy = files.get(victim)!.slice();
+    copy[3]! ^= 0x01;
+    files.set(victim, copy);
+    const reader = await openBundle(memoryFolder(files));
+    await expect(reader.readMany()).rejects.toMatchObject({ code: 'BundleInvalid', details: { chunk: victim } });
+  });
+
   it('embeds the tokenizer files and rebuilds the tokenizer from them', async () => {
     const reader = await openBundle(sink.folder());
     expect(await reader.readJsonFile('tokenizer.json')).toEqual(TOKENIZER_JSON);

@@ -41,6 +41,9 @@ export class BundleReader {
   private readonly sources = new Map<number, ByteSource>();
   /** Verified whole chunks, most recently used last. */
   private readonly cache = new Map<number, Promise<Uint8Array>>();
+  /** While a readMany runs: every chunk loaded meanwhile, so other reads (the tokenizer) share them. */
+  private pinned: Map<number, Promise<Uint8Array>> | undefined;
+  private pinDepth = 0;
   private readonly verifyMode: 'on-read' | 'none';
   private readonly cacheChunks: number;
 
@@ -74,6 +77,81 @@ export class BundleReader {
     const e = this.entry(name);
     const raw = await this.readLocation(e, signal, { tensor: name });
     return { name, type: e.type, dims: [...e.dims], raw };
+  }
+
+  /**
+   * Many tensors at once (default: all), for loading a whole model: every chunk they touch is
+   * read once and SHA-256-checked ('on-read'), up to `parallel` chunks in flight so that reading
+   * one overlaps hashing another. A tensor inside one chunk is a view of that chunk's bytes (no
+   * copy; the chunk stays alive while any of its tensors does), one that spans chunks is copied.
+   */
+  async readMany(names: readonly string[] = this.manifest.tensors.map((t) => t.name), options: { signal?: AbortSignal; parallel?: number; onChunk?: (index: number) => void } = {}): Promise<Map<string, NamedTensor>> {
+    const { signal } = options;
+    const entries = names.map((n) => this.entry(n));
+    if (this.verifyMode !== 'on-read') {
+      const out = new Map<string, NamedTensor>();
+      for (const e of entries) out.set(e.name, await this.read(e.name, signal));
+      return out;
+    }
+    const chunks = [...new Set(entries.flatMap((e) => this.chunksOf(e)))].sort((a, b) => a - b);
+    const loaded = new Map<number, Uint8Array>();
+    let next = 0;
+    const worker = async () => {
+      while (next < chunks.length) {
+        const index = chunks[next++]!;
+        signal?.throwIfAborted();
+        loaded.set(index, await this.loadVerified(index, signal, true));
+        options.onChunk?.(index);
+      }
+    };
+    // Chunks already on their way (an embedded file being read) are shared too.
+    this.pinned ??= new Map(this.cache);
+    this.pinDepth++;
+    try {
+      await Promise.all(Array.from({ length: Math.max(1, options.parallel ?? 3) }, worker));
+    } finally {
+      if (--this.pinDepth === 0) this.pinned = undefined;
+    }
+    const out = new Map<string, NamedTensor>();
+    for (const e of entries) {
+      const first = loaded.get(e.chunk)!;
+      const raw =
+        e.offset + e.byteLength <= first.byteLength
+          ? first.subarray(e.offset, e.offset + e.byteLength)
+          : this.gather(e, loaded);
+      out.set(e.name, { name: e.name, type: e.type, dims: [...e.dims], raw });
+    }
+    return out;
+  }
+
+  /** The chunks a location's bytes lie in. */
+  private chunksOf(loc: BundleLocation): number[] {
+    const out = [];
+    let left = loc.byteLength;
+    let offset = loc.offset;
+    for (let c = loc.chunk; ; c++) {
+      out.push(c);
+      const chunk = this.manifest.chunks[c];
+      if (!chunk) throw new BundleError(this.where(MANIFEST_FILE), `data runs past the last chunk`);
+      left -= chunk.byteLength - offset;
+      offset = 0;
+      if (left <= 0) return out;
+    }
+  }
+
+  /** A location's bytes copied out of several loaded chunks. */
+  private gather(loc: BundleLocation, loaded: ReadonlyMap<number, Uint8Array>): Uint8Array {
+    const out = new Uint8Array(loc.byteLength);
+    let done = 0;
+    let offset = loc.offset;
+    for (let c = loc.chunk; done < loc.byteLength; c++) {
+      const bytes = loaded.get(c)!;
+      const n = Math.min(bytes.byteLength - offset, loc.byteLength - done);
+      out.set(bytes.subarray(offset, offset + n), done);
+      done += n;
+      offset = 0;
+    }
+    return out;
   }
 
   /** An embedded file's bytes (tokenizer.json, …). */
@@ -163,10 +241,13 @@ export class BundleReader {
 
   /** A whole chunk whose SHA-256 matched, from the cache or freshly read. */
   private loadVerified(index: number, signal: AbortSignal | undefined, useCache: boolean): Promise<Uint8Array> {
+    const pinned = useCache ? this.pinned?.get(index) : undefined;
+    if (pinned) return pinned;
     const hit = useCache ? this.cache.get(index) : undefined;
     if (hit) {
       this.cache.delete(index);
       this.cache.set(index, hit);
+      this.pinned?.set(index, hit);
       return hit;
     }
     const chunk = this.manifest.chunks[index]!;
@@ -182,6 +263,7 @@ export class BundleReader {
       }
       return bytes;
     })();
+    if (useCache) this.pinned?.set(index, p);
     if (useCache && this.cacheChunks > 0) {
       this.cache.set(index, p);
       p.catch(() => this.cache.delete(index));
