@@ -82,6 +82,12 @@ describe('planBackend', () => {
     const tooWide = refusal(() => planBackend(full('f32'), {}, gpu(256 * 2 ** 20)));
     expect(tooWide.message).toMatch(/exceeds this GPU's buffer limit.*choose q4 or q8/);
     expect(() => planBackend(full('q4'), {}, gpu(256 * 2 ** 20))).not.toThrow();
+    // The WebGPU engine's LM is one ONNX model, its float weights in the activation type: f32
+    // (2.2 GB) is over protobuf's limit, on a GPU without shader-f16 f16 weights too; in f16 they fit.
+    const bigBuffers = gpu(4 * 2 ** 30);
+    expect(refusal(() => planBackend(full('f32'), { activations: 'f32' }, bigBuffers)).message).toMatch(/over ONNX's 2 GiB per model: choose q4 or q8 weights, or f16 activations/);
+    expect(refusal(() => planBackend(full('f16'), {}, gpu(4 * 2 ** 30, false))).message).toMatch(/over ONNX's 2 GiB per model: choose q4 or q8 weights\.$/);
+    for (const w of ['f16', 'f32'] as const) expect(planBackend(full(w), {}, bigBuffers).activations).toBe('f16');
   });
 
   it('on the CPU every format of the 0.5B model fits wasm32 (f16/f32 with a memory warning); the 1.5B model in f16/f32 does not', () => {

@@ -40,6 +40,8 @@ export interface BackendPlan {
 
 /** The wasm EP's heap: a 32-bit WebAssembly memory. */
 export const WASM_MEMORY_LIMIT = 4 * 2 ** 30;
+/** The largest serialised ONNX model (protobuf): onnxruntime refuses bigger ones. */
+export const ONNX_MODEL_LIMIT = 2 ** 31 - 1;
 /** Working memory beyond weights and cache: activations, the decoder's feature maps, ORT's arenas. */
 export const WORKING_MEMORY = 512 * 2 ** 20;
 
@@ -107,7 +109,15 @@ export function planBackend(model: ModelFootprint, request: BackendRequest, devi
         { ...details, largestWeightBytes: tableBytes, limitBytes: limit },
       );
     }
-    const runtimeBytes = lmRuntimeBytes(lm, weights, activations) + kvCacheBytes(lm, activations, request.maxLatentSide) + model.decoderParams * (activations === 'f16' ? 2 : 4) + WORKING_MEMORY;
+    // The WebGPU engine's LM is one serialised model (no external data there yet): protobuf's 2 GB.
+    const lmBytes = lmRuntimeBytes(lm, weights, activations);
+    if (lmBytes > ONNX_MODEL_LIMIT) {
+      refuse(
+        `On WebGPU, ${FORMAT_TEXT[weights]} weights with ${activations} activations make a ${gib(lmBytes)} model, over ONNX's 2 GiB per model: choose q4 or q8 weights${device.features.shaderF16 && activations === 'f32' ? ', or f16 activations' : ''}.`,
+        { ...details, lmBytes, limitBytes: ONNX_MODEL_LIMIT },
+      );
+    }
+    const runtimeBytes = lmBytes + kvCacheBytes(lm, activations, request.maxLatentSide) + model.decoderParams * (activations === 'f16' ? 2 : 4) + WORKING_MEMORY;
     const warnings = device.adapter.isFallbackAdapter ? ['This is a software GPU (it runs on the CPU): generation will be very slow.'] : [];
     return {
       backend,
