@@ -10,6 +10,8 @@ import { encodePng, rgbaToRgb } from '../core/image/png.ts';
 import { openModelBundle } from '../core/model-bundle.ts';
 import { VISUAL_CODES } from '../core/model-spec.ts';
 import { DecoderRunner } from '../core/runtime/decoder-runner.ts';
+import { CPU_DECODER_BAND_BYTES } from '../core/engine/create-cpu.ts';
+import { tempModelFiles } from './model-files.ts';
 import { resolveLocation, type CommandModule } from './command.ts';
 import { formatSeconds } from './progress.ts';
 
@@ -56,6 +58,11 @@ const command: CommandModule = {
       description: 'decoder activations (default f32); f16 reruns in f32 when its activations overflow',
       choices: ['f32', 'f16'],
     },
+    'band-mib': {
+      type: 'string',
+      arg: '<MiB>',
+      description: `decode in bands of rows, each stage's activations within this many MiB, when a whole-image activation is larger (default ${CPU_DECODER_BAND_BYTES / 2 ** 20}: whole)`,
+    },
   },
 
   async run(values, io) {
@@ -72,7 +79,13 @@ const command: CommandModule = {
     const bundle = await openModelBundle(openFolder(resolveLocation(values.bundle as string)), io.signal ? { signal: io.signal } : {});
     const ort = await import('onnxruntime-node');
     const activations = values.activations === 'f16' ? 'float16' : 'float32';
-    const runner = await DecoderRunner.create(ort, bundle.decoder, await bundle.loadDecoderWeights(io.signal), { activations });
+    const bandMib = values['band-mib'] === undefined ? CPU_DECODER_BAND_BYTES / 2 ** 20 : Number(values['band-mib']);
+    if (!(bandMib >= 0)) throw new SimpleARError('InvalidSettings', `--band-mib: a number of MiB ≥ 0 (got ${String(values['band-mib'])})`, { field: 'band-mib' });
+    const runner = await DecoderRunner.create(ort, bundle.decoder, await bundle.loadDecoderWeights(io.signal), {
+      activations,
+      files: tempModelFiles,
+      ...(bandMib > 0 ? { maxActivationBytes: bandMib * 2 ** 20, maxSide: side } : {}),
+    });
     let image;
     try {
       image = await runner.decode(codes, side, side);
@@ -84,7 +97,8 @@ const command: CommandModule = {
     await mkdir(dirname(resolve(out)), { recursive: true });
     await writeFile(out, png);
     if (image.fallback) io.stdout.write(`decoder: f16 activations overflowed (${image.fallback.reason}); decoded again in f32\n`);
-    io.stdout.write(`wrote ${out}: ${image.width}×${image.height} from ${side}×${side} tokens in ${formatSeconds(performance.now() - started)}\n`);
+    const bands = runner.bandBytes !== undefined ? ` (in bands of ≤ ${runner.bandBytes / 2 ** 20} MiB activations)` : '';
+    io.stdout.write(`wrote ${out}: ${image.width}×${image.height} from ${side}×${side} tokens in ${formatSeconds(performance.now() - started)}${bands}\n`);
   },
 };
 

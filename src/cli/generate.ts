@@ -15,6 +15,8 @@ import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings
 import { createCpuEngine } from '../core/engine/create-cpu.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import type { GenerationProgress } from '../core/engine/types.ts';
+import type { EngineModel } from '../core/engine/model.ts';
+import { tempModelFiles } from './model-files.ts';
 import { resolveLocation, type CommandModule, type OptionValues } from './command.ts';
 import { formatSeconds, ProgressBar } from './progress.ts';
 
@@ -91,10 +93,14 @@ const command: CommandModule = {
     const bar = values.quiet ? undefined : new ProgressBar(io.stderr);
     bar?.update('loading model', undefined, '', true);
     const name = basename((values.bundle as string).replace(/[/\\]+$/, '')) || 'model';
-    const model = await bundle.loadModel({ name, ...(io.signal ? { signal: io.signal } : {}) });
+    let model: EngineModel | undefined = await bundle.loadModel({ name, ...(io.signal ? { signal: io.signal } : {}) });
     const ort = await import('onnxruntime-node');
     const side = latentSide(settings.size);
-    const engine = await createCpuEngine(ort, model, { maxLatentSide: side });
+    // One image: the LM's session goes before the decoder's opens, the model's weights are not
+    // held here once the sessions have them, and the sessions map their weights from files
+    // (peak memory: the larger of the two sessions, not their sum and copies).
+    const engine = await createCpuEngine(ort, model, { maxLatentSide: side, oneShot: true, files: tempModelFiles });
+    model = undefined;
     const onProgress = (p: GenerationProgress) => {
       if (!bar) return;
       if (p.phase === 'prefill') bar.update('prefill', undefined, '', true);

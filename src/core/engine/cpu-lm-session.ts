@@ -2,6 +2,7 @@
 import { lmGraphBytes, lmGraphWithExternalData, type Activations, type EngineModel, type LmGraphChoices } from './model.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
 import type { QuantizedLookup } from '../convert/lm/graph.ts';
+import { createSessionFromFiles, type ModelFiles } from './model-files.ts';
 
 /**
  * What the LM graph must be for a CPU backend to run it. The wasm EP of onnxruntime-web's WebGPU
@@ -14,7 +15,7 @@ export function cpuLmGraphChoices(backend: 'cpu' | 'wasm'): { quantizedLookup: Q
   return backend === 'wasm' ? { quantizedLookup: 'Gather', externalData: true } : { quantizedLookup: 'GatherBlockQuantized', externalData: false };
 }
 
-/** The LM's session, its weights inside the model or as external data. */
+/** The LM's session, its weights inside the model or as external data (in memory, or files). */
 export async function createLmSession(
   ort: OrtModule,
   model: EngineModel,
@@ -22,8 +23,10 @@ export async function createLmSession(
   capacity: number,
   choices: LmGraphChoices & { externalData?: boolean },
   sessionOptions: InferenceSession.SessionOptions,
+  files?: ModelFiles,
 ): Promise<InferenceSession> {
   const { externalData, ...graph } = choices;
+  if (files) return createSessionFromFiles(ort, files, lmGraphWithExternalData(model, activations, capacity, graph), sessionOptions);
   if (!externalData) return ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, graph), sessionOptions);
   const built = lmGraphWithExternalData(model, activations, capacity, graph);
   return ort.InferenceSession.create(built.model, { ...sessionOptions, externalData: built.externalData });

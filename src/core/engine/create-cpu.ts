@@ -5,6 +5,7 @@ import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts'
 import type { Activations, EngineModel } from './model.ts';
 import { cpuLmGraphChoices, createLmSession } from './cpu-lm-session.ts';
 import { DecoderRunner } from '../runtime/decoder-runner.ts';
+import type { ModelFiles } from './model-files.ts';
 import type { InferenceSession, OrtModule } from './ort.ts';
 import type { NamedTensor } from '../model-spec.ts';
 import type { KvCacheMode } from '../convert/lm/graph.ts';
@@ -21,6 +22,19 @@ export interface CpuEngineOptions {
   activations?: Activations;
   /** VQ decoder activations. Default f32; f16 checks them and reruns in f32 on an overflow. */
   decoderActivations?: Activations;
+  /** Largest decoder activation (bytes) before it decodes in bands of rows; 0 = whole.
+   * Default CPU_DECODER_BAND_BYTES. */
+  decoderBandBytes?: number;
+  /**
+   * One image only (the CLI): the LM's session is released before the decoder's is opened, so
+   * the peak memory is the larger of the two, not their sum (engine.ts EngineParts.oneShot).
+   */
+  oneShot?: boolean;
+  /**
+   * Open the sessions from files this writes (onnxruntime-node maps their weights instead of
+   * copying them: model-files.ts). The CLI passes one; without it, from bytes in memory.
+   */
+  files?: ModelFiles;
   /** The LM graph's KV cache. Default CPU_KV_CACHE. */
   kvCache?: KvCacheMode;
   /** MatMulNBits accuracy_level of the LM's quantized weights. Default: cpuAccuracyLevel(). */
@@ -57,6 +71,15 @@ function isQuantized(lmWeights: ReadonlyMap<string, NamedTensor>): boolean {
   return false;
 }
 
+/**
+ * The CPU decoder's activation budget before it decodes in bands: 0, whole. Measured with the CLI
+ * at 1024² (full-width decoder, weights mapped from files, shared 2-core VM): whole 1.30 GB peak
+ * RSS; bands of 8 MiB 0.96 GB but twice the time; 32 MiB 1.51 GB (the bands' buffers come and go
+ * through malloc, which keeps them). The whole decode stays under the CLI's 1.5 GB once the LM's
+ * session is gone (oneShot), so speed wins; `decode --band-mib` and decoderBandBytes choose.
+ */
+export const CPU_DECODER_BAND_BYTES = 0;
+
 export async function createCpuEngine(ort: OrtModule, model: EngineModel, options: CpuEngineOptions = {}): Promise<SimpleAREngine> {
   const backend = options.backend ?? 'cpu';
   const maxPromptTokens = options.maxPromptTokens ?? MAX_PROMPT_TOKENS;
@@ -71,11 +94,18 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
   const activations = options.activations ?? 'f32';
   const accuracyLevel = options.accuracyLevel ?? cpuAccuracyLevel(model.lmWeights, backend);
   const kvCache = options.kvCache ?? CPU_KV_CACHE;
-  const lm = await createLmSession(ort, model, activations, capacity, { accuracyLevel, kvCache, ...cpuLmGraphChoices(backend) }, sessionOptions);
-  const decoder = await DecoderRunner.create(ort, model.decoder, model.decoderWeights, {
-    activations: options.decoderActivations === 'f16' ? 'float16' : 'float32',
-    session: sessionOptions,
-  });
+  const lm = await createLmSession(ort, model, activations, capacity, { accuracyLevel, kvCache, ...cpuLmGraphChoices(backend) }, sessionOptions, options.files);
+  // The closure holds the decoder's part of the model only: the LM weights can go once the LM's
+  // session has them.
+  const { decoder: decoderSpec, decoderWeights } = model;
+  const openDecoder = () =>
+    DecoderRunner.create(ort, decoderSpec, decoderWeights, {
+      activations: options.decoderActivations === 'f16' ? 'float16' : 'float32',
+      session: sessionOptions,
+      ...(options.files ? { files: options.files } : {}),
+      ...((options.decoderBandBytes ?? CPU_DECODER_BAND_BYTES) > 0 ? { maxActivationBytes: options.decoderBandBytes ?? CPU_DECODER_BAND_BYTES, maxSide: maxLatentSide } : {}),
+    });
+  const decoder = options.oneShot ? openDecoder : await openDecoder();
   // `capacity` is the most the cache may grow to: it holds only what the generation has reached
   // (attention reads all of it, and the wasm EP copies it in every run). An in-place cache (an
   // option, for comparison) on the wasm EP: it ignores pre-allocated outputs and returns fresh
@@ -87,5 +117,5 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
     preallocateOutputs: backend === 'cpu',
     kvCache,
   });
-  return new SimpleAREngine({ backend, modelName: model.name, lm: model.lm, tokenizer: model.tokenizer, loop, ort, decoder, maxPromptTokens, maxLatentSide });
+  return new SimpleAREngine({ backend, modelName: model.name, lm: model.lm, tokenizer: model.tokenizer, loop, ort, decoder, maxPromptTokens, maxLatentSide, oneShot: options.oneShot === true });
 }

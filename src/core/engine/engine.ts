@@ -33,8 +33,16 @@ export interface EngineParts {
   tokenizer: TextTokenizer;
   loop: TokenLoop;
   ort: OrtModule;
-  /** The VQ decoder (with f16 activations it reruns in f32 when they overflow). */
-  decoder: DecoderRunner;
+  /**
+   * The VQ decoder (with f16 activations it reruns in f32 when they overflow), or a function that
+   * opens it when the first image needs it.
+   */
+  decoder: DecoderRunner | (() => Promise<DecoderRunner>);
+  /**
+   * One image only (the CLI): the LM's session is released once its tokens are in, before the
+   * decoder's session is opened, so the two never hold memory at the same time. Later calls fail.
+   */
+  oneShot?: boolean;
   maxPromptTokens?: number;
   maxLatentSide?: number;
 }
@@ -42,9 +50,13 @@ export interface EngineParts {
 export class SimpleAREngine implements Engine {
   readonly backend: EngineBackendKind;
   private queue: Promise<unknown> = Promise.resolve();
+  private decoder: DecoderRunner | undefined;
+  /** A one-shot engine that has started its image. */
+  private spent = false;
 
   constructor(private readonly parts: EngineParts) {
     this.backend = parts.backend;
+    if (typeof parts.decoder !== 'function') this.decoder = parts.decoder;
   }
 
   /** Generations run one at a time, in call order. */
@@ -67,6 +79,8 @@ export class SimpleAREngine implements Engine {
       negative: settings.negativePrompt,
       maxTokens: this.parts.maxPromptTokens ?? MAX_PROMPT_TOKENS,
     });
+    if (this.spent) throw new SimpleARError('InvalidSettings', 'this engine makes one image only (oneShot); create another', {});
+    if (this.parts.oneShot) this.spent = true;
     const run = this.queue.then(() => this.run(settings, prompts, options));
     this.queue = run.catch(() => undefined);
     return run;
@@ -125,6 +139,7 @@ export class SimpleAREngine implements Engine {
     });
 
     throwIfAborted(signal);
+    if (this.parts.oneShot) await this.releaseLoop();
     report({ phase: 'vq-decode', done: 0, total: 1 });
     const vqStart = performance.now();
     const { rgba, fallback } = await this.decode(loop.codes, side, side);
@@ -153,13 +168,22 @@ export class SimpleAREngine implements Engine {
   }
 
   /** Codes (raster order, h × w) → RGBA bytes through the VQ decoder (and its f32 fallback). */
-  decode(codes: Int32Array, h: number, w: number): Promise<DecodedImage> {
-    return this.parts.decoder.decode(codes, h, w);
+  async decode(codes: Int32Array, h: number, w: number): Promise<DecodedImage> {
+    if (!this.decoder && typeof this.parts.decoder === 'function') this.decoder = await this.parts.decoder();
+    return this.decoder!.decode(codes, h, w);
   }
 
   async dispose(): Promise<void> {
     await this.queue;
+    await this.releaseLoop();
+    await this.decoder?.release();
+  }
+
+  private loopReleased = false;
+
+  private async releaseLoop(): Promise<void> {
+    if (this.loopReleased) return;
+    this.loopReleased = true;
     await this.parts.loop.dispose();
-    await this.parts.decoder.release();
   }
 }

@@ -34,7 +34,9 @@ import {
   type ActivationType,
 } from '../convert/vq/graph.ts';
 import type { CosmosDecoderSpec } from '../convert/vq/describe.ts';
+import type { ExternalDataFile } from '../convert/onnx/builder.ts';
 import type { NamedTensor } from '../model-spec.ts';
+import { createSessionFromFiles, type ModelFiles } from '../engine/model-files.ts';
 
 /** Why and how a decode was redone: the f16 activations overflowed, f32 gave the image. */
 export interface DecoderFallback {
@@ -63,6 +65,8 @@ export interface DecoderRunnerOptions {
   maxActivationBytes?: number;
   /** The largest grid side decoded: with maxActivationBytes, decides whole or banded up front. */
   maxSide?: number;
+  /** Open the sessions from files (model-files.ts: onnxruntime-node maps their weights). */
+  files?: ModelFiles;
 }
 
 /**
@@ -100,6 +104,7 @@ interface Pipeline {
 export class DecoderRunner {
   private constructor(
     private readonly ort: OrtModule,
+    private readonly open: Opener,
     private readonly pipeline: Pipeline,
     readonly spec: CosmosDecoderSpec,
     /** Kept for the f32 rerun (the f16 weights upcast); undefined when there is none. */
@@ -108,6 +113,7 @@ export class DecoderRunner {
     readonly activations: ActivationType,
     /** Band budget when decoding in stages; undefined: whole. */
     readonly bandBytes: number | undefined,
+    private readonly external: number | undefined,
   ) {}
 
   /** Builds the graph with the converted weights embedded and opens an ORT session on it. */
@@ -124,9 +130,14 @@ export class DecoderRunner {
       decoderStages(spec) !== undefined &&
       (options.maxSide === undefined || decoderActivationBytes(spec, options.maxSide, options.maxSide) > budget);
     const bandBytes = banded ? budget : undefined;
-    const pipeline = await openPipeline(ort, spec, weights, activations, bandBytes, options.session, activations === 'float16');
+    const open: Opener = (graph, session) =>
+      options.files && graph.externalData
+        ? createSessionFromFiles(ort, options.files, { model: graph.model, externalData: graph.externalData }, session)
+        : ort.InferenceSession.create(graph.model, session);
+    const external = options.files ? EXTERNAL_DATA_BYTES : undefined;
+    const pipeline = await openPipeline(open, ort, spec, weights, activations, bandBytes, options.session, activations === 'float16', external);
     const keep = activations === 'float16' && (options.fallback ?? true) ? weights : undefined;
-    return new DecoderRunner(ort, pipeline, spec, keep, options.session, activations, bandBytes);
+    return new DecoderRunner(ort, open, pipeline, spec, keep, options.session, activations, bandBytes, external);
   }
 
   /** Decodes an h×w grid of codes (row-major, each 0..codebookSize-1) to an image of 16h×16w. */
@@ -148,7 +159,7 @@ export class DecoderRunner {
 
     // The f16 activations overflowed: the same weights in f32, in sessions that live for this
     // one decode (their weights are twice the f16 ones).
-    const f32 = await openPipeline(this.ort, this.spec, this.weights, 'float32', this.bandBytes, this.sessionOptions, false);
+    const f32 = await openPipeline(this.open, this.ort, this.spec, this.weights, 'float32', this.bandBytes, this.sessionOptions, false, this.external);
     try {
       const again = await f32.decode(input, h, w);
       return { ...again.image, fallback: { activations: 'float32', reason: first.problem } };
@@ -162,7 +173,14 @@ export class DecoderRunner {
   }
 }
 
+/** Opens a session on a built graph (from its bytes, or through files). */
+type Opener = (graph: { model: Uint8Array; externalData?: ExternalDataFile[] }, session: InferenceSession.SessionOptions | undefined) => Promise<InferenceSession>;
+
+/** Initializers this large go to external data files when sessions open from files. */
+const EXTERNAL_DATA_BYTES = 64 * 1024;
+
 async function openPipeline(
+  open: Opener,
   ort: OrtModule,
   spec: CosmosDecoderSpec,
   weights: ReadonlyMap<string, NamedTensor>,
@@ -170,13 +188,17 @@ async function openPipeline(
   bandBytes: number | undefined,
   session: InferenceSession.SessionOptions | undefined,
   checks: boolean,
+  externalData: number | undefined,
 ): Promise<Pipeline> {
+  const options = { activations, checks, ...(externalData !== undefined ? { externalData } : {}) };
   if (bandBytes !== undefined) {
+    // One arena per session would keep every stage's band buffers for the life of the runner.
+    const bandSession: InferenceSession.SessionOptions = { ...session, enableCpuMemArena: false };
     const stages: { stage: DecoderStage; session: InferenceSession; checks: string[] }[] = [];
     try {
       for (const stage of decoderStages(spec)!) {
-        const graph = buildDecoderStage(spec, weights, stage, { activations, checks });
-        stages.push({ stage, session: await ort.InferenceSession.create(graph.model, session), checks: graph.checks });
+        const graph = buildDecoderStage(spec, weights, stage, options);
+        stages.push({ stage, session: await open(graph, bandSession), checks: graph.checks });
       }
     } catch (e) {
       await Promise.all(stages.map((s) => s.session.release()));
@@ -184,8 +206,8 @@ async function openPipeline(
     }
     return new BandedPipeline(ort, spec, stages, bandBytes, checks);
   }
-  const { model, checks: names } = buildDecoder(spec, weights, { activations, checks });
-  return new WholePipeline(ort, await ort.InferenceSession.create(model, session), names);
+  const graph = buildDecoder(spec, weights, options);
+  return new WholePipeline(ort, await open(graph, session), graph.checks);
 }
 
 class WholePipeline implements Pipeline {

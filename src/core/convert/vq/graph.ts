@@ -21,7 +21,7 @@
 // casts each GroupNorm input to fp32 for its statistics, so it has one such tensor too). Where a
 // budget is smaller, decoderStages/buildDecoderStage cut the graph at its norms so that
 // decoder-runner.ts can run it in bands of rows.
-import { GraphBuilder, float, type ElemType } from '../onnx/builder.ts';
+import { GraphBuilder, float, type ElemType, type ExternalDataFile } from '../onnx/builder.ts';
 import type { NamedTensor } from '../../model-spec.ts';
 import { ModelFileError } from '../../errors.ts';
 import { float32ToFloat16Bytes, halfToFloat } from '../../formats/tensor.ts';
@@ -44,6 +44,8 @@ export interface DecoderGraphOptions {
    * (checkActivations). Default: on with f16 activations.
    */
   checks?: boolean;
+  /** Initializers of at least this many bytes go to external data (DecoderGraph.externalData). */
+  externalData?: number;
 }
 
 export const DECODER_INPUT = 'codes';
@@ -62,6 +64,8 @@ export const F16_SAFE_PEAK = F16_MAX / 4;
 
 export interface DecoderGraph {
   model: Uint8Array;
+  /** With DecoderGraphOptions.externalData: the weights, which `model` refers to by file name. */
+  externalData?: ExternalDataFile[];
   /** What each pair of `activation_check` values measures (a GroupNorm's prefix, or 'image'). */
   checks: string[];
 }
@@ -272,7 +276,9 @@ class DecoderGraphBuilder {
       g.op('Concat', parts, { axis: 0 }, [DECODER_CHECK_OUTPUT]);
       g.output(DECODER_CHECK_OUTPUT, 'float32', [2 * this.checks.length]);
     }
-    return { model: g.toBytes(), checks: this.checks.map((c) => c.name) };
+    const checks = this.checks.map((c) => c.name);
+    if (this.options.externalData === undefined) return { model: g.toBytes(), checks };
+    return { ...g.toModelWithExternalData(this.options.externalData), checks };
   }
 
   /**
