@@ -31,6 +31,8 @@ const { values: args } = parseArgs({
   },
 });
 
+type Held = ReturnType<typeof heldMB>;
+
 interface Result {
   format: LmWeightFormat;
   ok: boolean;
@@ -44,10 +46,22 @@ interface Result {
   prefillMs?: number;
   stepMs?: number[];
   peakRssMB: number;
+  /** RSS after a GC: converted weights held, then with the session, then after the runs. */
+  heldMB?: { weights: Held; session: Held; running: Held };
 }
 
 const mb = (n: number) => Math.round(n / 2 ** 20);
 const peakRssMB = () => Math.round(process.resourceUsage().maxRSS / 1024);
+/**
+ * After a full GC (the child runs with --expose-gc), what is really held: RSS, and the bytes of
+ * all ArrayBuffers, which include the wasm EP's WebAssembly memory (its heap: the weights as ORT
+ * holds them, the KV cache it is given, its arenas).
+ */
+const heldMB = () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { rss: mb(m.rss), arrayBuffers: mb(m.arrayBuffers) };
+};
 
 async function runOne(format: LmWeightFormat): Promise<Result> {
   const spec: LmSpec = args.layers ? { ...SIMPLEAR_05B, numLayers: Number(args.layers) } : SIMPLEAR_05B;
@@ -58,6 +72,7 @@ async function runOne(format: LmWeightFormat): Promise<Result> {
   let weightsBytes = 0;
   for (const t of lmWeights.values()) weightsBytes += t.raw.byteLength;
 
+  const heldWeights = heldMB();
   const web = await import('onnxruntime-web/webgpu');
   web.env.wasm.numThreads = 1;
   const model = { name: `random ${format}`, lm: spec, lmWeights } as unknown as EngineModel;
@@ -78,6 +93,7 @@ async function runOne(format: LmWeightFormat): Promise<Result> {
   const t1 = performance.now();
   const session = await createLmSession(recording, model, 'f32', capacity, choices, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
   const sessionS = (performance.now() - t1) / 1000;
+  const heldSession = heldMB();
 
   const runner = new LmRunner(web as unknown as { Tensor: TensorCtor }, session, spec, { capacity, kvCache: CPU_KV_CACHE, preallocateOutputs: false });
   const V = spec.visualCount;
@@ -93,6 +109,7 @@ async function runOne(format: LmWeightFormat): Promise<Result> {
     logits = await runner.step(next);
     stepMs.push(Math.round(performance.now() - t));
   }
+  const heldRunning = heldMB();
   await session.release();
   return {
     format,
@@ -106,6 +123,7 @@ async function runOne(format: LmWeightFormat): Promise<Result> {
     prefillMs: Math.round(prefillMs),
     stepMs,
     peakRssMB: peakRssMB(),
+    heldMB: { weights: heldWeights, session: heldSession, running: heldRunning },
   };
 }
 
@@ -121,9 +139,10 @@ if (args.child) {
   process.exit(0);
 }
 
+const fmtHeld = (h: Held) => `${h.rss} / ${h.arrayBuffers}`;
 const results: Result[] = [];
 for (const format of args.formats.split(',') as LmWeightFormat[]) {
-  const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', format, '--steps', args.steps, ...(args.layers ? ['--layers', args.layers] : [])], {
+  const child = spawnSync(process.execPath, ['--expose-gc', ...process.execArgv, fileURLToPath(import.meta.url), '--child', format, '--steps', args.steps, ...(args.layers ? ['--layers', args.layers] : [])], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
   });
@@ -137,7 +156,7 @@ for (const format of args.formats.split(',') as LmWeightFormat[]) {
   results.push(r);
   console.log(
     r.ok
-      ? `${format}: weights ${r.weightsMB} MB (model ${r.modelMB} MB + ${r.externalFiles} external files, ${r.externalMB} MB); convert ${r.convertS} s, session ${r.sessionS} s, prefill ${r.prefillMs} ms, steps ${r.stepMs!.join('/')} ms; peak RSS ${r.peakRssMB} MB`
+      ? `${format}: weights ${r.weightsMB} MB (model ${r.modelMB} MB + ${r.externalFiles} external files, ${r.externalMB} MB); convert ${r.convertS} s, session ${r.sessionS} s, prefill ${r.prefillMs} ms, steps ${r.stepMs!.join('/')} ms; peak RSS ${r.peakRssMB} MB; held after GC (RSS / ArrayBuffers incl. the wasm heap): converted weights ${fmtHeld(r.heldMB!.weights)}, + session ${fmtHeld(r.heldMB!.session)}, after the runs ${fmtHeld(r.heldMB!.running)} MB`
       : `${format}: FAILED ${r.error} (peak RSS ${r.peakRssMB} MB)`,
   );
 }
