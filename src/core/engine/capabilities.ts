@@ -143,7 +143,8 @@ export function planBackend(model: ModelFootprint, request: BackendRequest, devi
   const warnings: string[] = [];
   if (weights === 'f16' || weights === 'f32') {
     // The stored weights stay in the page's memory while the runtime takes its own copy.
-    warnings.push(`With ${FORMAT_TEXT[weights]} weights the CPU engine holds every weight as f32 (${gib(lmBytes)}) and needs about ${gib(runtimeBytes + lmBytes)} of memory while loading; q4 needs far less and runs faster.`);
+    // (On the wasm EP float weights give faster steps than q4's MatMulNBits: tools/bench/wasm-full-size.ts.)
+    warnings.push(`With ${FORMAT_TEXT[weights]} weights the CPU engine holds every weight as f32 (${gib(lmBytes)}) and needs about ${gib(runtimeBytes + lmBytes)} of memory while loading; q4 needs far less memory, at slower steps.`);
   }
   if (!device.ok) warnings.push('Without WebGPU images are made on the CPU: a 1024 px image takes minutes.');
   return {
