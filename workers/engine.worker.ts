@@ -304,6 +304,22 @@ const api: EngineWorkerApi = {
     const { allocations } = await gpu;
     return { liveBuffers: allocations.liveBuffers, liveBytes: allocations.liveBytes, created: allocations.count };
   },
+
+  async decode(codes, side) {
+    if (gpuFailure) throw gpuFailure;
+    if (!engine) throw new SimpleARError('ModelFileMissing', 'No model is loaded: load one before decoding.');
+    if (!Number.isInteger(side) || side < 1 || codes.length !== side * side) {
+      throw new SimpleARError('InvalidSettings', `decode: ${codes.length} codes do not make a ${side} × ${side} latent`, { field: 'side' });
+    }
+    const current = engine;
+    const run = async () => {
+      const t0 = performance.now();
+      const image = await current.decode(codes, side, side);
+      return { ...image, ms: Math.round(performance.now() - t0) };
+    };
+    const result = await (current.backend === 'webgpu' ? onGpu(run) : run());
+    return Comlink.transfer(result, [result.rgba.buffer as ArrayBuffer]);
+  },
 };
 
 installErrorTransfer();

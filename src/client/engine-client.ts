@@ -9,6 +9,7 @@ import type {
   CheckpointInspection,
   CachedModel,
   CheckpointPart,
+  DecodeResult,
   EngineWorkerApi,
   GenerateRequest,
   GenerationProgress,
@@ -26,6 +27,7 @@ export type { DeviceFacts } from '../core/device.ts';
 export type {
   CachedModel,
   CheckpointInspection,
+  DecodeResult,
   GenerateRequest,
   GenerationProgress,
   GenerationResult,
@@ -156,6 +158,11 @@ export class EngineClient {
       this.#reloadPending = false;
     }
     return this.#gpuCall(() => this.#cancellable(signal, (id, api) => api.generate(id, request, onProgress && Comlink.proxy(onProgress))));
+  }
+
+  /** The loaded model's VQ decoder alone on `codes`, a side × side latent (raster order). */
+  decode(codes: Int32Array, side: number, options: { signal?: AbortSignal } = {}): Promise<DecodeResult> {
+    return this.#gpuCall(() => this.#call((api) => api.decode(codes, side), options.signal));
   }
 
   /**

@@ -2,6 +2,7 @@
 // file: the worker implements EngineWorkerApi, the client calls it through Comlink.
 import type { DeviceFacts } from '../core/device.ts';
 import type { SelfTestResult } from '../core/runtime/self-test-graph.ts';
+import type { DecodedImage } from '../core/runtime/decoder-runner.ts';
 import type { CheckpointInspection, CheckpointPart } from '../core/formats/inspect-checkpoint.ts';
 import type { EngineBackendKind, GenerateRequest, GenerationProgress, GenerationResult } from '../core/engine/types.ts';
 import type { CachedModel, LoadModelOptions, ModelPlan, ModelSource, PrepareProgress } from '../core/store/types.ts';
@@ -63,6 +64,11 @@ export interface EngineWorkerApi {
   /** GPU buffers the engine's device holds now (all of ONNX Runtime's included). */
   gpuMemory(): Promise<{ liveBuffers: number; liveBytes: number; created: number } | null>;
   /**
+   * Decodes `codes` (a side × side latent of visual codes 0..63999, raster order) with the loaded
+   * model's VQ decoder alone, on the engine's backend: the decoder checked without a generation.
+   */
+  decode(codes: Int32Array, side: number): Promise<DecodeResult>;
+  /**
    * For tests only: destroys the engine's GPUDevice as a driver reset would lose it. The next
    * call that needs the GPU rejects with DeviceLost; the client then starts a fresh worker.
    * Resolves false when no device was in use.
@@ -104,4 +110,9 @@ export interface PreparedModelInfo extends LoadedModelInfo {
   modelId: string;
   /** Loaded from storage with no download. */
   fromCache: boolean;
+}
+
+/** What `decode` returns: the decoder's image, and the time it took in the worker (ms). */
+export interface DecodeResult extends DecodedImage {
+  ms: number;
 }

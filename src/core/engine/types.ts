@@ -2,6 +2,7 @@
 // holds a client with the same shape over Comlink.
 import type { GenerationSettings } from '../settings.ts';
 import type { SjdStats } from './token-loop.ts';
+import type { DecodedImage } from '../runtime/decoder-runner.ts';
 
 export type { SjdStats };
 
@@ -63,6 +64,8 @@ export interface GenerationStats {
   sjd?: SjdStats;
   /** Graph capture in use for decode steps. */
   graphCapture: boolean;
+  /** WebGPU: compute dispatches per decode step (the LM's kernels + the sampler's one). */
+  dispatchesPerStep?: number;
   /**
    * Set when the f16 VQ decoder's activations overflowed (non-finite, or near f16's range) and the
    * image was decoded again with f32 activations; `reason` names the first failing point.
@@ -89,6 +92,8 @@ export interface Engine {
   readonly backend: EngineBackendKind;
   /** Settings may omit anything but the prompt; the seed is random when missing. */
   generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerationResult>;
+  /** Visual codes (raster order, h × w) → RGBA through the model's VQ decoder alone. */
+  decode(codes: Int32Array, h: number, w: number): Promise<DecodedImage>;
   dispose(): Promise<void>;
 }
 
