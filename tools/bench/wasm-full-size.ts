@@ -54,8 +54,8 @@ const mb = (n: number) => Math.round(n / 2 ** 20);
 const peakRssMB = () => Math.round(process.resourceUsage().maxRSS / 1024);
 /**
  * After a full GC (the child runs with --expose-gc), what is really held: RSS, and the bytes of
- * all ArrayBuffers, which include the wasm EP's WebAssembly memory (its heap: the weights as ORT
- * holds them, the KV cache it is given, its arenas).
+ * JS ArrayBuffers (our converted weights). The wasm EP's WebAssembly memory is not among them
+ * (measured): the RSS growth at session creation is its heap, the weights as ORT holds them.
  */
 const heldMB = () => {
   (globalThis as { gc?: () => void }).gc?.();
@@ -156,7 +156,7 @@ for (const format of args.formats.split(',') as LmWeightFormat[]) {
   results.push(r);
   console.log(
     r.ok
-      ? `${format}: weights ${r.weightsMB} MB (model ${r.modelMB} MB + ${r.externalFiles} external files, ${r.externalMB} MB); convert ${r.convertS} s, session ${r.sessionS} s, prefill ${r.prefillMs} ms, steps ${r.stepMs!.join('/')} ms; peak RSS ${r.peakRssMB} MB; held after GC (RSS / ArrayBuffers incl. the wasm heap): converted weights ${fmtHeld(r.heldMB!.weights)}, + session ${fmtHeld(r.heldMB!.session)}, after the runs ${fmtHeld(r.heldMB!.running)} MB`
+      ? `${format}: weights ${r.weightsMB} MB (model ${r.modelMB} MB + ${r.externalFiles} external files, ${r.externalMB} MB); convert ${r.convertS} s, session ${r.sessionS} s, prefill ${r.prefillMs} ms, steps ${r.stepMs!.join('/')} ms; peak RSS ${r.peakRssMB} MB; held after GC (RSS / JS ArrayBuffers): converted weights ${fmtHeld(r.heldMB!.weights)}, + session ${fmtHeld(r.heldMB!.session)}, after the runs ${fmtHeld(r.heldMB!.running)} MB`
       : `${format}: FAILED ${r.error} (peak RSS ${r.peakRssMB} MB)`,
   );
 }
