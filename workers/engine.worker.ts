@@ -114,8 +114,11 @@ async function chooseBackend(options: LoadModelOptions): Promise<'webgpu' | 'was
   return backend;
 }
 
-/** `ort` whose session creations are timed into `sessions` (LoadTimings). */
-function timedSessions(ort: OrtModule, sessions: LoadTimings['sessions']): OrtModule {
+/**
+ * `ort` whose session creations are timed into `timings.sessions`, and whose sessions' runs add
+ * to `timings.runsMs` while `timing.on` (the warm-up runs of a load; WebGPU runs return once queued).
+ */
+function timedSessions(ort: OrtModule, timings: Pick<LoadTimings, 'sessions' | 'runsMs'>, timing: { on: boolean }): OrtModule {
   type Create = (model: Uint8Array | string, options?: InferenceSession.SessionOptions) => Promise<InferenceSession>;
   const inner = ort.InferenceSession.create.bind(ort.InferenceSession) as Create;
   const create: Create = async (model, options) => {
@@ -123,7 +126,17 @@ function timedSessions(ort: OrtModule, sessions: LoadTimings['sessions']): OrtMo
     const external = (options?.externalData ?? []) as readonly { data?: { byteLength?: number } }[];
     const bytes = external.reduce((sum, f) => sum + (f.data?.byteLength ?? 0), typeof model === 'string' ? 0 : model.byteLength);
     const session = await inner(model, options);
-    sessions.push({ bytes, ms: Math.round(performance.now() - t0) });
+    timings.sessions.push({ bytes, ms: Math.round(performance.now() - t0) });
+    const run = session.run.bind(session) as (...a: unknown[]) => Promise<InferenceSession.ReturnType>;
+    (session as { run: unknown }).run = async (...a: unknown[]) => {
+      if (!timing.on) return run(...a);
+      const t = performance.now();
+      try {
+        return await run(...a);
+      } finally {
+        timings.runsMs += Math.round(performance.now() - t);
+      }
+    };
     return session;
   };
   return { Tensor: ort.Tensor, InferenceSession: { create: create as OrtModule['InferenceSession']['create'] } };
@@ -136,19 +149,25 @@ async function buildEngine(model: EngineModel, backend: 'webgpu' | 'wasm', optio
   engine = undefined;
   loadedModelId = undefined;
   const sizes = { maxLatentSide: options.maxLatentSide };
+  const capture = options.graphCapture === undefined ? {} : { graphCapture: options.graphCapture };
   let activations: 'f16' | 'f32' = 'f32';
-  const sessions: LoadTimings['sessions'] = [];
-  if (backend === 'webgpu') {
-    engine = await onGpu(async () => {
-      const { ort, gpu: engineGpu } = await ortOnEngineDevice();
-      activations = options.activations ?? (engineGpu.shaderF16 ? 'f16' : 'f32');
-      return createWebGpuEngine(timedSessions(ort, sessions), engineGpu, model, { ...sizes, activations });
-    });
-  } else {
-    engine = await createCpuEngine(timedSessions(await loadOrtWeb(), sessions), model, { ...sizes, backend: 'wasm' });
+  const parts: Pick<LoadTimings, 'sessions' | 'runsMs'> = { sessions: [], runsMs: 0 };
+  const timing = { on: true };
+  try {
+    if (backend === 'webgpu') {
+      engine = await onGpu(async () => {
+        const { ort, gpu: engineGpu } = await ortOnEngineDevice();
+        activations = options.activations ?? (engineGpu.shaderF16 ? 'f16' : 'f32');
+        return createWebGpuEngine(timedSessions(ort, parts, timing), engineGpu, model, { ...sizes, ...capture, activations });
+      });
+    } else {
+      engine = await createCpuEngine(timedSessions(await loadOrtWeb(), parts, timing), model, { ...sizes, backend: 'wasm' });
+    }
+  } finally {
+    timing.on = false;
   }
   const engineMs = Math.round(performance.now() - t0);
-  const timings: LoadTimings = { ...(readMs !== undefined ? { readMs } : {}), engineMs, sessions, totalMs: (readMs ?? 0) + engineMs };
+  const timings: LoadTimings = { ...(readMs !== undefined ? { readMs } : {}), engineMs, ...parts, totalMs: (readMs ?? 0) + engineMs };
   return {
     timings,
     name: model.name,

@@ -95,7 +95,8 @@ export interface LoadedModelInfo {
 /**
  * The phases of a model load in the worker. `engineMs` covers building the graphs and creating
  * the sessions (`sessions`: ONNX Runtime's own part: parsing, optimising, weights into the
- * wasm heap or onto the GPU) and, on WebGPU, waiting for the uploads to finish.
+ * wasm heap or onto the GPU), any runs during the load (`runsMs`) and, on WebGPU, waiting for the
+ * GPU to finish the uploads and those runs.
  */
 export interface LoadTimings {
   /** Reading the bundle from storage with each chunk's SHA-256 checked, and the tokenizer. */
@@ -103,6 +104,8 @@ export interface LoadTimings {
   engineMs: number;
   /** Each session's creation: what it was (bytes of its model + external data) and how long it took. */
   sessions: { bytes: number; ms: number }[];
+  /** In the sessions' runs during the load (WebGPU: the warm-up runs that check graph capture). */
+  runsMs: number;
   totalMs: number;
 }
 

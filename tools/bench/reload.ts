@@ -26,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { LoadTimings } from '../../src/client/protocol.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -68,7 +69,10 @@ async function nodeLoadChild(bundleDir: string, which: string): Promise<NodeLoad
     web.env.wasm.numThreads = 1;
     engine = await createCpuEngine(web, model, { backend: 'wasm' });
   } else {
-    engine = await createCpuEngine(await import('onnxruntime-node'), model);
+    // As `simplear generate` opens it (a 1024² image): sessions from temporary model files, the
+    // decoder's opened once the tokens are in (oneShot), so it is not part of the load.
+    const { tempModelFiles } = await import('../../src/cli/model-files.ts');
+    engine = await createCpuEngine(await import('onnxruntime-node'), model, { oneShot: true, files: tempModelFiles });
   }
   const t2 = performance.now();
   await engine.dispose();
@@ -90,8 +94,8 @@ function runNodeLoad(bundleDir: string, which: string): NodeLoad {
 
 const PAGE = 4096;
 
-/** RSS (bytes) summed over this process's descendants (Chromium and its children). */
-function descendantsRss(): number {
+/** RSS (bytes) of this process's descendants (Chromium and its children), by process type. */
+function descendantsRss(): Map<string, number> {
   const parent = new Map<number, number>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -110,28 +114,39 @@ function descendantsRss(): number {
     for (const [pid, ppid] of parent) if (!mine.has(pid) && mine.has(ppid)) (mine.add(pid), (grew = true));
   }
   mine.delete(process.pid);
-  let total = 0;
+  const byType = new Map<string, number>();
   for (const pid of mine) {
     try {
-      total += Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * PAGE;
+      const rss = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * PAGE;
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const type = /--type=([a-z-]+)/.exec(cmd)?.[1] ?? (cmd.includes('chrom') ? 'browser' : 'other');
+      byType.set(type, (byType.get(type) ?? 0) + rss);
     } catch {
       // exited
     }
   }
-  return total;
+  return byType;
 }
 
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+
+/** The peak of the summed RSS, and how it split by process type at that moment. */
 class MemorySampler {
-  peak = 0;
+  private peak = new Map<string, number>();
   private timer: NodeJS.Timeout;
   constructor() {
-    this.timer = setInterval(() => (this.peak = Math.max(this.peak, descendantsRss())), 250);
+    this.timer = setInterval(() => this.sample(), 250);
+  }
+  private sample(): void {
+    const now = descendantsRss();
+    if (sum(now) > sum(this.peak)) this.peak = now;
   }
   /** The peak since the last call (or construction), and starts a new window. */
-  take(): number {
-    const p = Math.max(this.peak, descendantsRss());
-    this.peak = 0;
-    return p;
+  take(): { total: number; byType: Record<string, number> } {
+    this.sample();
+    const peak = this.peak;
+    this.peak = new Map();
+    return { total: sum(peak), byType: Object.fromEntries([...peak].map(([k, v]) => [k, round(v / 1e9, 2)])) };
   }
   stop(): void {
     clearInterval(this.timer);
@@ -143,13 +158,15 @@ class MemorySampler {
 interface PhaseResult {
   wallS: number;
   /** The worker's LoadTimings, ms. */
-  timings?: { readMs?: number; engineMs: number; sessions: { bytes: number; ms: number }[]; totalMs: number };
+  timings?: LoadTimings;
   /** When each prepare phase (download, convert, verify, load) was first reported, s from the start. */
   phases?: Record<string, number>;
   fromCache: boolean;
   backend: string;
   requests: number;
   peakMemGB: number;
+  /** At the peak, by Chromium process type (renderer, gpu-process, …), GB. */
+  peakMemByType: Record<string, number>;
 }
 
 /** Runs in the page (a string, so no bundler helpers leak in): prepareModel and its phases. */
@@ -196,6 +213,7 @@ async function benchBackend(backend: 'wasm' | 'webgpu', appUrl: string, files: {
     await open(page, navigate);
     const r = (await page.evaluate(prepareScript(source, options))) as { info: { timings?: PhaseResult['timings']; fromCache: boolean; backend: string }; phases: Record<string, number> };
     const wallS = seconds(performance.now() - t0);
+    const mem = memory.take();
     out[name] = {
       wallS,
       ...(r.info.timings ? { timings: r.info.timings } : {}),
@@ -203,9 +221,10 @@ async function benchBackend(backend: 'wasm' | 'webgpu', appUrl: string, files: {
       fromCache: r.info.fromCache,
       backend: r.info.backend,
       requests: files.requests.length - before,
-      peakMemGB: round(memory.take() / 1e9, 2),
+      peakMemGB: round(mem.total / 1e9, 2),
+      peakMemByType: mem.byType,
     };
-    console.log(`${backend} ${name}: ${wallS} s, ${out[name]!.requests} requests, peak ${out[name]!.peakMemGB} GB, ${JSON.stringify(r.info.timings ?? {})} phases ${JSON.stringify(r.phases)}`);
+    console.log(`${backend} ${name}: ${wallS} s, ${out[name]!.requests} requests, peak ${out[name]!.peakMemGB} GB ${JSON.stringify(mem.byType)}, ${JSON.stringify(r.info.timings ?? {})} phases ${JSON.stringify(r.phases)}`);
   };
   try {
     let page = context.pages()[0] ?? (await context.newPage());
@@ -222,7 +241,7 @@ async function benchBackend(backend: 'wasm' | 'webgpu', appUrl: string, files: {
     console.error(lines.slice(-30).join('\n'));
     throw e;
   } finally {
-    await context.close();
+    await context.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });
   }
   return out;
