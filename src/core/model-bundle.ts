@@ -86,9 +86,9 @@ export class ModelBundle {
    * Everything an engine needs (specs, tokenizer, both models' weights, the preview map). The
    * weights are read in one pass over the chunks (BundleReader.readMany: each chunk read and
    * checked once, reads overlapping hashes, tensors as views of the chunks), and the tokenizer is
-   * parsed meanwhile. `onChunk` is called as each chunk has been read and checked.
+   * parsed meanwhile. `onChunk(done, total)`: after each chunk the weights lie in is read and checked.
    */
-  async loadModel(options: { name?: string; signal?: AbortSignal; onChunk?: (index: number) => void } = {}): Promise<EngineModel> {
+  async loadModel(options: { name?: string; signal?: AbortSignal; onChunk?: (done: number, total: number) => void } = {}): Promise<EngineModel> {
     const { signal } = options;
     const names = this.reader.list().filter((e) => e.name.startsWith(LM_PREFIX) || e.name.startsWith(DECODER_PREFIX)).map((e) => e.name);
     const [tokenizer, all] = await Promise.all([

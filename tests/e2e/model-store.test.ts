@@ -209,6 +209,16 @@ describe('model store in the worker (IndexedDB)', () => {
     expect(error).toBeNull();
     expect(info).toMatchObject({ fromCache: true, backend: 'webgpu' });
     expect(progress.map((p) => p.phase).every((p) => p === 'load')).toBe(true);
+    const last = progress.at(-1) as { done: number; total: number };
+    expect(last.done).toBe(last.total);
+    // Where the load went: the stored chunks read and checked, then the engine and its sessions
+    // (the LM's, the decoder's).
+    const timings = info!.timings!;
+    expect(timings.readMs).toBeGreaterThan(0);
+    expect(timings.sessions.length).toBeGreaterThanOrEqual(2);
+    expect(timings.sessions.every((s) => s.bytes > 0 && s.ms >= 0)).toBe(true);
+    expect(timings.totalMs).toBe(timings.readMs! + timings.engineMs);
+    expect(timings.engineMs).toBeGreaterThanOrEqual(Math.max(...timings.sessions.map((s) => s.ms)));
     expect(files.requests).toEqual([]);
     quickReference = await quickCodes();
     expect(quickReference).toHaveLength(4);

@@ -200,15 +200,20 @@ describe('bundle writer and reader (memory sink)', () => {
     };
     const reader = await openBundle(counting);
     const done: number[] = [];
-    const [all] = await Promise.all([reader.readMany(undefined, { parallel: 3, onChunk: (i) => done.push(i) }), reader.tokenizer()]);
+    const totals = new Set<number>();
+    const [all] = await Promise.all([
+      reader.readMany(undefined, { parallel: 3, onChunk: (n, total) => (done.push(n), totals.add(total)) }),
+      reader.tokenizer(),
+    ]);
     expect([...all.keys()]).toEqual(TENSORS.map((t) => t.name));
     for (const t of TENSORS) expect(all.get(t.name)).toEqual({ name: t.name, type: t.type, dims: t.dims, raw: t.raw });
     expect(Object.fromEntries([...reads].filter(([, n]) => n !== 1))).toEqual({});
     expect(reads.size).toBe(manifest.chunks.length);
-    // onChunk: each chunk holding tensors, once (the tokenizer files' own chunks are not the weights').
+    // onChunk counts the chunks holding tensors, 1..n (the tokenizer files' own chunks are not the weights').
     const holding = new Set<number>();
     for (const e of manifest.tensors) for (let c = e.chunk; c * 256 < e.chunk * 256 + e.offset + e.byteLength; c++) holding.add(c);
-    expect(done.sort((a, b) => a - b)).toEqual([...holding].sort((a, b) => a - b));
+    expect(done).toEqual([...holding].map((_, i) => i + 1));
+    expect([...totals]).toEqual([holding.size]);
     // A tensor inside one chunk is a view of it; one that spans chunks is its own copy.
     for (const e of manifest.tensors) {
       const raw = all.get(e.name)!.raw;

@@ -84,8 +84,9 @@ export class BundleReader {
    * read once and SHA-256-checked ('on-read'), up to `parallel` chunks in flight so that reading
    * one overlaps hashing another. A tensor inside one chunk is a view of that chunk's bytes (no
    * copy; the chunk stays alive while any of its tensors does), one that spans chunks is copied.
+   * `onChunk(done, total)`: after each chunk is read and checked.
    */
-  async readMany(names: readonly string[] = this.manifest.tensors.map((t) => t.name), options: { signal?: AbortSignal; parallel?: number; onChunk?: (index: number) => void } = {}): Promise<Map<string, NamedTensor>> {
+  async readMany(names: readonly string[] = this.manifest.tensors.map((t) => t.name), options: { signal?: AbortSignal; parallel?: number; onChunk?: (done: number, total: number) => void } = {}): Promise<Map<string, NamedTensor>> {
     const { signal } = options;
     const entries = names.map((n) => this.entry(n));
     if (this.verifyMode !== 'on-read') {
@@ -101,7 +102,7 @@ export class BundleReader {
         const index = chunks[next++]!;
         signal?.throwIfAborted();
         loaded.set(index, await this.loadVerified(index, signal, true));
-        options.onChunk?.(index);
+        options.onChunk?.(loaded.size, chunks.length);
       }
     };
     // Chunks already on their way (an embedded file being read) are shared too.
