@@ -33,7 +33,7 @@ const { values: args } = parseArgs({
   options: {
     ckpt: { type: 'string' },
     bundle: { type: 'string' },
-    'image-steps': { type: 'string', default: '48' },
+    'image-steps': { type: 'string', default: '4' },
     'full-image': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     'skip-reload': { type: 'boolean', default: false },
@@ -48,6 +48,8 @@ const PROMPT = { prompt: 'a red fox', negativePrompt: 'blurry', seed: 1 };
 const figures: FullFigures = emptyFigures();
 const details: Record<string, unknown> = { quick, loadAverage: loadavg().map((l) => round(l, 1)), cpus: cpus().length };
 const log = (s: string) => console.log(`bench:full: ${s}`);
+/** A browser image stopped after some steps: finished into an extrapolated time in main(). */
+let partialImage: { decodeS: number; steps: number; rest: number; beforeS: number } | null = null;
 
 // ---- child processes ---------------------------------------------------------------------------
 
@@ -220,29 +222,38 @@ async function wasmPart(appUrl: string, ckpt: string, memory: ReturnType<typeof 
     const tokensPerS = ((gen.last.done - gen.first.done) / (gen.last.ms - gen.first.ms)) * 1000;
     details.wasmGeneration = gen;
 
-    log(`wasm: the decoder alone at ${IMAGE_SIZE}² in the page…`);
-    const side = IMAGE_SIZE / 16;
-    const decodeS = (await page.evaluate(`(async () => {
-      const codes = new Int32Array(${side * side});
-      for (let i = 0; i < codes.length; i++) codes[i] = (i * 7919) % 64000;
-      const t0 = performance.now();
-      await globalThis.simplear.client.decode(codes, ${side});
-      return (performance.now() - t0) / 1000;
-    })()`)) as number;
-    figures.decoder1024BrowserS = round(decodeS, 1);
     if (gen.completed && gen.timings) {
       figures.wasmTokensPerS = round((gen.stats!.steps / gen.timings.decodeMs) * 1000);
       figures.image1024BrowserS = round(gen.wallS, 1);
     } else {
       figures.wasmTokensPerS = round(tokensPerS);
-      // Up to the first decode report is the prefill (and the first row); the decoder's time is the page's own.
-      figures.image1024BrowserS = round(extrapolateImage((gen.last.ms - gen.first.ms) / 1000, gen.last.done - gen.first.done, IMAGE_TOKENS - gen.first.done, gen.first.ms / 1000 + decodeS), 1);
+      // Up to the first decode report is the prefill (and the first token); the decoder's time is
+      // added in main() once known (the page's own, or else the CLI's).
+      partialImage = { decodeS: (gen.last.ms - gen.first.ms) / 1000, steps: gen.last.done - gen.first.done, rest: IMAGE_TOKENS - gen.first.done, beforeS: gen.first.ms / 1000 };
       figures.image1024BrowserExtrapolated = true;
+    }
+    log(`wasm: ${figures.wasmTokensPerS} tokens/s over decode tokens ${gen.first.done}..${gen.last.done} (${gen.completed ? 'whole image' : 'then stopped'})`);
+
+    // The page's decoder alone, where the client has it (older builds do not).
+    if (await page.evaluate('typeof globalThis.simplear.client.decode === "function"')) {
+      log(`wasm: the decoder alone at ${IMAGE_SIZE}² in the page…`);
+      const side = IMAGE_SIZE / 16;
+      const decodeS = (await page.evaluate(`(async () => {
+        const codes = new Int32Array(${side * side});
+        for (let i = 0; i < codes.length; i++) codes[i] = (i * 7919) % 64000;
+        const t0 = performance.now();
+        await globalThis.simplear.client.decode(codes, ${side});
+        return (performance.now() - t0) / 1000;
+      })()`)) as number;
+      figures.decoder1024BrowserS = round(decodeS, 1);
+      log(`wasm: decoder ${figures.decoder1024BrowserS} s`);
+    } else {
+      log('wasm: this build of the page has no client.decode: the decoder in the page is not measured');
     }
     const genMem = memory.peakGB();
     details.wasmGenerationPeakMemGB = round(genMem);
     figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, prepareMem, genMem));
-    log(`wasm: ${figures.wasmTokensPerS} tokens/s over decode tokens ${gen.first.done}..${gen.last.done}; image ${figures.image1024BrowserS} s${figures.image1024BrowserExtrapolated ? ' (extrapolated)' : ''}; decoder ${decodeS.toFixed(1)} s; Chromium peak ${round(genMem)} GB`);
+    log(`wasm: Chromium peak during generation ${round(genMem)} GB`);
   } finally {
     await context.close().catch(() => {});
     await files.close();
@@ -335,6 +346,11 @@ async function main(): Promise<void> {
     }
   } finally {
     rmSync(temp, { recursive: true, force: true }); // holds only what --ckpt / --bundle did not name
+  }
+  if (partialImage) {
+    const decoderS = figures.decoder1024BrowserS ?? figures.decoder1024S ?? 0;
+    details.image1024BrowserDecoderFrom = figures.decoder1024BrowserS !== null ? 'page' : figures.decoder1024S !== null ? 'Node CLI' : 'none';
+    figures.image1024BrowserS = round(extrapolateImage(partialImage.decodeS, partialImage.steps, partialImage.rest, partialImage.beforeS + decoderS), 1);
   }
   details.loadAverageAfter = loadavg().map((l) => round(l, 1));
   console.log('');
