@@ -183,7 +183,6 @@ async function buildEngine(model: EngineModel, backend: 'webgpu' | 'wasm', optio
 /** Reads the stored bundle into memory (every chunk's SHA-256 checked), reporting chunks read. */
 async function loadStored(stored: StoredBundle, onProgress: ((p: PrepareProgress) => void) | undefined, signal: AbortSignal): Promise<EngineModel> {
   const bundle = await openModelBundle(stored.folder, { signal });
-  onProgress?.({ phase: 'load', done: 0, total: bundle.manifest.chunks.length });
   return bundle.loadModel({ name: stored.record.name, signal, onChunk: (done, total) => onProgress?.({ phase: 'load', done, total }) });
 }
 

@@ -84,7 +84,7 @@ export class BundleReader {
    * read once and SHA-256-checked ('on-read'), up to `parallel` chunks in flight so that reading
    * one overlaps hashing another. A tensor inside one chunk is a view of that chunk's bytes (no
    * copy; the chunk stays alive while any of its tensors does), one that spans chunks is copied.
-   * `onChunk(done, total)`: after each chunk is read and checked.
+   * `onChunk(done, total)`: once at the start (0), then after each chunk is read and checked.
    */
   async readMany(names: readonly string[] = this.manifest.tensors.map((t) => t.name), options: { signal?: AbortSignal; parallel?: number; onChunk?: (done: number, total: number) => void } = {}): Promise<Map<string, NamedTensor>> {
     const { signal } = options;
@@ -96,6 +96,7 @@ export class BundleReader {
     }
     const chunks = [...new Set(entries.flatMap((e) => this.chunksOf(e)))].sort((a, b) => a - b);
     const loaded = new Map<number, Uint8Array>();
+    options.onChunk?.(0, chunks.length);
     let next = 0;
     const worker = async () => {
       while (next < chunks.length) {
