@@ -22,6 +22,15 @@ import { formatSeconds, ProgressBar } from './progress.ts';
 
 export { SOFTWARE, pngText };
 
+/**
+ * After a generation the decoder runs in bands of ≤ 8 MiB activations (above 512², the whole
+ * decode's largest tensor is larger): what the LM left behind (its KV cache, malloc's free lists)
+ * and a whole 1024² decode together passed 1.5 GB. Measured on the full-size q4 bundle with the
+ * whole KV cache allocated, then a 64×64 decode: 1.26 GB peak RSS in bands, 1.42 GB whole;
+ * the bands took 1.4× the decoder's time.
+ */
+export const GENERATE_DECODER_BAND_BYTES = 8 * 2 ** 20;
+
 /** A numeric option: undefined when absent; NaN when not a number (resolveSettings names it). */
 function num(values: OptionValues, name: string): number | undefined {
   const v = values[name];
@@ -99,7 +108,7 @@ const command: CommandModule = {
     // One image: the LM's session goes before the decoder's opens, the model's weights are not
     // held here once the sessions have them, and the sessions map their weights from files
     // (peak memory: the larger of the two sessions, not their sum and copies).
-    const engine = await createCpuEngine(ort, model, { maxLatentSide: side, oneShot: true, files: tempModelFiles });
+    const engine = await createCpuEngine(ort, model, { maxLatentSide: side, oneShot: true, files: tempModelFiles, decoderBandBytes: GENERATE_DECODER_BAND_BYTES });
     model = undefined;
     const onProgress = (p: GenerationProgress) => {
       if (!bar) return;

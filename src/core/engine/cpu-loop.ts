@@ -8,7 +8,9 @@ import type { InferenceSession, OrtModule } from './ort.ts';
 import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 export class CpuTokenLoop implements TokenLoop {
-  private readonly runner: LmRunner;
+  /** The CFG pair's runner, which holds the KV cache: dropped by dispose() so it can be freed
+   * while the engine lives on (a one-shot engine decodes after it, engine.ts). */
+  private pair: LmRunner | undefined;
   private readonly sampler: CpuSampler;
   readonly supportsSjd = true;
 
@@ -20,7 +22,7 @@ export class CpuTokenLoop implements TokenLoop {
      * they must match the session's graph (dtype, kvCache). */
     private readonly runnerOptions: Omit<LmRunnerOptions, 'batch'>,
   ) {
-    this.runner = new LmRunner(ort, session, spec, runnerOptions);
+    this.pair = new LmRunner(ort, session, spec, runnerOptions);
     this.sampler = new CpuSampler(spec.visualCount);
   }
 
@@ -59,7 +61,13 @@ export class CpuTokenLoop implements TokenLoop {
     };
   }
 
+  private get runner(): LmRunner {
+    if (!this.pair) throw new Error('this token loop was disposed');
+    return this.pair;
+  }
+
   async dispose(): Promise<void> {
+    this.pair = undefined;
     await this.session.release();
   }
 }
