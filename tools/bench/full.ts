@@ -1,7 +1,7 @@
 // `npm run bench:full`: every full-size figure side by side in one run, beside its target.
 //
 //   npm run bench:full -- [--ckpt DIR] [--bundle DIR] [--image-steps N | --full-image]
-//                         [--quick] [--skip-reload] [--skip-webgpu]
+//                         [--quick] [--skip-reload] [--skip-webgpu] [--webgpu-timeout S]
 //
 // One measurement at a time, in this order:
 //  1. the full-size random checkpoint (`npm run fixtures:full`, once, into --ckpt; default a temp
@@ -38,6 +38,7 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     'skip-reload': { type: 'boolean', default: false },
     'skip-webgpu': { type: 'boolean', default: false },
+    'webgpu-timeout': { type: 'string', default: '1200' },
   },
 });
 
@@ -272,7 +273,13 @@ async function webgpuPart(appUrl: string, bundle: string, memory: ReturnType<typ
     const prep = (await page.evaluate(prepareScript({ kind: 'bundle', url: files.url }, { weights: 'q4', backend: 'webgpu' }))) as { wallS: number; backend: string };
     details.webgpuBundlePrepare = { wallS: round(prep.wallS, 1), backend: prep.backend };
     log(`webgpu: prepared in ${round(prep.wallS, 1)} s on ${prep.backend}; a 32² image (prefill + 3 steps)…`);
-    const gen = (await page.evaluate(generateScript({ ...PROMPT, size: 32, temperature: 0 }, 0))) as PageGeneration;
+    // A full-size WebGPU generation has been seen to hang: give up after --webgpu-timeout s.
+    const limitS = Number(args['webgpu-timeout']);
+    let timer: NodeJS.Timeout | undefined;
+    const gen = (await Promise.race([
+      page.evaluate(generateScript({ ...PROMPT, size: 32, temperature: 0 }, 0)),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no result in ${limitS} s`)), limitS * 1000))),
+    ]).finally(() => clearTimeout(timer))) as PageGeneration;
     if (!gen.timings || !gen.stats || gen.stats.runs < 1) throw new Error(`webgpu generation: ${JSON.stringify(gen)}`);
     figures.webgpuMsPerStep = round(gen.timings.decodeMs / gen.stats.runs, 0);
     figures.webgpuDispatchesPerStep = gen.stats.dispatchesPerStep ?? null;
