@@ -260,7 +260,7 @@ class NormStats {
         s += v;
         q += v * v;
         const a = Math.abs(v);
-        if (!(a <= p)) p = a; // NaN propagates to the peak
+        if (a > p) p = a; // a NaN shows in the sums (problem() checks both)
       }
       this.sum[c]! += s;
       this.sumSq[c]! += q;
