@@ -147,6 +147,45 @@ describe("the wasm backend's LM graph", () => {
     });
   }
 
+  for (const format of ['q4', 'q8'] as const) {
+    it(`${format}, int8 linear layers (quantizedLinear 'int8') on the wasm EP, fed onnxruntime-node's MatMulNBits greedy tokens: logits within 6% of their scale, argmax mostly the same`, async () => {
+      const web = await loadWebGpuBuild();
+      const w = await weights(format);
+      const built = buildLmGraphWithExternalData(spec, (n) => w.get(n), { ...graphOptions('Gather'), quantizedLinear: 'int8' }, 1024);
+      const ops = opTypes(built.model);
+      expect(ops.has('MatMulNBits')).toBe(false);
+      expect(ops.has('MatMulIntegerToFloat')).toBe(true);
+      const webSession = await web.InferenceSession.create(built.model, { executionProviders: ['wasm'], externalData: built.externalData });
+      const nodeSession = await ort.InferenceSession.create(buildLmGraph(spec, (n) => w.get(n), graphOptions('GatherBlockQuantized')));
+      try {
+        const want = await greedy(ort as unknown as Ort, nodeSession, false);
+        // The same token sequence through the int8 graph (its own argmax may flip on this random
+        // model's near-flat logits, and then every later step would compare different inputs).
+        const runner = new LmRunner(web, webSession, spec, { capacity: CAPACITY, kvCache: 'read-only', preallocateOutputs: false });
+        const got = [(await runner.prefill([cond, uncond])).slice()];
+        for (const next of want.tokens) got.push((await runner.step(next.map((c) => spec.visualOffset + c))).slice());
+        let maxDiff = 0;
+        let scale = 0;
+        let agree = 0;
+        const V = spec.visualCount;
+        got.forEach((row, k) => {
+          row.forEach((v, i) => {
+            maxDiff = Math.max(maxDiff, Math.abs(v - want.logits[k]![i]!));
+            scale = Math.max(scale, Math.abs(want.logits[k]![i]!));
+          });
+          for (let b = 0; b < 2; b++) agree += Number(argmax(row.subarray(b * V, (b + 1) * V)) === argmax(want.logits[k]!.subarray(b * V, (b + 1) * V)));
+        });
+        console.log(`[lm-wasm-graph] ${format} int8 linear (wasm EP) vs MatMulNBits (onnxruntime-node): max |Δlogit| ${maxDiff.toExponential(2)} (logit scale ${scale.toFixed(2)}), same argmax ${agree}/${2 * got.length}`);
+        expect(maxDiff).toBeGreaterThan(0); // a different computation, not the same one
+        expect(maxDiff).toBeLessThan(0.06 * scale);
+        expect(agree).toBeGreaterThanOrEqual(0.8 * 2 * got.length);
+      } finally {
+        await webSession.release();
+        await nodeSession.release();
+      }
+    });
+  }
+
   it('f32 and f16 weights from external data give the inline model’s logits on the wasm EP', async () => {
     const web = await loadWebGpuBuild();
     for (const format of ['f32', 'f16'] as const) {

@@ -4,7 +4,7 @@ import type { LmSpec, NamedTensor } from '../model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
 import type { CosmosDecoderSpec } from '../convert/vq/describe.ts';
 import type { PreviewMap } from '../preview.ts';
-import { buildLmGraph, buildLmGraphWithExternalData, type KvCacheMode, type LmGraphOptions, type QuantizedLookup } from '../convert/lm/graph.ts';
+import { buildLmGraph, buildLmGraphWithExternalData, type KvCacheMode, type LmGraphOptions, type QuantizedLinear, type QuantizedLookup } from '../convert/lm/graph.ts';
 import type { ModelWithExternalData } from '../convert/onnx/builder.ts';
 
 export interface EngineModel {
@@ -45,6 +45,7 @@ export interface LmGraphChoices {
   graphCapture?: boolean;
   kvCache?: KvCacheMode;
   quantizedLookup?: QuantizedLookup;
+  quantizedLinear?: QuantizedLinear;
 }
 
 function lmGraphOptions(activations: Activations, capacity: number, options: LmGraphChoices): LmGraphOptions {
@@ -55,5 +56,6 @@ function lmGraphOptions(activations: Activations, capacity: number, options: LmG
     ...(options.graphCapture ? { fixedTotalSequenceLength: capacity } : {}),
     ...(options.kvCache ? { kvCache: options.kvCache } : {}),
     ...(options.quantizedLookup ? { quantizedLookup: options.quantizedLookup } : {}),
+    ...(options.quantizedLinear ? { quantizedLinear: options.quantizedLinear } : {}),
   };
 }

@@ -61,7 +61,7 @@
 //  head:      final RMSNorm, then only the `logits_index` rows × the 64,000 visual rows.
 import { GraphBuilder, type ModelWithExternalData } from '../onnx/builder.ts';
 import type { LmSpec } from '../../model-spec.ts';
-import { LmOps, type ActType, type QuantizedLookup, type WeightGetter } from './ops.ts';
+import { LmOps, type ActType, type QuantizedLinear, type QuantizedLookup, type WeightGetter } from './ops.ts';
 import { readOnlyAttention, readOnlyAttentionInputs } from './readonly-attention.ts';
 
 export interface LmGraphOptions {
@@ -102,9 +102,15 @@ export interface LmGraphOptions {
    * onnxruntime-web's WebGPU build, which has no GatherBlockQuantized kernel. Same values.
    */
   quantizedLookup?: QuantizedLookup;
+  /**
+   * How linear layers with q4/q8 weights run (ops.ts QuantizedLinear): 'MatMulNBits' (default)
+   * or 'int8' (requantized per output channel, MatMulIntegerToFloat; f32 activations only), for
+   * the wasm EP, whose MatMulNBits is slow.
+   */
+  quantizedLinear?: QuantizedLinear;
 }
 
-export type { QuantizedLookup } from './ops.ts';
+export type { QuantizedLookup, QuantizedLinear } from './ops.ts';
 
 /** How a graph keeps the KV cache (LmGraphOptions.kvCache). */
 export type KvCacheMode = 'in-place' | 'read-only';
@@ -157,7 +163,7 @@ function lmGraph(spec: LmSpec, weights: WeightGetter, opts: LmGraphOptions): Gra
   const act: ActType = opts.activations === 'f16' ? 'float16' : 'float32';
   const maxSeqLen = opts.maxSeqLen ?? 4096 + 512;
   const g = new GraphBuilder('simplear-lm');
-  const o = new LmOps(g, act, weights, opts.accuracyLevel ?? 0, opts.quantizedLookup);
+  const o = new LmOps(g, act, weights, opts.accuracyLevel ?? 0, opts.quantizedLookup, opts.quantizedLinear);
 
   const ids = g.input('input_ids', 'int32', ['batch', 'seq']);
   const seqlensK = g.input('seqlens_k', 'int32', ['batch']);

@@ -4,7 +4,7 @@
 import { GraphBuilder, float, type ElemType } from '../onnx/builder.ts';
 import type { NamedTensor } from '../../model-spec.ts';
 import { ModelFileError } from '../../errors.ts';
-import { f16BytesToFloat32, f16Bytes, f32Bytes } from '../quantize.ts';
+import { dequantizeMatrix, f16BytesToFloat32, f16Bytes, f32Bytes, type QuantBits } from '../quantize.ts';
 
 export type ActType = 'float32' | 'float16';
 
@@ -15,6 +15,17 @@ export type ActType = 'float32' | 'float16';
  * turns each byte into its dequantized levels, Mul by the scales), the same values bit for bit.
  */
 export type QuantizedLookup = 'GatherBlockQuantized' | 'Gather';
+
+/**
+ * How a linear layer with q4/q8 weights runs: com.microsoft MatMulNBits over the converted
+ * blocks, or 'int8': the blocks dequantized and requantized to int8 per output channel when the
+ * graph is built, run as DynamicQuantizeLinear (the activations to uint8, per tensor) +
+ * com.microsoft MatMulIntegerToFloat. For the wasm EP of onnxruntime-web, whose MatMulNBits has
+ * no fast kernel (a full-size decode step 30+ s) while its int8 GEMM does (about 30× faster:
+ * tools/bench/wasm-weight-formats.ts). Not bit-exact: the weights round once more (to 1/254 of
+ * each row's largest value) and the activations are quantized too.
+ */
+export type QuantizedLinear = 'MatMulNBits' | 'int8';
 
 /** Looks a converted tensor up by its stable name (see convert-weights.ts). */
 export type WeightGetter = (name: string) => NamedTensor | undefined;
@@ -31,6 +42,8 @@ export class LmOps {
     private readonly accuracyLevel = 0,
     /** How `embed` reads a quantized table (LmGraphOptions.quantizedLookup). */
     private readonly quantizedLookup: QuantizedLookup = 'GatherBlockQuantized',
+    /** How linear layers with q4/q8 weights run (LmGraphOptions.quantizedLinear). */
+    private readonly quantizedLinear: QuantizedLinear = 'MatMulNBits',
   ) {}
 
   has(name: string): boolean {
@@ -95,6 +108,7 @@ export class LmOps {
       const q = this.tensor(`${prefix}.q`);
       const [n, , blob] = q.dims as [number, number, number];
       const bits = (blob * 8) / 32;
+      if (this.quantizedLinear === 'int8') return this.linearInt8(x, prefix, k, n, bits as QuantBits, bias);
       // inputs: A, B, scales, zero_points, g_idx (unused), bias — the bias is fused in the kernel.
       const inputs = [x, this.weight(`${prefix}.q`), this.weight(`${prefix}.scales`)];
       if (this.has(`${prefix}.zp`) || bias) inputs.push(this.has(`${prefix}.zp`) ? this.weight(`${prefix}.zp`) : '');
@@ -104,6 +118,57 @@ export class LmOps {
     }
     const y = this.g.op1('MatMul', [x, this.weight(`${prefix}.w`)]);
     return bias ? this.g.op1('Add', [y, this.weight(bias)]) : y;
+  }
+
+  /**
+   * QuantizedLinear 'int8': the q4/q8 weight [N, K] dequantized (in row chunks, so at most a few
+   * MB of f32 at a time) and requantized symmetric per output channel to [K, N] uint8 with zero
+   * point 128; y = MatMulIntegerToFloat(DynamicQuantizeLinear(x), W8) · (x_scale · w_scale[n]).
+   */
+  private linearInt8(x: string, prefix: string, k: number, n: number, bits: QuantBits, bias?: string): string {
+    const g = this.g;
+    if (this.act !== 'float32') throw new Error(`int8 linear layers take f32 activations (${prefix})`);
+    const q = this.tensor(`${prefix}.q`);
+    const kBlocks = q.dims[1]!;
+    const blob = q.dims[2]!;
+    const blockSize = (blob * 8) / bits;
+    const scalesAll = new Uint16Array(this.tensor(`${prefix}.scales`).raw.slice().buffer);
+    const zp = this.has(`${prefix}.zp`) ? this.tensor(`${prefix}.zp`).raw : undefined;
+    const zpRow = zp ? zp.byteLength / n : 0;
+    const w8 = new Uint8Array(k * n);
+    const wScale = new Float32Array(n);
+    const CHUNK = 256;
+    for (let r0 = 0; r0 < n; r0 += CHUNK) {
+      const rows = Math.min(CHUNK, n - r0);
+      const w = dequantizeMatrix({
+        n: rows,
+        k,
+        bits,
+        blockSize,
+        kBlocks,
+        b: q.raw.subarray(r0 * kBlocks * blob, (r0 + rows) * kBlocks * blob),
+        scalesF16: scalesAll.subarray(r0 * kBlocks, (r0 + rows) * kBlocks),
+        ...(zp ? { zeroPoints: zp.subarray(r0 * zpRow, (r0 + rows) * zpRow) } : {}),
+      });
+      for (let r = 0; r < rows; r++) {
+        let m = 0;
+        for (let c = 0; c < k; c++) m = Math.max(m, Math.abs(w[r * k + c]!));
+        const s = m / 127 || 1;
+        wScale[r0 + r] = s;
+        for (let c = 0; c < k; c++) w8[c * n + r0 + r] = Math.round(w[r * k + c]! / s) + 128;
+      }
+    }
+    const [a, aScale, aZp] = g.op('DynamicQuantizeLinear', [x], {}, 3) as [string, string, string];
+    const inputs = [
+      a,
+      g.initializer(`${prefix}.q8`, { type: 'uint8', dims: [k, n], raw: w8 }),
+      aScale,
+      g.initializer(`${prefix}.q8_scales`, { type: 'float32', dims: [n], raw: f32Bytes(wScale) }),
+      aZp,
+      g.initializer(`${prefix}.q8_zp`, { type: 'uint8', dims: [], raw: new Uint8Array([128]) }),
+    ];
+    if (bias) inputs.push(this.weight(bias));
+    return g.ms('MatMulIntegerToFloat', inputs)[0]!;
   }
 
   rmsNorm(x: string, w: string, eps: number): string {
