@@ -180,16 +180,16 @@ export async function openFixtureEngine(backend: 'webgpu' | 'wasm', options: Fix
  */
 export function loadFixtureInPage(
   fixture: FixtureApp,
-  options: { lm?: string; vq?: string; backend?: 'webgpu' | 'wasm'; weights?: 'f32' | 'q4' } = {},
+  options: { lm?: string; vq?: string; backend?: 'webgpu' | 'wasm'; weights?: 'f32' | 'q4'; graphCapture?: boolean } = {},
 ): Promise<LoadedModelInfo> {
   const model = new URL(`${options.lm ?? 'tiny-simplear'}/`, fixture.files.url).href;
   const vq = new URL(`${options.vq ?? 'tiny-cosmos'}/`, fixture.files.url).href;
   return fixture.session.page.evaluate(
-    ([model, vq, backend, weights]) =>
+    ([model, vq, backend, weights, graphCapture]) =>
       (globalThis as unknown as { simplear: { client: EngineClient } }).simplear.client.loadModel(
         { kind: 'original', model, vq },
-        { weights, decoderDtype: 'f32', maxLatentSide: 8, ...(backend ? { backend } : {}) },
+        { weights, decoderDtype: 'f32', maxLatentSide: 8, ...(backend ? { backend } : {}), ...(graphCapture === undefined ? {} : { graphCapture }) },
       ),
-    [model, vq, options.backend, options.weights ?? 'f32'] as const,
+    [model, vq, options.backend, options.weights ?? 'f32', options.graphCapture] as const,
   );
 }

@@ -40,7 +40,11 @@ describe('WebGPU engine in Chromium', () => {
       runs: side * side - 1, // one LM run per step (the last code needs none)
       readbacks: side, // one per latent row (the last row's is the final read)
       steadyStateAllocations: 0,
+      graphCapture: false, // a software adapter: off unless asked for (create-webgpu.ts)
     });
+    // Every step encodes the same kernels: at least a few per layer, plus the sampler's one.
+    expect(Number.isInteger(r.stats.dispatchesPerStep)).toBe(true);
+    expect(r.stats.dispatchesPerStep).toBeGreaterThan(2 * 5);
     session.console.assertClean();
   });
 
@@ -107,10 +111,10 @@ describe('WebGPU engine in Chromium', () => {
     session.console.assertClean();
   });
 
-  it('q4 weights: the decode step is a captured graph replayed, with the tokens of Node at the same precision; SJD still works', { timeout: 420_000 }, async () => {
+  it('q4 weights: the decode step is a captured graph replayed, with the tokens of Node at the same precision; SJD still works', { timeout: 600_000 }, async () => {
     // Runs last: it replaces the f32 engine the other tests share. q4 on SwiftShader takes ~3 s a
     // run, and a captured graph takes the prompts one token per run: short prompts, 2×2 codes.
-    const info = await loadFixtureInPage(fixture, { backend: 'webgpu', weights: 'q4' });
+    const info = await loadFixtureInPage(fixture, { backend: 'webgpu', weights: 'q4', graphCapture: true });
     expect(info).toMatchObject({ backend: 'webgpu', activations: 'f32' });
     const greedy = { prompt: 'a red fox', negativePrompt: 'blurry', size: 32, temperature: 0, seed: 1 };
     const r = await session.page.evaluate(
@@ -122,6 +126,9 @@ describe('WebGPU engine in Chromium', () => {
     );
     console.log(`captured webgpu stats: ${JSON.stringify(r.plain.stats)} timings: ${JSON.stringify(r.plain.timings)}`);
     expect(r.plain.stats).toMatchObject({ graphCapture: true, steps: 4, runs: 3, readbacks: 2, steadyStateAllocations: 0 });
+    // A replay encodes the recorded kernels again: whole dispatches per step, as many each step.
+    expect(Number.isInteger(r.plain.stats.dispatchesPerStep)).toBe(true);
+    expect(r.plain.stats.dispatchesPerStep).toBeGreaterThan(2 * 5);
     // One prefill run per token of the longer prompt (a captured graph has one shape).
     expect(r.plain.stats.prefillRuns).toBeGreaterThan(1);
     // Node on the same q4 weights at the same precision (f32 activations, MatMulNBits level 0).

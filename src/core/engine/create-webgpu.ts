@@ -12,8 +12,13 @@ export interface WebGpuEngineOptions {
   maxPromptTokens?: number;
   maxLatentSide?: number;
   /**
-   * Record the decode step's GPU work once and replay it (ORT's enableGraphCapture). Default
-   * true; the engine falls back to a session without capture when it does not work (stats say).
+   * Record the decode step's GPU work once and replay it (ORT's enableGraphCapture); the engine
+   * falls back to a session without capture when it does not work (stats say). Default: on for a
+   * hardware adapter; off for a software one (SwiftShader), where capture saves nothing worth
+   * having (the GPU work itself runs on the CPU) and costs a lot: a captured graph has one shape,
+   * so the prompts go in one token per run, and a full-size run there takes tens of seconds,
+   * almost all of it the 64,000-row visual head (measured: the same graph with a 64-row head
+   * runs ~6× faster), against one run for a whole prompt chunk without capture.
    */
   graphCapture?: boolean;
 }
@@ -51,7 +56,7 @@ export async function createWebGpuEngine(
   // fails, the same loop on a session without it. Only with a quantized head: the plain head's
   // output reshape puts a shape op on the CPU, which capture refuses (graph-capture-probe.ts).
   let loop: WebGpuTokenLoop | undefined;
-  if ((options.graphCapture ?? true) && model.lmWeights.has('head.q')) {
+  if ((options.graphCapture ?? !gpu.adapterInfo.isFallbackAdapter) && model.lmWeights.has('head.q')) {
     loop = await openLoop(true).catch(() => undefined);
     if (loop && !(await loop.warmUpCapture())) {
       await loop.dispose();

@@ -161,6 +161,7 @@ export class SimpleAREngine implements Engine {
         steadyStateAllocations: loop.steadyStateAllocations,
         acceptedPerRun: loop.acceptedPerRun,
         graphCapture: loop.graphCapture,
+        ...(loop.dispatchesPerStep !== undefined ? { dispatchesPerStep: loop.dispatchesPerStep } : {}),
         ...(loop.sjd ? { sjd: loop.sjd } : {}),
         ...(fallback ? { decoderFallback: { activations: 'f32', reason: fallback.reason } } : {}),
       },

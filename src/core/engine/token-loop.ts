@@ -51,6 +51,8 @@ export interface TokenLoopResult {
   steadyStateAllocations: number;
   graphCapture: boolean;
   acceptedPerRun: number;
+  /** GPU compute dispatches per decode step (the LM's kernels and the sampler), where counted. */
+  dispatchesPerStep?: number;
   /** Present for an SJD generation. */
   sjd?: SjdStats;
 }

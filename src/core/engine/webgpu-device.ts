@@ -9,6 +9,8 @@ export interface AllocationCounter {
   /** Buffers created and not yet destroyed, and their bytes. */
   readonly liveBuffers: number;
   readonly liveBytes: number;
+  /** Compute dispatches encoded on the device so far (ORT's kernels and ours). */
+  readonly dispatches: number;
 }
 
 export interface EngineDevice {
@@ -38,7 +40,8 @@ export async function requestEngineDevice(gpu: GPU = navigator.gpu): Promise<Eng
       maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     },
   });
-  const counter = { count: 0, liveBuffers: 0, liveBytes: 0 };
+  const counter = { count: 0, liveBuffers: 0, liveBytes: 0, dispatches: 0 };
+  countDispatches(device, counter);
   const create = device.createBuffer.bind(device);
   device.createBuffer = (descriptor: GPUBufferDescriptor) => {
     const buffer = create(descriptor);
@@ -63,6 +66,34 @@ export async function requestEngineDevice(gpu: GPU = navigator.gpu): Promise<Eng
     adapterInfo: { vendor: info.vendor, architecture: info.architecture, isFallbackAdapter: info.isFallbackAdapter ?? false },
     shaderF16,
     allocations: counter,
+  };
+}
+
+/**
+ * Counts the compute dispatches encoded on `device`: its command encoders' compute passes count
+ * each dispatchWorkgroups (direct or indirect) into `counter.dispatches`. ONNX Runtime encodes
+ * through the same JS objects, so its kernels are counted too, replays of a captured graph included.
+ */
+function countDispatches(device: GPUDevice, counter: { dispatches: number }): void {
+  const createEncoder = device.createCommandEncoder.bind(device);
+  device.createCommandEncoder = (descriptor?: GPUCommandEncoderDescriptor) => {
+    const encoder = createEncoder(descriptor);
+    const beginPass = encoder.beginComputePass.bind(encoder);
+    encoder.beginComputePass = (passDescriptor?: GPUComputePassDescriptor) => {
+      const pass = beginPass(passDescriptor);
+      const dispatch = pass.dispatchWorkgroups.bind(pass);
+      const dispatchIndirect = pass.dispatchWorkgroupsIndirect.bind(pass);
+      pass.dispatchWorkgroups = (x: number, y?: number, z?: number) => {
+        counter.dispatches++;
+        dispatch(x, y, z);
+      };
+      pass.dispatchWorkgroupsIndirect = (buffer: GPUBuffer, offset: number) => {
+        counter.dispatches++;
+        dispatchIndirect(buffer, offset);
+      };
+      return pass;
+    };
+    return encoder;
   };
 }
 

@@ -9,7 +9,7 @@
 // The CPU reads the codes once per latent row (progress, preview) and at the end.
 // Runs return once their work is queued, so the CPU could queue a whole row of steps ahead of the
 // GPU: on a slow adapter (SwiftShader at full size: seconds per step) that made a cancel, or a
-// page reload, wait minutes for queued work. The loop keeps at most MAX_QUEUED_RUNS runs queued
+// page reload, wait minutes for queued work. The loop keeps about QUEUED_GPU_MS of runs queued
 // (a queue-done fence per run, no readback), which also tells it when each step finished.
 // With graph capture (the session created with enableGraphCapture and a graph whose
 // total_sequence_length is fixed), every run has the same shapes and buffers: the prompts are fed
@@ -41,25 +41,43 @@ const storageUsage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GP
 export const WEBGPU_PREFILL_CHUNK = 31;
 
 /**
- * LM runs the CPU may queue ahead of the GPU. Two keep a fast GPU busy (the next step is encoded
- * while the current one runs) and bound a cancel to about two steps of GPU time.
+ * How much GPU work the CPU may queue ahead: about this long (estimated from the runs seen to
+ * finish so far), at least MIN_QUEUED_RUNS and at most MAX_QUEUED_RUNS runs. A fast GPU keeps a
+ * deep queue (fence latency hidden); a slow one (SwiftShader: seconds per run) keeps two, so a
+ * cancel or a page reload waits for at most about two runs of GPU time.
  */
-export const MAX_QUEUED_RUNS = 2;
+export const QUEUED_GPU_MS = 500;
+export const MIN_QUEUED_RUNS = 2;
+export const MAX_QUEUED_RUNS = 16;
 
-/** Fences on queued GPU work: wait until at most `limit` are still pending. */
+/** Fences on queued GPU work: waits while more is queued than QUEUED_GPU_MS of it. */
 class QueueFences {
   private readonly pending: Promise<void>[] = [];
   private finished = 0;
-  constructor(private readonly queue: GPUQueue, private readonly limit: number) {}
+  private lastFinish = performance.now();
+  /** Smoothed ms between finished runs, once one has been seen. */
+  private msPerRun: number | undefined;
+  constructor(private readonly queue: GPUQueue) {}
 
-  /** Marks the work submitted so far; resolves once no more than `limit` marks are pending. */
+  private get limit(): number {
+    if (this.msPerRun === undefined) return MIN_QUEUED_RUNS;
+    return Math.max(MIN_QUEUED_RUNS, Math.min(MAX_QUEUED_RUNS, Math.floor(QUEUED_GPU_MS / Math.max(this.msPerRun, 0.01))));
+  }
+
+  /** Marks the work submitted so far; resolves once no more than the limit is pending. */
   async mark(): Promise<number> {
     this.pending.push(this.queue.onSubmittedWorkDone());
-    while (this.pending.length > this.limit) {
-      await this.pending.shift();
-      this.finished++;
-    }
+    while (this.pending.length > this.limit) await this.retire();
     return this.finished;
+  }
+
+  private async retire(): Promise<void> {
+    await this.pending.shift();
+    this.finished++;
+    const now = performance.now();
+    const ms = now - this.lastFinish;
+    this.lastFinish = now;
+    this.msPerRun = this.msPerRun === undefined ? ms : 0.7 * this.msPerRun + 0.3 * ms;
   }
 
   /** Marks that have completed (the runs known to have finished on the GPU). */
@@ -68,10 +86,7 @@ class QueueFences {
   }
 
   async drain(): Promise<void> {
-    while (this.pending.length) {
-      await this.pending.shift();
-      this.finished++;
-    }
+    while (this.pending.length) await this.retire();
   }
 }
 
@@ -222,7 +237,8 @@ export class WebGpuTokenLoop implements TokenLoop {
     const longest = Math.max(P, N);
     const { Tensor } = this;
     // Fence i marks the sampling of code i + 2 (code 1 was sampled after the prefill).
-    const fences = new QueueFences(device.queue, MAX_QUEUED_RUNS);
+    const fences = new QueueFences(device.queue);
+    const dispatchesBefore = this.allocations.dispatches;
     for (let step = 1; step <= req.steps; step++) {
       if (step % req.rowLength === 0 || step === req.steps) {
         readbacks++;
@@ -244,6 +260,7 @@ export class WebGpuTokenLoop implements TokenLoop {
       if (after > before) req.onStep?.(after + 1);
     }
     await fences.drain();
+    const dispatches = this.allocations.dispatches - dispatchesBefore;
     const t2 = performance.now();
     return {
       codes,
@@ -255,6 +272,7 @@ export class WebGpuTokenLoop implements TokenLoop {
       steadyStateAllocations: this.allocations.count - allocationsAtWarmup,
       graphCapture: this.options.graphCapture ?? false,
       acceptedPerRun: 1,
+      ...(runs > 0 ? { dispatchesPerStep: dispatches / runs } : {}),
     };
   }
 
@@ -264,7 +282,7 @@ export class WebGpuTokenLoop implements TokenLoop {
    */
   private async prefill(cond: readonly number[], uncond: readonly number[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
     const { Tensor } = this;
-    const fences = new QueueFences(this.device.queue, MAX_QUEUED_RUNS);
+    const fences = new QueueFences(this.device.queue);
     const rowBytes = this.spec.visualCount * 4;
     // A captured session only takes decode-shaped calls: one token per row and call.
     const captured = this.options.graphCapture ?? false;

@@ -84,6 +84,11 @@ export interface LoadModelOptions {
   /** Largest latent side the engine is sized for (64 = 1024 px). */
   maxLatentSide?: number;
   /**
+   * WebGPU: record the decode step once and replay it (ORT's graph capture). Default: on for a
+   * hardware adapter, off for a software one (createWebGpuEngine says why).
+   */
+  graphCapture?: boolean;
+  /**
    * prepareModel: bytes per range request and stored block of the original files (default
    * 8 MiB). A download that resumes keeps the block size it started with.
    */
