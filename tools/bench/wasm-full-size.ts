@@ -4,10 +4,11 @@
 // loads, with the engine's KV-cache capacity: session created, a prefill and decode steps run.
 // Each format runs in its own process, so its peak RSS is its own.
 //
-//   npx tsx tools/bench/wasm-full-size.ts [--formats q4,q8,f16,f32] [--steps 3] [--layers N]
+//   npx tsx tools/bench/wasm-full-size.ts [--formats q4,q8,f16,f32] [--steps 3] [--layers N] [--int8]
 //
 // Prints one line per format and a JSON summary as the last line. --layers N cuts the model to
-// N layers (a quicker look; the embedding and head stay full-size).
+// N layers (a quicker look; the embedding and head stay full-size). --int8 builds q4/q8 linear
+// layers as LmGraphOptions.quantizedLinear 'int8' (MatMulIntegerToFloat) instead of MatMulNBits.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,6 +28,7 @@ const { values: args } = parseArgs({
     formats: { type: 'string', default: 'q4,q8,f16,f32' },
     steps: { type: 'string', default: '3' },
     layers: { type: 'string' },
+    int8: { type: 'boolean', default: false },
     child: { type: 'string' },
   },
 });
@@ -77,7 +79,7 @@ async function runOne(format: LmWeightFormat): Promise<Result> {
   web.env.wasm.numThreads = 1;
   const model = { name: `random ${format}`, lm: spec, lmWeights } as unknown as EngineModel;
   const capacity = MAX_PROMPT_TOKENS + MAX_LATENT_SIDE * MAX_LATENT_SIDE;
-  const choices = { accuracyLevel: 0 as const, kvCache: CPU_KV_CACHE, ...cpuLmGraphChoices('wasm') };
+  const choices = { accuracyLevel: 0 as const, kvCache: CPU_KV_CACHE, ...cpuLmGraphChoices('wasm'), ...(args.int8 ? { quantizedLinear: 'int8' as const } : {}) };
   // What the engine's code hands to ORT: the model and its external data files.
   let sizes = { modelMB: 0, externalFiles: 0, externalMB: 0 };
   const recording = {
@@ -142,7 +144,7 @@ if (args.child) {
 const fmtHeld = (h: Held) => `${h.rss} / ${h.arrayBuffers}`;
 const results: Result[] = [];
 for (const format of args.formats.split(',') as LmWeightFormat[]) {
-  const child = spawnSync(process.execPath, ['--expose-gc', ...process.execArgv, fileURLToPath(import.meta.url), '--child', format, '--steps', args.steps, ...(args.layers ? ['--layers', args.layers] : [])], {
+  const child = spawnSync(process.execPath, ['--expose-gc', ...process.execArgv, fileURLToPath(import.meta.url), '--child', format, '--steps', args.steps, ...(args.layers ? ['--layers', args.layers] : []), ...(args.int8 ? ['--int8'] : [])], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
   });
