@@ -1,7 +1,7 @@
 // `npm run bench:full`: every full-size figure side by side in one run, beside its target.
 //
 //   npm run bench:full -- [--ckpt DIR] [--bundle DIR] [--image-steps N | --full-image]
-//                         [--quick] [--skip-reload] [--skip-webgpu] [--webgpu-timeout S]
+//                         [--quick] [--skip-reload] [--skip-webgpu] [--webgpu-timeout S] [--decode-timeout S]
 //
 // One measurement at a time, in this order:
 //  1. the full-size random checkpoint (`npm run fixtures:full`, once, into --ckpt; default a temp
@@ -39,6 +39,7 @@ const { values: args } = parseArgs({
     'skip-reload': { type: 'boolean', default: false },
     'skip-webgpu': { type: 'boolean', default: false },
     'webgpu-timeout': { type: 'string', default: '1200' },
+    'decode-timeout': { type: 'string', default: '600' },
   },
 });
 
@@ -111,10 +112,16 @@ function descendantsRss(): number {
   return total;
 }
 
+/** peakGB(): the peak since the last call (or the start), and starts a new window. */
 function sampleMemory(): { peakGB: () => number; stop: () => void } {
   let peak = 0;
   const timer = setInterval(() => (peak = Math.max(peak, descendantsRss())), 250);
-  return { peakGB: () => (peak = Math.max(peak, descendantsRss())) / 1e9, stop: () => clearInterval(timer) };
+  const peakGB = () => {
+    const p = Math.max(peak, descendantsRss());
+    peak = 0;
+    return p / 1e9;
+  };
+  return { peakGB, stop: () => clearInterval(timer) };
 }
 
 // ---- the page ----------------------------------------------------------------------------------
@@ -235,26 +242,31 @@ async function wasmPart(appUrl: string, ckpt: string, memory: ReturnType<typeof 
     }
     log(`wasm: ${figures.wasmTokensPerS} tokens/s over decode tokens ${gen.first.done}..${gen.last.done} (${gen.completed ? 'whole image' : 'then stopped'})`);
 
+    const genMem = memory.peakGB();
+    details.wasmGenerationPeakMemGB = round(genMem);
+    figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, prepareMem, genMem));
+    log(`wasm: Chromium peak during generation ${round(genMem)} GB`);
+
     // The page's decoder alone, where the client has it (older builds do not).
     if (await page.evaluate('typeof globalThis.simplear.client.decode === "function"')) {
       log(`wasm: the decoder alone at ${IMAGE_SIZE}² in the page…`);
       const side = IMAGE_SIZE / 16;
-      const decodeS = (await page.evaluate(`(async () => {
+      const limitS = Number(args['decode-timeout']);
+      let timer: NodeJS.Timeout | undefined;
+      const decodeS = (await Promise.race([page.evaluate(`(async () => {
         const codes = new Int32Array(${side * side});
         for (let i = 0; i < codes.length; i++) codes[i] = (i * 7919) % 64000;
         const t0 = performance.now();
         await globalThis.simplear.client.decode(codes, ${side});
         return (performance.now() - t0) / 1000;
-      })()`)) as number;
+      })()`),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the page's decoder gave no result in ${limitS} s`)), limitS * 1000))),
+      ]).finally(() => clearTimeout(timer))) as number;
       figures.decoder1024BrowserS = round(decodeS, 1);
       log(`wasm: decoder ${figures.decoder1024BrowserS} s`);
     } else {
       log('wasm: this build of the page has no client.decode: the decoder in the page is not measured');
     }
-    const genMem = memory.peakGB();
-    details.wasmGenerationPeakMemGB = round(genMem);
-    figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, prepareMem, genMem));
-    log(`wasm: Chromium peak during generation ${round(genMem)} GB`);
   } finally {
     await context.close().catch(() => {});
     await files.close();
