@@ -95,7 +95,7 @@ export function judge(figures: FullFigures, targets: readonly Target[] = TARGETS
   return targets.map((t) => {
     const value = figures[t.figure];
     const ref = t.of === undefined ? 1 : figures[t.of];
-    const bound = ref === null ? null : t.factor * ref;
+    const bound = ref === null ? null : Math.round(t.factor * ref * 1e6) / 1e6;
     const met = value === null || bound === null ? null : t.op === '<=' ? value <= bound : value >= bound;
     return { figure: t.figure, value, bound, target: t.text, met };
   });
