@@ -13,7 +13,8 @@ import { crc32 } from '../../src/core/image/crc32.ts';
 import { ModelFileError } from '../../src/core/errors.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
-const TSV = '/work/shared/reference/decoder_jit_state_dict_keys.tsv';
+/** The state_dict of NVIDIA's released decoder.jit (name, shape, elements), committed beside the fixtures. */
+const TSV = join(FIXTURES, 'released-decoder-shapes.tsv');
 
 // ---- a minimal pickle writer (protocol 2, the opcodes TorchScript's C++ pickler emits) -------
 
