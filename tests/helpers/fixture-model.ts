@@ -2,10 +2,13 @@
 // in memory with the same converters the bundle path uses.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openFolder } from '../../src/core/formats/byte-source.ts';
+import { LocalFileSource, openFolder } from '../../src/core/formats/byte-source.ts';
 import type { LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
 import type { EngineModel } from '../../src/core/engine/model.ts';
 import { loadOriginalModel } from '../../src/core/engine/load-original.ts';
+import { openTorchScript } from '../../src/core/formats/torchscript/index.ts';
+import { collectWeights, convertDecoderWeights, describeDecoderFile, type CosmosDecoderSpec } from '../../src/core/convert/vq/index.ts';
+import type { NamedTensor } from '../../src/core/model-spec.ts';
 
 export const FIXTURES = join(import.meta.dirname, '../fixtures');
 
@@ -15,6 +18,13 @@ export function loadFixtureModel(checkpoint = 'tiny-simplear', cosmos = 'tiny-co
     decoderDtype: 'f32',
     name: `${checkpoint}+${cosmos}`,
   });
+}
+
+/** A fixture's Cosmos decoder (`cosmos`/decoder.jit) described and converted with its weights in `dtype`. */
+export async function loadFixtureDecoder(cosmos: string, dtype: 'f32' | 'f16'): Promise<{ spec: CosmosDecoderSpec; weights: Map<string, NamedTensor> }> {
+  const reader = await openTorchScript(new LocalFileSource(join(FIXTURES, cosmos, 'decoder.jit')));
+  const spec = await describeDecoderFile(reader);
+  return { spec, weights: await collectWeights(convertDecoderWeights(reader, { spec, dtype })) };
 }
 
 /** A greedy-generation case of golden.json: the PyTorch reference's tokens for a fixture prompt. */

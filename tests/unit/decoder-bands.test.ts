@@ -3,24 +3,19 @@
 // The result is the whole decode's within one level, for any band height down to one row (where a
 // margin too small for a stage's reach would show at every band edge), on onnxruntime-node and the
 // wasm EP; bands are used only where the whole decode's largest activation exceeds the budget.
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as ortNode from 'onnxruntime-node';
-import { LocalFileSource } from '../../src/core/formats/byte-source.ts';
-import { openTorchScript } from '../../src/core/formats/torchscript/index.ts';
-import { collectWeights, convertDecoderWeights, decoderStages, describeDecoderFile, type CosmosDecoderSpec } from '../../src/core/convert/vq/index.ts';
+import { decoderStages, type CosmosDecoderSpec } from '../../src/core/convert/vq/index.ts';
 import type { NamedTensor } from '../../src/core/model-spec.ts';
 import { decoderActivationBytes, DecoderRunner } from '../../src/core/runtime/decoder-runner.ts';
 import type { OrtModule } from '../../src/core/engine/ort.ts';
-import { FIXTURES } from '../helpers/fixture-model.ts';
+import { loadFixtureDecoder } from '../helpers/fixture-model.ts';
 
 let spec: CosmosDecoderSpec;
 let weights: Map<string, NamedTensor>;
 
 beforeAll(async () => {
-  const reader = await openTorchScript(new LocalFileSource(join(FIXTURES, 'tiny-cosmos/decoder.jit')));
-  spec = await describeDecoderFile(reader);
-  weights = await collectWeights(convertDecoderWeights(reader, { spec, dtype: 'f32' }));
+  ({ spec, weights } = await loadFixtureDecoder('tiny-cosmos', 'f32'));
 });
 
 function compare(a: Uint8Array, b: Uint8Array): { maxLevel: number; differing: number } {

@@ -10,14 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ortNode from 'onnxruntime-node';
-import { LocalFileSource } from '../../src/core/formats/byte-source.ts';
-import { openTorchScript } from '../../src/core/formats/torchscript/index.ts';
 import {
   buildDecoder,
   checkActivations,
-  collectWeights,
-  convertDecoderWeights,
-  describeDecoderFile,
   F16_MAX,
   F16_SAFE_PEAK,
   type CosmosDecoderSpec,
@@ -27,15 +22,13 @@ import type { NamedTensor } from '../../src/core/model-spec.ts';
 import { DecoderRunner } from '../../src/core/runtime/decoder-runner.ts';
 import type { OrtModule } from '../../src/core/engine/ort.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
-import { FIXTURES, loadFixtureModel } from '../helpers/fixture-model.ts';
+import { loadFixtureDecoder, loadFixtureModel } from '../helpers/fixture-model.ts';
 
 let spec: CosmosDecoderSpec;
 let weights: Map<string, NamedTensor>;
 
 beforeAll(async () => {
-  const reader = await openTorchScript(new LocalFileSource(join(FIXTURES, 'tiny-cosmos/decoder.jit')));
-  spec = await describeDecoderFile(reader);
-  weights = await collectWeights(convertDecoderWeights(reader, { spec, dtype: 'f16' }));
+  ({ spec, weights } = await loadFixtureDecoder('tiny-cosmos', 'f16'));
 });
 
 /** The decoder weights with conv_in's weight and bias multiplied by `factor` (still f16). */
