@@ -64,7 +64,10 @@ class QueueFences {
     return Math.max(MIN_QUEUED_RUNS, Math.min(MAX_QUEUED_RUNS, Math.floor(QUEUED_GPU_MS / Math.max(this.msPerRun, 0.01))));
   }
 
-  /** Marks the work submitted so far; resolves once no more than the limit is pending. */
+  /**
+   * Marks the work submitted so far; resolves, once no more than the limit is pending, with the
+   * number of marks completed (the runs known to have finished on the GPU).
+   */
   async mark(): Promise<number> {
     this.pending.push(this.queue.onSubmittedWorkDone());
     while (this.pending.length > this.limit) await this.retire();
@@ -78,11 +81,6 @@ class QueueFences {
     const ms = now - this.lastFinish;
     this.lastFinish = now;
     this.msPerRun = this.msPerRun === undefined ? ms : 0.7 * this.msPerRun + 0.3 * ms;
-  }
-
-  /** Marks that have completed (the runs known to have finished on the GPU). */
-  get done(): number {
-    return this.finished;
   }
 
   async drain(): Promise<void> {
@@ -222,8 +220,8 @@ export class WebGpuTokenLoop implements TokenLoop {
     const t0 = performance.now();
     throwIfAborted(req.signal);
     const prefillRuns = await this.prefill(req.cond, req.uncond, req);
-    // Wait for the whole prefill on the GPU, so prefillMs is its own time rather than being
-    // counted in the first row's.
+    // prefill() returns once its runs are done on the GPU (its fences drain), so prefillMs is the
+    // prefill's own time rather than being counted in the first row's.
     // The sampler bumps each stream's length as it feeds a token: start one below the prompt length.
     device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(P - 1, N - 1));
     let runs = 0;
@@ -236,8 +234,11 @@ export class WebGpuTokenLoop implements TokenLoop {
     const codes = new Int32Array(req.steps);
     const longest = Math.max(P, N);
     const { Tensor } = this;
-    // Fence i marks the sampling of code i + 2 (code 1 was sampled after the prefill).
+    // Fence i marks the sampling of code i + 2 (code 1 was sampled after the prefill). A row's
+    // readback waits for all queued work, so fences retired after it may count fewer codes than
+    // the row reported: progress only moves forward (`shown`).
     const fences = new QueueFences(device.queue);
+    let shown = 0;
     const dispatchesBefore = this.allocations.dispatches;
     for (let step = 1; step <= req.steps; step++) {
       if (step % req.rowLength === 0 || step === req.steps) {
@@ -245,6 +246,7 @@ export class WebGpuTokenLoop implements TokenLoop {
         await this.readCodes(codes, step);
         if (allocationsAtWarmup < 0) allocationsAtWarmup = this.allocations.count;
         req.onRow?.(codes, step);
+        shown = step;
       }
       if (step === req.steps) break;
       throwIfAborted(req.signal);
@@ -255,9 +257,11 @@ export class WebGpuTokenLoop implements TokenLoop {
       await this.session.run(feeds, this.fetches);
       runs++;
       this.sample();
-      const before = fences.done;
-      const after = await fences.mark();
-      if (after > before) req.onStep?.(after + 1);
+      const sampled = (await fences.mark()) + 1;
+      if (sampled > shown) {
+        shown = sampled;
+        req.onStep?.(sampled);
+      }
     }
     await fences.drain();
     const dispatches = this.allocations.dispatches - dispatchesBefore;
@@ -283,6 +287,7 @@ export class WebGpuTokenLoop implements TokenLoop {
   private async prefill(cond: readonly number[], uncond: readonly number[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
     const { Tensor } = this;
     const fences = new QueueFences(this.device.queue);
+    let shown = 0;
     const rowBytes = this.spec.visualCount * 4;
     // A captured session only takes decode-shaped calls: one token per row and call.
     const captured = this.options.graphCapture ?? false;
@@ -315,9 +320,11 @@ export class WebGpuTokenLoop implements TokenLoop {
           this.copy(this.logits, row * rowBytes, this.scratch, 0, rowBytes);
         }
       });
-      const before = fences.done;
-      const after = await fences.mark();
-      if (after > before) req.onPrefillRun?.(after, calls.length);
+      const finished = await fences.mark();
+      if (finished > shown) {
+        shown = finished;
+        req.onPrefillRun?.(finished, calls.length);
+      }
     }
     if (parked >= 0) this.copy(this.scratch, 0, this.logits, parked * rowBytes, rowBytes);
     await fences.drain();
