@@ -6,8 +6,8 @@
 // move to a new device in the same worker, so the client answers those codes by starting a
 // fresh worker and loading the stored model again before the next generation.
 import * as Comlink from 'comlink';
-import { probeDevice } from '../src/core/device.ts';
-import { SimpleARError } from '../src/core/errors.ts';
+import { probeDevice } from '../src/core/runtime/device.ts';
+import { SimpleARError } from '../src/core/base/errors.ts';
 import { openFolder } from '../src/core/formats/byte-source.ts';
 import { inspectCheckpoint } from '../src/core/formats/inspect-checkpoint.ts';
 import { maxAbsDiff, referenceSelfTest, runSelfTest } from '../src/core/runtime/self-test-graph.ts';
@@ -16,15 +16,15 @@ import { createWebGpuEngine } from '../src/core/engine/create-webgpu.ts';
 import { createCpuEngine } from '../src/core/engine/create-cpu.ts';
 import { planBackend } from '../src/core/engine/capabilities.ts';
 import { classifyGpuError, requestEngineDevice, watchDeviceFailures, type EngineDevice } from '../src/core/engine/webgpu-device.ts';
-import type { EngineModel } from '../src/core/engine/model.ts';
+import type { EngineModel } from '../src/core/runtime/model.ts';
 import type { Engine, GenerationResult } from '../src/core/engine/types.ts';
 import { BundleError } from '../src/core/bundle/index.ts';
-import { openModelBundle } from '../src/core/model-bundle.ts';
+import { openModelBundle } from '../src/core/runtime/model-bundle.ts';
 import { ModelStore, type StoredBundle } from '../src/core/store/model-store.ts';
 import { openBrowserStores } from '../src/core/store/kv-idb.ts';
 import { installErrorTransfer } from '../src/client/error-transfer.ts';
 import type { EngineWorkerApi, LoadedModelInfo, LoadModelOptions, LoadTimings, PrepareProgress, SelfTestReport } from '../src/client/protocol.ts';
-import type { InferenceSession, OrtModule } from '../src/core/engine/ort.ts';
+import type { InferenceSession, OrtModule } from '../src/core/base/ort.ts';
 import { loadOrtWeb, type OrtWeb } from './ort-web.ts';
 
 let gpu: Promise<EngineDevice> | undefined;

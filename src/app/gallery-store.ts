@@ -2,7 +2,7 @@
 // the time taken and the model. Its own database, apart from the model store's.
 import { createStore, del, entries, get, set, type UseStore } from 'idb-keyval';
 import type { GenerationTimings } from '../core/engine/types.ts';
-import type { GenerationSettings } from '../core/settings.ts';
+import type { GenerationSettings } from '../core/engine/settings.ts';
 
 export interface GalleryEntry {
   id: string;

@@ -1,5 +1,5 @@
 // The gallery: past images with their prompt, seed and time taken; open, re-run, delete.
-import type { GenerationSettings } from '../core/settings.ts';
+import type { GenerationSettings } from '../core/engine/settings.ts';
 import { h } from './dom.ts';
 import { formatDuration } from './format.ts';
 import type { GalleryEntry, GalleryStore } from './gallery-store.ts';

@@ -2,8 +2,8 @@
 // checks the engine runs), shows each InvalidSettings error next to its field, and fills the
 // fields back from an image's settings for a re-run. Enter in the prompt generates (Shift+Enter
 // for a new line).
-import { SimpleARError } from '../core/errors.ts';
-import { DEFAULT_SETTINGS, resolveSettings, type GenerationSettings } from '../core/settings.ts';
+import { SimpleARError } from '../core/base/errors.ts';
+import { DEFAULT_SETTINGS, resolveSettings, type GenerationSettings } from '../core/engine/settings.ts';
 import { h } from './dom.ts';
 
 export type SettingsField = 'prompt' | 'negativePrompt' | 'size' | 'cfg' | 'temperature' | 'topK' | 'topP' | 'seed' | 'sjd';

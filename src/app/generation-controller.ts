@@ -3,8 +3,8 @@
 // within a step and stays ready). A lost GPU or an out-of-memory error is explained, the model
 // is loaded again from storage, and the next Generate works.
 import type { EngineClient, GenerationResult, PreparedModelInfo } from '../client/engine-client.ts';
-import { SimpleARError } from '../core/errors.ts';
-import type { GenerationSettings } from '../core/settings.ts';
+import { SimpleARError } from '../core/base/errors.ts';
+import type { GenerationSettings } from '../core/engine/settings.ts';
 import { estimateText, measureSpeed } from './cpu-estimate.ts';
 import { h, messageOf } from './dom.ts';
 import { formatDuration } from './format.ts';

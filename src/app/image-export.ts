@@ -2,7 +2,7 @@
 // CLI writes), and the settings as text to copy. Pure, apart from making a Blob.
 import { encodePng, rgbaToRgb } from '../core/image/png.ts';
 import { pngText } from '../core/image/png-metadata.ts';
-import type { GenerationSettings } from '../core/settings.ts';
+import type { GenerationSettings } from '../core/engine/settings.ts';
 
 export function encodeImagePng(rgba: Uint8Array, width: number, height: number, settings: GenerationSettings, model: string): Uint8Array {
   // Level 1: a 1024² image encodes in a fraction of the time, for a slightly larger file.

@@ -4,7 +4,7 @@
 import './styles.css';
 import { EngineClient } from '../client/engine-client.ts';
 import { registerServiceWorker } from '../pwa/register.ts';
-import { webGpuUnavailableStatus, type DeviceFacts } from '../core/device.ts';
+import { webGpuUnavailableStatus, type DeviceFacts } from '../core/runtime/device.ts';
 import { mountDevicePanel } from './device-panel.ts';
 import { StatusLine } from './status-line.ts';
 import { GenerationController } from './generation-controller.ts';

@@ -1,7 +1,7 @@
 // The models the page offers, where their files come from (the released checkpoints, or a mirror
 // named in the page's URL), and whether this device can hold them. Pure: no DOM, no network.
 import type { LoadModelOptions, ModelSource } from '../client/protocol.ts';
-import type { DeviceFacts } from '../core/device.ts';
+import type { DeviceFacts } from '../core/runtime/device.ts';
 import { DEFAULT_VQ_URL, sourceFromQuery } from '../client/model-source.ts';
 
 const HUB = 'https://huggingface.co';

@@ -3,7 +3,7 @@
 // with progress and a Cancel. A model already stored in this browser loads at once, with no
 // download. Offers the 1.5B models only where the device can hold them, and says why not.
 import type { CachedModel, EngineClient, LoadModelOptions, ModelPlan, ModelSource, PreparedModelInfo } from '../client/engine-client.ts';
-import type { DeviceFacts } from '../core/device.ts';
+import type { DeviceFacts } from '../core/runtime/device.ts';
 import { normalizeSource } from '../client/model-source.ts';
 import { h, messageOf } from './dom.ts';
 import { formatBytes } from './format.ts';

@@ -1,7 +1,7 @@
 // The page's handle on the PNG worker (png-encoder.worker.ts), started on first use. If the
 // worker cannot start, images are encoded on the main thread instead (a slower page, the same file).
 import * as Comlink from 'comlink';
-import type { GenerationSettings } from '../core/settings.ts';
+import type { GenerationSettings } from '../core/engine/settings.ts';
 import { encodeImagePng } from './image-export.ts';
 import type { PngEncoderApi } from './png-encoder.worker.ts';
 

@@ -1,7 +1,7 @@
 // Encodes generated images as PNG off the main thread: deflating a 1024² image takes a few
 // hundred milliseconds, long enough to freeze the page if done there.
 import * as Comlink from 'comlink';
-import type { GenerationSettings } from '../core/settings.ts';
+import type { GenerationSettings } from '../core/engine/settings.ts';
 import { encodeImagePng } from './image-export.ts';
 
 const api = {

@@ -1,7 +1,7 @@
 // The image area: tokens painted as they arrive (one pixel per token, scaled up by CSS), then
 // the decoded image. Reusable (no global state). The colours come from the model's fitted
-// preview map (src/core/preview.ts); a model without one gets a rough fixed map, and says so.
-import { paintTokens, previewPalette, type PreviewMap } from '../core/preview.ts';
+// preview map (src/core/model/preview.ts); a model without one gets a rough fixed map, and says so.
+import { paintTokens, previewPalette, type PreviewMap } from '../core/model/preview.ts';
 import { h } from './dom.ts';
 
 /** FSQ channels 0–2 straight to R, G, B: structure without the model's real colours. */

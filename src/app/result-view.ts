@@ -1,6 +1,6 @@
 // What is known about the image on screen: its settings (the seed always), the time it took, and
 // what to do with it: download as PNG (settings inside), copy the settings, re-run them.
-import type { GenerationSettings } from '../core/settings.ts';
+import type { GenerationSettings } from '../core/engine/settings.ts';
 import type { GenerationTimings } from '../core/engine/types.ts';
 import { h } from './dom.ts';
 import { formatDuration } from './format.ts';

@@ -10,9 +10,9 @@
 //    every step streams them from memory as the engine's does; nothing else (no mask, softmax,
 //    or the new tokens' columns).
 import type { InferenceSession } from 'onnxruntime-node';
-import { GraphBuilder, float } from '../core/convert/onnx/builder.ts';
-import { LmOps, type WeightGetter } from '../core/convert/lm/ops.ts';
-import type { LmSpec } from '../core/model-spec.ts';
+import { GraphBuilder, float } from '../core/base/onnx-builder.ts';
+import { LmOps, type WeightGetter } from '../core/model/lm-ops.ts';
+import type { LmSpec } from '../core/base/model-spec.ts';
 import { median, round } from './bench-stats.ts';
 
 export interface KernelFloor {

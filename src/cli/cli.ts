@@ -1,7 +1,7 @@
 // The CLI dispatcher: `simplear <command> [options]`. Each command is one line in COMMANDS,
 // loaded only when it runs. Exit codes: 0 done, 2 bad input (usage, or a typed error about the
 // files or settings given), 1 any other failure, 130 cancelled.
-import { SimpleARError, type ErrorCode } from '../core/errors.ts';
+import { SimpleARError, type ErrorCode } from '../core/base/errors.ts';
 import { helpText, parseCommandArgs, UsageError, type CliIo, type CommandModule } from './command.ts';
 
 interface CommandEntry {

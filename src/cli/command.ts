@@ -2,7 +2,7 @@
 // its --help is written. Subcommands live in their own modules and are listed in cli.ts.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SimpleARError } from '../core/errors.ts';
+import { SimpleARError } from '../core/base/errors.ts';
 
 /** Where a command writes; process.stdout/stderr in the CLI, buffers in tests. */
 export interface CliIo {

@@ -3,8 +3,8 @@
 import { openFolder } from '../core/formats/byte-source.ts';
 import { createNodeBundleSink } from '../core/bundle/node-sink.ts';
 import { DEFAULT_DECODER_SOURCE, DEFAULT_MODEL_SOURCE, convertModel, type ConvertPhase, type ConvertProgress } from '../core/convert/convert-model.ts';
-import type { LmWeightFormat } from '../core/convert/lm/convert-weights.ts';
-import type { WeightDType } from '../core/convert/vq/weights.ts';
+import type { LmWeightFormat } from '../core/model/quantize.ts';
+import type { WeightDType } from '../core/model/decoder-weights.ts';
 import { resolveLocation, type CommandModule } from './command.ts';
 import { ProgressBar, formatBytes, formatSeconds, rate } from './progress.ts';
 

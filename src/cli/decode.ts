@@ -4,11 +4,11 @@
 // overflow, and says so.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { SimpleARError } from '../core/errors.ts';
+import { SimpleARError } from '../core/base/errors.ts';
 import { openFolder } from '../core/formats/byte-source.ts';
 import { encodePng, rgbaToRgb } from '../core/image/png.ts';
-import { openModelBundle } from '../core/model-bundle.ts';
-import { VISUAL_CODES } from '../core/model-spec.ts';
+import { openModelBundle } from '../core/runtime/model-bundle.ts';
+import { VISUAL_CODES } from '../core/base/model-spec.ts';
 import { DecoderRunner } from '../core/runtime/decoder-runner.ts';
 import { CPU_DECODER_BAND_BYTES } from '../core/engine/create-cpu.ts';
 import { tempModelFiles } from './model-files.ts';

@@ -4,18 +4,18 @@
 // The PNG is RGB and carries the settings as text chunks (tEXt, or iTXt for non-Latin-1 text).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { SimpleARError } from '../core/errors.ts';
+import { SimpleARError } from '../core/base/errors.ts';
 import { openFolder } from '../core/formats/byte-source.ts';
 import { encodePng, rgbaToRgb } from '../core/image/png.ts';
 import { pngText, SOFTWARE } from '../core/image/png-metadata.ts';
-import { openModelBundle } from '../core/model-bundle.ts';
-import { encodePrompt } from '../core/prompt.ts';
+import { openModelBundle } from '../core/runtime/model-bundle.ts';
+import { encodePrompt } from '../core/model/prompt.ts';
 import { randomSeed } from '../core/sampling/prng.ts';
-import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings } from '../core/settings.ts';
+import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings } from '../core/engine/settings.ts';
 import { createCpuEngine } from '../core/engine/create-cpu.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import type { GenerationProgress } from '../core/engine/types.ts';
-import type { EngineModel } from '../core/engine/model.ts';
+import type { EngineModel } from '../core/runtime/model.ts';
 import { tempModelFiles } from './model-files.ts';
 import { resolveLocation, type CommandModule, type OptionValues } from './command.ts';
 import { formatSeconds, ProgressBar } from './progress.ts';

@@ -1,10 +1,10 @@
-// ModelFiles for the CLI (core/engine/model-files.ts): a model and its external data files in a
+// ModelFiles for the CLI (core/runtime/model-files.ts): a model and its external data files in a
 // fresh folder under the OS temp folder, removed once the session is open (onnxruntime-node keeps
 // its mapping of the weights).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ModelFiles } from '../core/engine/model-files.ts';
+import type { ModelFiles } from '../core/runtime/model-files.ts';
 
 export const tempModelFiles: ModelFiles = async ({ model, externalData }) => {
   const dir = await mkdtemp(join(tmpdir(), 'simplear-session-'));

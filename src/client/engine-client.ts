@@ -2,8 +2,8 @@
 // worker. It owns the worker's lifetime (started on first use, ended by dispose), turns a
 // worker that fails to start into rejected calls, and makes every call abortable.
 import * as Comlink from 'comlink';
-import { SimpleARError } from '../core/errors.ts';
-import type { DeviceFacts } from '../core/device.ts';
+import { SimpleARError } from '../core/base/errors.ts';
+import type { DeviceFacts } from '../core/runtime/device.ts';
 import { installErrorTransfer } from './error-transfer.ts';
 import type {
   CheckpointInspection,
@@ -23,7 +23,7 @@ import type {
   SelfTestReport,
 } from './protocol.ts';
 
-export type { DeviceFacts } from '../core/device.ts';
+export type { DeviceFacts } from '../core/runtime/device.ts';
 export type {
   CachedModel,
   CheckpointInspection,

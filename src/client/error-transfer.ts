@@ -2,7 +2,7 @@
 // `details` of SimpleARError across the worker boundary, so the UI can act on the code.
 // Installed on both sides (client and worker) before any call.
 import * as Comlink from 'comlink';
-import { SimpleARError, type ErrorCode } from '../core/errors.ts';
+import { SimpleARError, type ErrorCode } from '../core/base/errors.ts';
 
 interface SerializedThrow {
   isError: boolean;

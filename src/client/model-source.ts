@@ -1,7 +1,7 @@
 // Which model a page loads, from its query string: `?bundle=URL` (a converted bundle) or
 // `?model=URL&vq=URL` (original checkpoints; either may be left out for the released one).
 // Kept free of engine imports so the page and the widget can use it without the converter.
-import { SimpleARError } from '../core/errors.ts';
+import { SimpleARError } from '../core/base/errors.ts';
 import { asFolderUrl } from '../core/store/model-source.ts';
 import type { ModelSource } from './protocol.ts';
 

@@ -1,6 +1,6 @@
 // The contract between the page-side client and the engine worker. Both sides import this
 // file: the worker implements EngineWorkerApi, the client calls it through Comlink.
-import type { DeviceFacts } from '../core/device.ts';
+import type { DeviceFacts } from '../core/runtime/device.ts';
 import type { SelfTestResult } from '../core/runtime/self-test-graph.ts';
 import type { DecodedImage } from '../core/runtime/decoder-runner.ts';
 import type { CheckpointInspection, CheckpointPart } from '../core/formats/inspect-checkpoint.ts';
@@ -84,7 +84,7 @@ export interface LoadedModelInfo {
   numLayers: number;
   visualOffset: number;
   /**
-   * The live-preview colour map (src/core/preview.ts: 3×7 coefficients) fitted at conversion,
+   * The live-preview colour map (src/core/model/preview.ts: 3×7 coefficients) fitted at conversion,
    * when the model has one: the page paints the tokens of a running generation with it.
    */
   preview?: number[];

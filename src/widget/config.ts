@@ -6,8 +6,8 @@
 //   maxSize=  largest side the engine is sized for; theme=auto|light|dark; hidePrompt=1
 import { sourceFromQuery } from '../client/model-source.ts';
 import type { LoadModelOptions, ModelSource } from '../client/protocol.ts';
-import { SimpleARError } from '../core/errors.ts';
-import { DEFAULT_SETTINGS, resolveSettings, SIZE_LIMITS, type GenerationSettings } from '../core/settings.ts';
+import { SimpleARError } from '../core/base/errors.ts';
+import { DEFAULT_SETTINGS, resolveSettings, SIZE_LIMITS, type GenerationSettings } from '../core/engine/settings.ts';
 
 export type WidgetDefaults = Pick<GenerationSettings, 'size' | 'cfg' | 'temperature' | 'topK' | 'topP'>;
 

@@ -3,7 +3,7 @@
 import './widget.css';
 import { EngineClient } from '../client/engine-client.ts';
 import { PROTOCOL_VERSION, type GenerateParams, type ProgressPhase, type WidgetCapabilities } from '../embed/protocol.ts';
-import { SIZE_LIMITS } from '../core/settings.ts';
+import { SIZE_LIMITS } from '../core/engine/settings.ts';
 import { parseWidgetConfig, type WidgetConfig } from './config.ts';
 import { openHostChannel } from './host-channel.ts';
 import { toFailure, WidgetRunner, type WidgetFailure, type WidgetImage } from './runner.ts';

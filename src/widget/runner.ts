@@ -2,10 +2,10 @@
 // (download → convert → store → load, reported as progress of that request), generates, and
 // encodes the PNG. Each request can be cancelled by its key, queued or running.
 import type { EngineClient, GenerationResult, PrepareProgress } from '../client/engine-client.ts';
-import { SimpleARError } from '../core/errors.ts';
+import { SimpleARError } from '../core/base/errors.ts';
 import { encodePng } from '../core/image/png.ts';
 import { pngText } from '../core/image/png-metadata.ts';
-import { resolveSettings } from '../core/settings.ts';
+import { resolveSettings } from '../core/engine/settings.ts';
 import type { GenerateParams, ProgressPhase } from '../embed/protocol.ts';
 import type { WidgetConfig } from './config.ts';
 

@@ -3,7 +3,7 @@
 // (numbers computed from that measurement), and an image is generated and shown.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openFixtureApp, waitForReady, type AppSession, type FixtureApp } from './browser.ts';
-import { CPU_FALLBACK } from '../../src/core/device.ts';
+import { CPU_FALLBACK } from '../../src/core/runtime/device.ts';
 
 let fixture: FixtureApp;
 let session: AppSession;

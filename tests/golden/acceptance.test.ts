@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
 import { decodePng } from '../../src/core/image/png.ts';
-import { openModelBundle, type ModelBundle } from '../../src/core/model-bundle.ts';
+import { openModelBundle, type ModelBundle } from '../../src/core/runtime/model-bundle.ts';
 import type { BundleManifest } from '../../src/core/bundle/index.ts';
 import { DecoderRunner } from '../../src/core/runtime/decoder-runner.ts';
 import { rgbaToRgb } from '../../src/core/image/png.ts';

@@ -6,9 +6,9 @@ import * as ort from 'onnxruntime-node';
 import { CPU_KV_CACHE, cpuAccuracyLevel, createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import type { GenerationProgress } from '../../src/core/engine/types.ts';
 import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
-import { lmGraphBytes } from '../../src/core/engine/model.ts';
-import { LmRunner } from '../../src/core/convert/lm/session-io.ts';
-import type { KvCacheMode } from '../../src/core/convert/lm/graph.ts';
+import { lmGraphBytes } from '../../src/core/runtime/model.ts';
+import { LmRunner } from '../../src/core/runtime/lm-runner.ts';
+import type { KvCacheMode } from '../../src/core/model/lm-graph.ts';
 
 describe('engine on the CPU (onnxruntime-node)', () => {
   for (const [checkpoint, cosmos] of [

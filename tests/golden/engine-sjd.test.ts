@@ -7,14 +7,14 @@ import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import { CpuTokenLoop } from '../../src/core/engine/cpu-loop.ts';
-import { lmGraphBytes } from '../../src/core/engine/model.ts';
+import { lmGraphBytes } from '../../src/core/runtime/model.ts';
 import type { GenerationProgress } from '../../src/core/engine/types.ts';
-import { LmRunner } from '../../src/core/convert/lm/session-io.ts';
-import { encodePrompt } from '../../src/core/prompt.ts';
+import { LmRunner } from '../../src/core/runtime/lm-runner.ts';
+import { encodePrompt } from '../../src/core/model/prompt.ts';
 import { exactAcceptance, sjdUniforms, type AcceptRule } from '../../src/core/sampling/jacobi.ts';
 import { stepUniforms } from '../../src/core/sampling/prng.ts';
 import { CpuSampler, type SamplingParams } from '../../src/core/sampling/sampler.ts';
-import { DEFAULT_SETTINGS, SJD_WINDOW_LIMITS } from '../../src/core/settings.ts';
+import { DEFAULT_SETTINGS, SJD_WINDOW_LIMITS } from '../../src/core/engine/settings.ts';
 import { chiSquare, chiSquareCritical } from '../helpers/chi-square.ts';
 import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 

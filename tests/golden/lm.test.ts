@@ -12,11 +12,11 @@ import * as ort from 'onnxruntime-node';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
 import { openSafetensors } from '../../src/core/formats/safetensors.ts';
 import { readModelConfig } from '../../src/core/formats/model-config.ts';
-import type { LmSpec, NamedTensor } from '../../src/core/model-spec.ts';
-import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
-import { buildLmGraph } from '../../src/core/convert/lm/graph.ts';
-import { LmRunner, argmax, cfgLogProbs, type TensorCtor } from '../../src/core/convert/lm/session-io.ts';
-import { Qwen2Reference } from '../../src/core/convert/lm/reference.ts';
+import type { LmSpec, NamedTensor } from '../../src/core/base/model-spec.ts';
+import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm-weights.ts';
+import { buildLmGraph } from '../../src/core/model/lm-graph.ts';
+import { LmRunner, argmax, cfgLogProbs, type TensorCtor } from '../../src/core/runtime/lm-runner.ts';
+import { Qwen2Reference } from '../../src/core/model/reference.ts';
 import { toFloat32 } from '../../src/core/formats/tensor.ts';
 import type { InferenceSession } from 'onnxruntime-common';
 
@@ -96,7 +96,7 @@ function compare(got: ArrayLike<number>[], want: Float32Array, V: number) {
   return { max, mean: sum / (got.length * V) };
 }
 
-/** The teacher-forced rows in float64 (src/core/convert/lm/reference.ts) on the same bf16 weights. */
+/** The teacher-forced rows in float64 (src/core/model/reference.ts) on the same bf16 weights. */
 async function float64Rows(c: LmCase) {
   const folder = openFolder(join(FIXTURES, c.checkpoint));
   const { lm: spec } = await readModelConfig(folder, golden.tokenizer.len);

@@ -20,7 +20,7 @@ import {
   describeDecoderFile,
   type CosmosDecoderSpec,
   type WeightDType,
-} from '../../src/core/convert/vq/index.ts';
+} from '../../src/core/model/decoder.ts';
 import { decodePng, encodePng, rgbaToRgb } from '../../src/core/image/png.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');

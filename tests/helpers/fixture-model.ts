@@ -3,12 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalFileSource, openFolder } from '../../src/core/formats/byte-source.ts';
-import type { LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
-import type { EngineModel } from '../../src/core/engine/model.ts';
+import type { LmWeightFormat } from '../../src/core/convert/lm-weights.ts';
+import type { EngineModel } from '../../src/core/runtime/model.ts';
 import { loadOriginalModel } from '../../src/core/engine/load-original.ts';
 import { openTorchScript } from '../../src/core/formats/torchscript/index.ts';
-import { collectWeights, convertDecoderWeights, describeDecoderFile, type CosmosDecoderSpec } from '../../src/core/convert/vq/index.ts';
-import type { NamedTensor } from '../../src/core/model-spec.ts';
+import { collectWeights, convertDecoderWeights, describeDecoderFile, type CosmosDecoderSpec } from '../../src/core/model/decoder.ts';
+import type { NamedTensor } from '../../src/core/base/model-spec.ts';
 
 export const FIXTURES = join(import.meta.dirname, '../fixtures');
 

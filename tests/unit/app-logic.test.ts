@@ -1,14 +1,14 @@
 // The page's pure logic: which models a device is offered, the URL sources, the progress texts,
 // the CPU time estimate, and the PNG a person downloads.
 import { describe, expect, test } from 'vitest';
-import type { DeviceFacts } from '../../src/core/device.ts';
+import type { DeviceFacts } from '../../src/core/runtime/device.ts';
 import { CATALOG, largestWeightBytes, optionsFromUrl, sourceFromUrl, suitability } from '../../src/app/model-catalog.ts';
 import { describeGeneration, describePrepare } from '../../src/app/progress-text.ts';
 import { estimateMs, estimateText } from '../../src/app/cpu-estimate.ts';
 import { encodeImagePng, imageFileName } from '../../src/app/image-export.ts';
 import { formatDuration, formatRate } from '../../src/app/format.ts';
 import { decodePng } from '../../src/core/image/png.ts';
-import { resolveSettings } from '../../src/core/settings.ts';
+import { resolveSettings } from '../../src/core/engine/settings.ts';
 
 function gpu(limit: number): DeviceFacts {
   return {

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/cli.ts';
 import { CPU_KV_CACHE } from '../../src/core/engine/create-cpu.ts';
-import { KV_CACHE_CHUNK, grownCapacity } from '../../src/core/convert/lm/session-io.ts';
+import { KV_CACHE_CHUNK, grownCapacity } from '../../src/core/runtime/lm-runner.ts';
 import { Capture } from '../helpers/capture.ts';
 
 

@@ -19,14 +19,14 @@ import {
   type WriteBundleOptions,
 } from '../../src/core/bundle/index.ts';
 import { createNodeBundleSink } from '../../src/core/bundle/node-sink.ts';
-import { sha256, sha256Hex } from '../../src/core/bundle/sha256.ts';
+import { sha256, sha256Hex } from '../../src/core/base/sha256.ts';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
 import { openSafetensors } from '../../src/core/formats/safetensors.ts';
 import { toFloat32 } from '../../src/core/formats/tensor.ts';
 import { loadTokenizer } from '../../src/core/formats/tokenizer.ts';
 import { readModelConfig } from '../../src/core/formats/model-config.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
-import type { LmSpec, NamedTensor } from '../../src/core/model-spec.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
+import type { LmSpec, NamedTensor } from '../../src/core/base/model-spec.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
 
 const LM: LmSpec = {

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpSource, openFolder, readJson } from '../../src/core/formats/byte-source.ts';
-import { HttpError, ModelFileError, SimpleARError } from '../../src/core/errors.ts';
+import { HttpError, ModelFileError, SimpleARError } from '../../src/core/base/errors.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
 
 const SIZE = 100_000;

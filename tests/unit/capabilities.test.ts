@@ -4,14 +4,14 @@
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
-import { CPU_FALLBACK, probeDevice, webGpuUnavailableStatus, type DeviceFacts } from '../../src/core/device.ts';
-import { SIMPLEAR_05B, type LmSpec } from '../../src/core/model-spec.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
-import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
-import { buildLmGraphWithExternalData } from '../../src/core/convert/lm/graph.ts';
-import { memoryReader, randomCheckpoint } from '../../src/core/convert/lm/random-model.ts';
-import { createKvCache, type TensorCtor } from '../../src/core/convert/lm/session-io.ts';
-import { cpuLmGraphChoices } from '../../src/core/engine/cpu-lm-session.ts';
+import { CPU_FALLBACK, probeDevice, webGpuUnavailableStatus, type DeviceFacts } from '../../src/core/runtime/device.ts';
+import { SIMPLEAR_05B, type LmSpec } from '../../src/core/base/model-spec.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
+import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm-weights.ts';
+import { buildLmGraphWithExternalData } from '../../src/core/model/lm-graph.ts';
+import { memoryReader, randomCheckpoint } from '../helpers/random-model.ts';
+import { createKvCache, type TensorCtor } from '../../src/core/runtime/lm-runner.ts';
+import { cpuLmGraphChoices } from '../../src/core/runtime/cpu-lm-session.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../../src/core/engine/engine.ts';
 import { WASM_MEMORY_LIMIT, kvCacheBytes, lmRuntimeBytes, planBackend, type ModelFootprint } from '../../src/core/engine/capabilities.ts';
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, exitCodeFor, runCli } from '../../src/cli/cli.ts';
 import { parseTokenGrid } from '../../src/cli/decode.ts';
 import { ProgressBar, formatBytes, formatSeconds } from '../../src/cli/progress.ts';
-import { SimpleARError, ModelFileError, HttpError } from '../../src/core/errors.ts';
+import { SimpleARError, ModelFileError, HttpError } from '../../src/core/base/errors.ts';
 import { decodePng } from '../../src/core/image/png.ts';
 import { Capture } from '../helpers/capture.ts';
 

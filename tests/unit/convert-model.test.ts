@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { ModelFileError } from '../../src/core/errors.ts';
+import { ModelFileError } from '../../src/core/base/errors.ts';
 import { openFolder, type FileFolder } from '../../src/core/formats/byte-source.ts';
 import { readModelConfig } from '../../src/core/formats/model-config.ts';
 import { openSafetensors } from '../../src/core/formats/safetensors.ts';
@@ -26,9 +26,9 @@ import {
   previewGridCodes,
   type ConvertProgress,
 } from '../../src/core/convert/convert-model.ts';
-import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
-import { collectWeights, convertDecoderWeights, decoderWeightPlan, describeDecoderFile } from '../../src/core/convert/vq/index.ts';
-import { DECODER_PREFIX, LM_PREFIX, openModelBundle } from '../../src/core/model-bundle.ts';
+import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm-weights.ts';
+import { collectWeights, convertDecoderWeights, decoderWeightPlan, describeDecoderFile } from '../../src/core/model/decoder.ts';
+import { DECODER_PREFIX, LM_PREFIX, openModelBundle } from '../../src/core/runtime/model-bundle.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
 

@@ -5,10 +5,10 @@
 // wasm EP; bands are used only where the whole decode's largest activation exceeds the budget.
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as ortNode from 'onnxruntime-node';
-import { decoderStages, type CosmosDecoderSpec } from '../../src/core/convert/vq/index.ts';
-import type { NamedTensor } from '../../src/core/model-spec.ts';
+import { decoderStages, type CosmosDecoderSpec } from '../../src/core/model/decoder.ts';
+import type { NamedTensor } from '../../src/core/base/model-spec.ts';
 import { decoderActivationBytes, DecoderRunner } from '../../src/core/runtime/decoder-runner.ts';
-import type { OrtModule } from '../../src/core/engine/ort.ts';
+import type { OrtModule } from '../../src/core/base/ort.ts';
 import { loadFixtureDecoder } from '../helpers/fixture-model.ts';
 
 let spec: CosmosDecoderSpec;

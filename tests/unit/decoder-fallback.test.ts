@@ -16,11 +16,11 @@ import {
   F16_MAX,
   F16_SAFE_PEAK,
   type CosmosDecoderSpec,
-} from '../../src/core/convert/vq/index.ts';
+} from '../../src/core/model/decoder.ts';
 import { float32ToFloat16Bytes, halfToFloat } from '../../src/core/formats/tensor.ts';
-import type { NamedTensor } from '../../src/core/model-spec.ts';
+import type { NamedTensor } from '../../src/core/base/model-spec.ts';
 import { DecoderRunner } from '../../src/core/runtime/decoder-runner.ts';
-import type { OrtModule } from '../../src/core/engine/ort.ts';
+import type { OrtModule } from '../../src/core/base/ort.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import { loadFixtureDecoder, loadFixtureModel } from '../helpers/fixture-model.ts';
 

@@ -1,6 +1,6 @@
 // probeDevice turns whatever the browser offers into facts or a clear "unavailable" result.
 import { describe, expect, test } from 'vitest';
-import { probeDevice, type ProbeScope } from '../../src/core/device.ts';
+import { probeDevice, type ProbeScope } from '../../src/core/runtime/device.ts';
 
 const LIMITS = {
   maxBufferSize: 1 << 30,

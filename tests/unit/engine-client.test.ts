@@ -8,8 +8,8 @@ import { PortWorker } from '../helpers/port-worker.ts';
 import { EngineClient } from '../../src/client/engine-client.ts';
 import { deserializeThrown, installErrorTransfer, serializeThrown } from '../../src/client/error-transfer.ts';
 import type { EngineWorkerApi, SelfTestReport } from '../../src/client/protocol.ts';
-import type { DeviceFacts } from '../../src/core/device.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
+import type { DeviceFacts } from '../../src/core/runtime/device.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
 
 const DEVICE: DeviceFacts = {
   ok: false,

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeDecoderFile } from '../../src/core/convert/vq/index.ts';
+import { describeDecoderFile } from '../../src/core/model/decoder.ts';
 import { LocalFileSource, openFolder } from '../../src/core/formats/byte-source.ts';
 import { inspectCheckpoint } from '../../src/core/formats/inspect-checkpoint.ts';
 import { readModelConfig } from '../../src/core/formats/model-config.ts';

@@ -3,12 +3,12 @@
 // measured and printed.
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import type { LmSpec } from '../../src/core/model-spec.ts';
-import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
-import { buildLmGraph, type KvCacheMode } from '../../src/core/convert/lm/graph.ts';
-import { LmRunner, createKvCache, newEntrySlots, prefillSchedule, resizeKvCache, writeNewEntries } from '../../src/core/convert/lm/session-io.ts';
-import { Qwen2Reference } from '../../src/core/convert/lm/reference.ts';
-import { memoryReader, randomCheckpoint } from '../../src/core/convert/lm/random-model.ts';
+import type { LmSpec } from '../../src/core/base/model-spec.ts';
+import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm-weights.ts';
+import { buildLmGraph, type KvCacheMode } from '../../src/core/model/lm-graph.ts';
+import { LmRunner, createKvCache, newEntrySlots, prefillSchedule, resizeKvCache, writeNewEntries } from '../../src/core/runtime/lm-runner.ts';
+import { Qwen2Reference } from '../../src/core/model/reference.ts';
+import { memoryReader, randomCheckpoint } from '../helpers/random-model.ts';
 
 const spec: LmSpec = {
   hiddenSize: 64,

@@ -1,15 +1,15 @@
-// MatMulNBits / GatherBlockQuantized packing (src/core/convert/quantize.ts) and the quantized LM
+// MatMulNBits / GatherBlockQuantized packing (src/core/model/quantize.ts) and the quantized LM
 // graph: ORT's kernels must compute exactly what our dequantization says the weights are.
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from '../../src/core/convert/quantize.ts';
-import { GraphBuilder } from '../../src/core/convert/onnx/builder.ts';
+import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from '../../src/core/model/quantize.ts';
+import { GraphBuilder } from '../../src/core/base/onnx-builder.ts';
 import { halfToFloat } from '../../src/core/formats/tensor.ts';
-import type { LmSpec, NamedTensor } from '../../src/core/model-spec.ts';
-import { collectLmWeights, estimateLmBytes } from '../../src/core/convert/lm/convert-weights.ts';
-import { buildLmGraph } from '../../src/core/convert/lm/graph.ts';
-import { LmRunner } from '../../src/core/convert/lm/session-io.ts';
-import { memoryReader, randomCheckpoint } from '../../src/core/convert/lm/random-model.ts';
+import type { LmSpec, NamedTensor } from '../../src/core/base/model-spec.ts';
+import { collectLmWeights, estimateLmBytes } from '../../src/core/convert/lm-weights.ts';
+import { buildLmGraph } from '../../src/core/model/lm-graph.ts';
+import { LmRunner } from '../../src/core/runtime/lm-runner.ts';
+import { memoryReader, randomCheckpoint } from '../helpers/random-model.ts';
 
 function randn(n: number, seed: number, scale = 1): Float32Array {
   let s = seed;

@@ -6,12 +6,12 @@ import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import type { InferenceSession } from 'onnxruntime-common';
-import type { LmSpec, NamedTensor } from '../../src/core/model-spec.ts';
-import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
-import { buildLmGraph, buildLmGraphWithExternalData, type LmGraphOptions } from '../../src/core/convert/lm/graph.ts';
-import { LmRunner, argmax, type TensorCtor } from '../../src/core/convert/lm/session-io.ts';
-import { memoryReader, randomCheckpoint } from '../../src/core/convert/lm/random-model.ts';
-import { cpuLmGraphChoices } from '../../src/core/engine/cpu-lm-session.ts';
+import type { LmSpec, NamedTensor } from '../../src/core/base/model-spec.ts';
+import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm-weights.ts';
+import { buildLmGraph, buildLmGraphWithExternalData, type LmGraphOptions } from '../../src/core/model/lm-graph.ts';
+import { LmRunner, argmax, type TensorCtor } from '../../src/core/runtime/lm-runner.ts';
+import { memoryReader, randomCheckpoint } from '../helpers/random-model.ts';
+import { cpuLmGraphChoices } from '../../src/core/runtime/cpu-lm-session.ts';
 
 // Small, but with the released model's op set: GQA 7:1, intermediate not a multiple of 32, a
 // tied head over the visual rows.

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseLmSpec, parseModelConfig, readModelConfig } from '../../src/core/formats/model-config.ts';
 import { loadTokenizer } from '../../src/core/formats/tokenizer.ts';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
 
 /** SimpleAR-0.5B as SPEC A.1 describes it (Qwen2.5-0.5B-Instruct shapes, vocab 215672). */

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
-import type { OrtModule } from '../../src/core/engine/ort.ts';
-import type { ModelFiles } from '../../src/core/engine/model-files.ts';
+import type { OrtModule } from '../../src/core/base/ort.ts';
+import type { ModelFiles } from '../../src/core/runtime/model-files.ts';
 import { tempModelFiles } from '../../src/cli/model-files.ts';
 import { loadFixtureModel } from '../helpers/fixture-model.ts';
 

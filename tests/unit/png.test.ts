@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { unzlibSync } from 'fflate';
 import { decodePng, encodePng, rgbaToRgb } from '../../src/core/image/png.ts';
-import { crc32 } from '../../src/core/image/crc32.ts';
+import { crc32 } from '../../src/core/base/crc32.ts';
 
 const ascii = (s: string) => new TextEncoder().encode(s);
 

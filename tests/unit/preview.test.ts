@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fitPreviewMap, fsqVector, paintTokens, previewPalette } from '../../src/core/preview.ts';
+import { fitPreviewMap, fsqVector, paintTokens, previewPalette } from '../../src/core/model/preview.ts';
 
 describe('FSQ vectors (SPEC C.3)', () => {
   it('maps the extreme codes as the reference does', () => {

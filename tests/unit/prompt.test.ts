@@ -8,8 +8,8 @@ import {
   conditionalText,
   encodePrompt,
   negativeText,
-} from '../../src/core/prompt.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
+} from '../../src/core/model/prompt.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
 import { simplearQwenTokenizerFiles } from '../helpers/qwen-tokenizer.ts';
 
 // SPEC B.2 / SA:generate.py:31-34, verbatim.

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { openFolder, type FileFolder } from '../../src/core/formats/byte-source.ts';
 import { openSafetensors, openSafetensorsFile } from '../../src/core/formats/safetensors.ts';
 import { toFloat32 } from '../../src/core/formats/tensor.ts';
-import { HttpError, ModelFileError } from '../../src/core/errors.ts';
+import { HttpError, ModelFileError } from '../../src/core/base/errors.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
 import { makeSafetensors, patternValues, type StTensor } from '../helpers/safetensors-fixture.ts';
 

@@ -10,7 +10,7 @@ import { EngineClient } from '../../src/client/engine-client.ts';
 import { installErrorTransfer } from '../../src/client/error-transfer.ts';
 import type { EngineWorkerApi, GenerationResult, ModelSource, PreparedModelInfo } from '../../src/client/protocol.ts';
 import { deviceLostError, gpuOutOfMemoryError, classifyGpuError } from '../../src/core/engine/webgpu-device.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
 
 const ports: MessagePort[] = [];
 afterEach(() => {

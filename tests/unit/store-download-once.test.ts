@@ -10,7 +10,7 @@ import { readJson } from '../../src/core/formats/byte-source.ts';
 import { MemoryKv } from '../../src/core/store/kv.ts';
 import { ModelStore } from '../../src/core/store/model-store.ts';
 import { contentDigestSha256 } from '../../src/core/store/block-cache.ts';
-import { sha256Hex } from '../../src/core/bundle/sha256.ts';
+import { sha256Hex } from '../../src/core/base/sha256.ts';
 import type { ModelSource } from '../../src/client/protocol.ts';
 import { startTestServer, type RequestRecord, type TestServer, type TestServerOptions } from '../helpers/http-server.ts';
 

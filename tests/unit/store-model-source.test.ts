@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_SOURCE, normalizeSource, sourceFromQuery } from '../../src/client/model-source.ts';
 import { DEFAULT_DECODER_SOURCE, DEFAULT_MODEL_SOURCE as CONVERT_DEFAULT_MODEL } from '../../src/core/convert/convert-model.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
 
 const PAGE = 'https://example.test/app/index.html';
 

@@ -12,7 +12,7 @@ import {
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { openFolder } from '../../src/core/formats/byte-source.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
 import { simplearQwenTokenizerFiles, SIMPLEAR_SPECIALS, QWEN25_LEN } from '../helpers/qwen-tokenizer.ts';
 
 // [text, ids] from tools/fixtures/bpe_tokenizer.py (Python, independent of the JS code) run on

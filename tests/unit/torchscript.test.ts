@@ -9,8 +9,8 @@ import { LocalFileSource, type ByteSource } from '../../src/core/formats/byte-so
 import { toFloat32 } from '../../src/core/formats/tensor.ts';
 import { openTorchScript } from '../../src/core/formats/torchscript/index.ts';
 import { ZipArchive } from '../../src/core/formats/torchscript/zip.ts';
-import { crc32 } from '../../src/core/image/crc32.ts';
-import { ModelFileError } from '../../src/core/errors.ts';
+import { crc32 } from '../../src/core/base/crc32.ts';
+import { ModelFileError } from '../../src/core/base/errors.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 /** The state_dict of NVIDIA's released decoder.jit (name, shape, elements), committed beside the fixtures. */

@@ -1,4 +1,4 @@
-// The Cosmos DV decoder conversion (src/core/convert/vq/): structure read from tensor names and
+// The Cosmos DV decoder conversion (src/core/model/decoder*.ts): structure read from tensor names and
 // shapes (the real decoder.jit's key list, tests/fixtures/released-decoder-shapes.tsv,
 // and width-scaled versions of it), the T=1 weight folding, parameter counts (SPEC C.9), and the
 // ONNX graph's IO contract on onnxruntime-node.
@@ -23,8 +23,8 @@ import {
   unusedSourceTensors,
   type CosmosDecoderSpec,
   type ShapeInfo,
-} from '../../src/core/convert/vq/index.ts';
-import type { NamedTensor } from '../../src/core/model-spec.ts';
+} from '../../src/core/model/decoder.ts';
+import type { NamedTensor } from '../../src/core/base/model-spec.ts';
 import { floatToHalf } from '../../src/core/formats/tensor.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');

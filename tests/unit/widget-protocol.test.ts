@@ -2,12 +2,12 @@
 // validation of host messages, which decides what is answered and what is ignored.
 import { describe, expect, test } from 'vitest';
 import { DEFAULT_MODEL_SOURCE } from '../../src/client/model-source.ts';
-import { DEFAULT_SETTINGS } from '../../src/core/settings.ts';
+import { DEFAULT_SETTINGS } from '../../src/core/engine/settings.ts';
 import { parseOrigins, parseWidgetConfig } from '../../src/widget/config.ts';
 import { readHostMessage } from '../../src/widget/host-channel.ts';
 import { toFailure, WidgetRunner } from '../../src/widget/runner.ts';
 import { EngineClient } from '../../src/client/engine-client.ts';
-import { SimpleARError } from '../../src/core/errors.ts';
+import { SimpleARError } from '../../src/core/base/errors.ts';
 
 const BASE = 'https://simplear.example/embed.html';
 

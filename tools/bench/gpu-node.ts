@@ -9,16 +9,16 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SIMPLEAR_05B, type LmSpec, type NamedTensor } from '../../src/core/model-spec.ts';
-import { randomCheckpoint, memoryReader } from '../../src/core/convert/lm/random-model.ts';
-import { collectLmWeights } from '../../src/core/convert/lm/convert-weights.ts';
-import { describeCosmosDecoder, convertedWeightShapes } from '../../src/core/convert/vq/index.ts';
+import { SIMPLEAR_05B, type LmSpec, type NamedTensor } from '../../src/core/base/model-spec.ts';
+import { randomCheckpoint, memoryReader } from '../../tests/helpers/random-model.ts';
+import { collectLmWeights } from '../../src/core/convert/lm-weights.ts';
+import { describeCosmosDecoder, convertedWeightShapes } from '../../src/core/model/decoder.ts';
 import { float32ToFloat16Bytes } from '../../src/core/formats/tensor.ts';
 import { requestEngineDevice } from '../../src/core/engine/webgpu-device.ts';
 import { createWebGpuEngine } from '../../src/core/engine/create-webgpu.ts';
-import type { EngineModel } from '../../src/core/engine/model.ts';
+import type { EngineModel } from '../../src/core/runtime/model.ts';
 import type { TextTokenizer } from '../../src/core/formats/tokenizer.ts';
-import type { OrtModule } from '../../src/core/engine/ort.ts';
+import type { OrtModule } from '../../src/core/base/ort.ts';
 
 const { values: args } = parseArgs({
   options: {

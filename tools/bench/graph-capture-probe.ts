@@ -30,8 +30,8 @@ import { chromium, type Browser } from 'playwright-core';
 import { startServer } from '../serve.ts';
 import { loadFixtureModel } from '../../tests/helpers/fixture-model.ts';
 import { BASE_ARGS, CHROMIUM_PATH } from '../../tests/e2e/browser.ts';
-import { lmGraphBytes } from '../../src/core/engine/model.ts';
-import { LmRunner, prefillSchedule } from '../../src/core/convert/lm/session-io.ts';
+import { lmGraphBytes } from '../../src/core/runtime/model.ts';
+import { LmRunner, prefillSchedule } from '../../src/core/runtime/lm-runner.ts';
 
 const { values: args } = parseArgs({ options: { gpu: { type: 'boolean', default: false }, timeout: { type: 'string', default: '60' } } });
 const ROOT = resolve(import.meta.dirname, '../..');

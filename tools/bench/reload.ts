@@ -57,7 +57,7 @@ interface NodeLoad {
 
 async function nodeLoadChild(bundleDir: string, which: string): Promise<NodeLoad> {
   const { openFolder } = await import('../../src/core/formats/byte-source.ts');
-  const { openModelBundle } = await import('../../src/core/model-bundle.ts');
+  const { openModelBundle } = await import('../../src/core/runtime/model-bundle.ts');
   const { createCpuEngine } = await import('../../src/core/engine/create-cpu.ts');
   const t0 = performance.now();
   const bundle = await openModelBundle(openFolder(bundleDir));

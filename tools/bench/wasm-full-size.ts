@@ -12,16 +12,16 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SIMPLEAR_05B, type LmSpec } from '../../src/core/model-spec.ts';
-import { convertLmWeights, type LmWeightFormat } from '../../src/core/convert/lm/convert-weights.ts';
-import { lazyRandomReader } from '../../src/core/convert/lm/random-model.ts';
-import { LmRunner, argmax, type TensorCtor } from '../../src/core/convert/lm/session-io.ts';
-import { cpuLmGraphChoices, createLmSession } from '../../src/core/engine/cpu-lm-session.ts';
+import { SIMPLEAR_05B, type LmSpec } from '../../src/core/base/model-spec.ts';
+import { convertLmWeights, type LmWeightFormat } from '../../src/core/convert/lm-weights.ts';
+import { lazyRandomReader } from '../../tests/helpers/random-model.ts';
+import { LmRunner, argmax, type TensorCtor } from '../../src/core/runtime/lm-runner.ts';
+import { cpuLmGraphChoices, createLmSession } from '../../src/core/runtime/cpu-lm-session.ts';
 import { CPU_KV_CACHE } from '../../src/core/engine/create-cpu.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../../src/core/engine/engine.ts';
-import type { EngineModel } from '../../src/core/engine/model.ts';
-import type { InferenceSession, OrtModule } from '../../src/core/engine/ort.ts';
-import type { NamedTensor } from '../../src/core/model-spec.ts';
+import type { EngineModel } from '../../src/core/runtime/model.ts';
+import type { InferenceSession, OrtModule } from '../../src/core/base/ort.ts';
+import type { NamedTensor } from '../../src/core/base/model-spec.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -19,12 +19,12 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { GraphBuilder, ELEM } from '../../src/core/convert/onnx/builder.ts';
-import { LmOps } from '../../src/core/convert/lm/ops.ts';
-import { convertLinear } from '../../src/core/convert/lm/convert-weights.ts';
-import { quantizeMatrix, transpose, f32Bytes, f16Bytes } from '../../src/core/convert/quantize.ts';
-import { SIMPLEAR_05B } from '../../src/core/model-spec.ts';
-import type { NamedTensor } from '../../src/core/model-spec.ts';
+import { GraphBuilder, ELEM } from '../../src/core/base/onnx-builder.ts';
+import { LmOps } from '../../src/core/model/lm-ops.ts';
+import { convertLinear } from '../../src/core/convert/lm-weights.ts';
+import { quantizeMatrix, transpose, f32Bytes, f16Bytes } from '../../src/core/model/quantize.ts';
+import { SIMPLEAR_05B } from '../../src/core/base/model-spec.ts';
+import type { NamedTensor } from '../../src/core/base/model-spec.ts';
 
 const { values: args } = parseArgs({
   options: {

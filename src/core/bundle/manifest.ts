@@ -8,12 +8,12 @@
 // the embedding (hundreds of MB) needs no special case, every chunk but the last has the same
 // size (predictable memory, one IndexedDB value each), and a chunk is the unit of download,
 // resume and SHA-256 integrity.
-import { SimpleARError } from '../errors.ts';
-import type { ElemType } from '../convert/onnx/builder.ts';
-import type { LmSpec } from '../model-spec.ts';
+import { SimpleARError } from '../base/errors.ts';
+import type { ElemType } from '../base/onnx-builder.ts';
+import type { LmSpec } from '../base/model-spec.ts';
 import type { GenerationSettings } from '../formats/model-config.ts';
 import type { SpecialIds } from '../formats/tokenizer.ts';
-export { sha256Hex } from './sha256.ts';
+export { sha256Hex } from '../base/sha256.ts';
 
 export const BUNDLE_FORMAT = 'simplear-bundle';
 export const BUNDLE_VERSION = 1;

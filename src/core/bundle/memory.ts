@@ -1,6 +1,6 @@
 // In-memory bundle store: a BundleSink plus a FileFolder over what it committed.
 // For tests, and as a model for other sinks.
-import { ModelFileError } from '../errors.ts';
+import { ModelFileError } from '../base/errors.ts';
 import type { ByteSource, FileFolder } from '../formats/byte-source.ts';
 import { MANIFEST_FILE, chunkFileName } from './manifest.ts';
 import type { BundleSink } from './writer.ts';

@@ -1,7 +1,7 @@
 // A BundleSink that writes a directory with Node's fs: everything goes to a sibling
 // `<out>.partial-<random>/` first and is renamed to `<out>` only on commit, so `<out>` is either
 // absent, the previous bundle, or the complete new one, never a half-written bundle.
-import { SimpleARError } from '../errors.ts';
+import { SimpleARError } from '../base/errors.ts';
 import { MANIFEST_FILE, chunkFileName } from './manifest.ts';
 import type { BundleSink } from './writer.ts';
 

@@ -1,7 +1,7 @@
 // Opens a converted bundle from any FileFolder (local directory, base URL, or another store
 // that implements FileFolder) and reads tensors and embedded files by name.
-import { HttpError, ModelFileError } from '../errors.ts';
-import type { NamedTensor } from '../model-spec.ts';
+import { HttpError, ModelFileError } from '../base/errors.ts';
+import type { NamedTensor } from '../base/model-spec.ts';
 import { readJson, type ByteSource, type FileFolder } from '../formats/byte-source.ts';
 import { TextTokenizer } from '../formats/tokenizer.ts';
 import {

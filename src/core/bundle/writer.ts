@@ -1,7 +1,7 @@
 // Streams named tensors (and small files) into fixed-size chunks with a SHA-256 each, through a
 // BundleSink (Node directory, IndexedDB, memory). Memory use: one chunk buffer at a time.
-import { SimpleARError } from '../errors.ts';
-import type { NamedTensor } from '../model-spec.ts';
+import { SimpleARError } from '../base/errors.ts';
+import type { NamedTensor } from '../base/model-spec.ts';
 import {
   BUNDLE_FORMAT,
   BUNDLE_VERSION,

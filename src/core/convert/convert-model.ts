@@ -8,7 +8,7 @@
 // converting; then the decoder (its weights are kept to fit the preview map on a decoded grid),
 // then the LM, one tensor at a time; then the tokenizer files and the manifest. Any failure
 // aborts the sink: no half bundle is ever left.
-import { SimpleARError } from '../errors.ts';
+import { SimpleARError } from '../base/errors.ts';
 import { readJson, type FileFolder } from '../formats/byte-source.ts';
 import { readModelConfig } from '../formats/model-config.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
@@ -17,14 +17,14 @@ import { openTorchScript } from '../formats/torchscript/index.ts';
 import { DECODER_FILE } from '../formats/inspect-checkpoint.ts';
 import { loadTokenizer } from '../formats/tokenizer.ts';
 import { withBundleWriter, type BundleManifest, type BundleSink, type BundleSource, type BundleWriter } from '../bundle/index.ts';
-import type { LmSpec, NamedTensor } from '../model-spec.ts';
-import { DECODER_PREFIX, LM_PREFIX, type LivePreviewFit, type ModelBundleWeights } from '../model-bundle.ts';
-import { fitPreviewMap } from '../preview.ts';
+import type { LmSpec, NamedTensor } from '../base/model-spec.ts';
+import { DECODER_PREFIX, LM_PREFIX, type LivePreviewFit, type ModelBundleWeights } from '../runtime/model-bundle.ts';
+import { fitPreviewMap } from '../model/preview.ts';
 import { Pcg32 } from '../sampling/prng.ts';
-import type { OrtModule } from '../engine/ort.ts';
+import type { OrtModule } from '../base/ort.ts';
 import { DecoderRunner } from '../runtime/decoder-runner.ts';
-import { convertLmWeights, type LmWeightFormat } from './lm/convert-weights.ts';
-import { convertDecoderWeights, decoderWeightPlan, describeDecoderFile, type CosmosDecoderSpec, type WeightDType } from './vq/index.ts';
+import { convertLmWeights, type LmWeightFormat } from './lm-weights.ts';
+import { convertDecoderWeights, decoderWeightPlan, describeDecoderFile, type CosmosDecoderSpec, type WeightDType } from '../model/decoder.ts';
 
 /** The released checkpoints (any mirror or local copy with the same files works). */
 export const DEFAULT_MODEL_SOURCE = 'https://huggingface.co/Daniel0724/SimpleAR-0.5B-RL/resolve/main/';
@@ -191,7 +191,7 @@ async function writeLm(writer: BundleWriter, reader: TensorReader, spec: LmSpec,
 }
 
 /**
- * How many tensors convertLmWeights writes (see the layout at the top of convert-weights.ts):
+ * How many tensors convertLmWeights writes (see the layout at the top of lm-weights.ts):
  * per layer 2 norms + the qkv bias + 4 linears; the final norm; the head and text-embedding
  * tables (+ the visual embedding when untied). Quantized linears are q + scales + zero points;
  * quantized tables are q + scales (tables of a width that is not whole blocks stay f16).

@@ -2,10 +2,10 @@
 // and activations, how much memory the runtime will hold, and a refusal (a typed error saying
 // what to do instead) when the choice cannot work. Pure: the worker gives it the device's facts
 // and the model's shapes (the store's plan reads them from config.json or a bundle's manifest).
-import { SimpleARError } from '../errors.ts';
-import type { DeviceFacts } from '../device.ts';
-import type { LmSpec } from '../model-spec.ts';
-import type { LmWeightFormat } from '../convert/lm/convert-weights.ts';
+import { SimpleARError } from '../base/errors.ts';
+import type { DeviceFacts } from '../runtime/device.ts';
+import type { LmSpec } from '../base/model-spec.ts';
+import type { LmWeightFormat } from '../model/quantize.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from './engine.ts';
 
 /** What the model's converted form holds, as far as memory goes. */

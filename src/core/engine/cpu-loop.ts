@@ -1,10 +1,10 @@
 // The decode loop on a CPU session (onnxruntime-node, or ORT's wasm EP in a browser without
 // WebGPU): logits come back to JS every step anyway, so sampling runs in JS (CpuSampler).
-import type { LmSpec } from '../model-spec.ts';
-import { LmRunner, type LmRunnerOptions } from '../convert/lm/session-io.ts';
+import type { LmSpec } from '../base/model-spec.ts';
+import { LmRunner, type LmRunnerOptions } from '../runtime/lm-runner.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
 import { runCpuSjd } from './cpu-sjd.ts';
-import type { InferenceSession, OrtModule } from './ort.ts';
+import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 export class CpuTokenLoop implements TokenLoop {

@@ -1,10 +1,10 @@
 // Speculative Jacobi decoding on a CPU session (sjd-loop.ts): one batch-2 LmRunner for both CFG
 // streams on a read-only-cache graph (the CPU engine's), else one batch-1 LmRunner per stream;
 // the caches are allocated per generation and released with it.
-import type { LmSpec } from '../model-spec.ts';
-import { LmRunner, type LmRunnerOptions } from '../convert/lm/session-io.ts';
+import type { LmSpec } from '../base/model-spec.ts';
+import { LmRunner, type LmRunnerOptions } from '../runtime/lm-runner.ts';
 import type { CpuSampler } from '../sampling/sampler.ts';
-import type { InferenceSession, OrtModule } from './ort.ts';
+import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { runSjdLoop, separateStreams, type CfgLogits, type CfgRunner, type StreamRunner } from './sjd-loop.ts';
 import type { SjdLoopOptions, TokenLoopRequest, TokenLoopResult } from './token-loop.ts';
 

@@ -2,19 +2,19 @@
 // wasm EP of onnxruntime-web (browsers without WebGPU).
 import { CpuTokenLoop } from './cpu-loop.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts';
-import type { Activations, EngineModel } from './model.ts';
-import { cpuLmGraphChoices, createLmSession } from './cpu-lm-session.ts';
+import type { Activations, EngineModel } from '../runtime/model.ts';
+import { cpuLmGraphChoices, createLmSession } from '../runtime/cpu-lm-session.ts';
 import { DecoderRunner } from '../runtime/decoder-runner.ts';
-import type { ModelFiles } from './model-files.ts';
-import type { InferenceSession, OrtModule } from './ort.ts';
-import type { NamedTensor } from '../model-spec.ts';
-import type { KvCacheMode } from '../convert/lm/graph.ts';
+import type { ModelFiles } from '../runtime/model-files.ts';
+import type { InferenceSession, OrtModule } from '../base/ort.ts';
+import type { NamedTensor } from '../base/model-spec.ts';
+import type { KvCacheMode } from '../model/lm-graph.ts';
 
 export interface CpuEngineOptions {
   backend?: 'cpu' | 'wasm';
   maxPromptTokens?: number;
   maxLatentSide?: number;
-  /** Slots by which the KV cache grows with the context (session-io.ts KV_CACHE_CHUNK by
+  /** Slots by which the KV cache grows with the context (runtime/lm-runner.ts KV_CACHE_CHUNK by
    * default); 0: the whole capacity (prompt + image) allocated up front. */
   kvCacheChunk?: number;
   /** LM activations and KV cache (the decoder: decoderActivations). Default f32: on onnxruntime-node's
@@ -43,7 +43,7 @@ export interface CpuEngineOptions {
 }
 
 /**
- * The KV cache of the LM graph on the CPU backends (graph.ts LmGraphOptions.kvCache):
+ * The KV cache of the LM graph on the CPU backends (model/lm-graph.ts LmGraphOptions.kvCache):
  * 'read-only'. onnxruntime-node's binding copies every output it returns into a fresh buffer, so
  * a cache returned as GroupQueryAttention's present_* costs a copy of the whole cache per step;
  * a read-only cache is an input (wrapped, not copied) and each step returns its own entries:
@@ -65,7 +65,7 @@ export function cpuAccuracyLevel(lmWeights: ReadonlyMap<string, NamedTensor>, ba
   return backend === 'cpu' && isQuantized(lmWeights) ? 4 : 0;
 }
 
-/** q4/q8 weights (MatMulNBits), as convert-weights.ts writes them. */
+/** q4/q8 weights (MatMulNBits), as convert/lm-weights.ts writes them. */
 function isQuantized(lmWeights: ReadonlyMap<string, NamedTensor>): boolean {
   for (const t of lmWeights.values()) if (t.name.endsWith('.q') && t.type === 'uint8') return true;
   return false;

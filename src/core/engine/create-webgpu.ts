@@ -1,8 +1,8 @@
 // An engine on ONNX Runtime Web's native WebGPU EP with the GPU-resident token loop.
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts';
-import { lmGraphBytes, type Activations, type EngineModel } from './model.ts';
+import { lmGraphBytes, type Activations, type EngineModel } from '../runtime/model.ts';
 import { DecoderRunner } from '../runtime/decoder-runner.ts';
-import type { OrtModule } from './ort.ts';
+import type { OrtModule } from '../base/ort.ts';
 import type { EngineDevice } from './webgpu-device.ts';
 import { WebGpuTokenLoop } from './webgpu-loop.ts';
 

@@ -1,13 +1,13 @@
 // The generation engine: prompt → two token streams → visual codes (token loop) → RGBA (VQ
 // decoder). Backend-neutral: the token loop and the ORT module decide where the work runs.
-import type { LmSpec } from '../model-spec.ts';
+import type { LmSpec } from '../base/model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
-import { encodePrompt } from '../prompt.ts';
-import { latentSide, resolveSettings, type GenerationSettings } from '../settings.ts';
-import { SimpleARError } from '../errors.ts';
+import { encodePrompt } from '../model/prompt.ts';
+import { latentSide, resolveSettings, type GenerationSettings } from './settings.ts';
+import { SimpleARError } from '../base/errors.ts';
 import { randomSeed, stepUniforms } from '../sampling/prng.ts';
 import { sjdUniforms } from '../sampling/jacobi.ts';
-import type { OrtModule } from './ort.ts';
+import type { OrtModule } from '../base/ort.ts';
 import type { DecodedImage, DecoderRunner } from '../runtime/decoder-runner.ts';
 import { throwIfAborted, type TokenLoop } from './token-loop.ts';
 import type {

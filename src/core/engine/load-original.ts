@@ -5,10 +5,10 @@ import { openSafetensors } from '../formats/safetensors.ts';
 import { readModelConfig } from '../formats/model-config.ts';
 import { loadTokenizer } from '../formats/tokenizer.ts';
 import { openTorchScript } from '../formats/torchscript/index.ts';
-import { collectLmWeights, type LmWeightFormat } from '../convert/lm/convert-weights.ts';
-import { convertDecoderWeights, describeDecoderFile } from '../convert/vq/index.ts';
-import type { NamedTensor } from '../model-spec.ts';
-import type { EngineModel } from './model.ts';
+import { collectLmWeights, type LmWeightFormat } from '../convert/lm-weights.ts';
+import { convertDecoderWeights, describeDecoderFile } from '../model/decoder.ts';
+import type { NamedTensor } from '../base/model-spec.ts';
+import type { EngineModel } from '../runtime/model.ts';
 
 export interface LoadOriginalOptions {
   weights?: LmWeightFormat;

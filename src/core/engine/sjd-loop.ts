@@ -7,7 +7,7 @@
 // each with its own KV cache (ORT's GroupQueryAttention rejects multi-token calls after a
 // non-empty cache for batch > 1). Only the accepted prefix is committed; the cache entries of
 // rejected positions are overwritten by the next run.
-import type { LmSpec } from '../model-spec.ts';
+import type { LmSpec } from '../base/model-spec.ts';
 import { speculativeJacobiDecode, type WindowVerifier } from '../sampling/jacobi.ts';
 import type { CpuSampler, SamplingParams } from '../sampling/sampler.ts';
 import { throwIfAborted, type SjdLoopOptions, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';

@@ -1,6 +1,6 @@
 // The one engine API: the Node CLI, the tests and the worker drive the same `Engine`; the page
 // holds a client with the same shape over Comlink.
-import type { GenerationSettings } from '../settings.ts';
+import type { GenerationSettings } from './settings.ts';
 import type { SjdStats } from './token-loop.ts';
 import type { DecodedImage } from '../runtime/decoder-runner.ts';
 

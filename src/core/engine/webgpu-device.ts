@@ -1,7 +1,7 @@
 // The GPUDevice the engine shares with ONNX Runtime: requested here with the adapter's largest
 // buffer limits and shader-f16 where offered, then handed to ORT before its first session.
 // createBuffer is counted, so tests can show that the decode loop allocates nothing.
-import { SimpleARError } from '../errors.ts';
+import { SimpleARError } from '../base/errors.ts';
 
 export interface AllocationCounter {
   /** createBuffer calls so far. */

@@ -15,11 +15,11 @@
 // total_sequence_length is fixed), every run has the same shapes and buffers: the prompts are fed
 // one token per row and run, like decode steps, and ORT replays the recorded dispatches.
 // Speculative Jacobi decoding is a different loop (webgpu-sjd.ts), entered when the request asks.
-import type { LmSpec } from '../model-spec.ts';
-import { pastKey, pastValue, presentKey, presentValue } from '../convert/lm/graph.ts';
-import { prefillSchedule } from '../convert/lm/session-io.ts';
+import type { LmSpec } from '../base/model-spec.ts';
+import { pastKey, pastValue, presentKey, presentValue } from '../model/lm-graph.ts';
+import { prefillSchedule } from '../runtime/lm-runner.ts';
 import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampling/sampler-wgsl.ts';
-import type { InferenceSession, OrtModule, Tensor } from './ort.ts';
+import type { InferenceSession, OrtModule, Tensor } from '../base/ort.ts';
 import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
 import { WebGpuSjd } from './webgpu-sjd.ts';

@@ -10,12 +10,12 @@
 // GPU-resident, so ORT uploads nothing), and one staging buffer for the readback.
 // Windows stay ≤ 31 tokens (WEBGPU_PREFILL_CHUNK): longer calls give wrong attention on adapters
 // with narrow subgroups.
-import type { LmSpec } from '../model-spec.ts';
-import { pastKey, pastValue, presentKey, presentValue } from '../convert/lm/graph.ts';
-import { prefillSchedule } from '../convert/lm/session-io.ts';
+import type { LmSpec } from '../base/model-spec.ts';
+import { pastKey, pastValue, presentKey, presentValue } from '../model/lm-graph.ts';
+import { prefillSchedule } from '../runtime/lm-runner.ts';
 import type { CpuSampler } from '../sampling/sampler.ts';
-import { SJD_WINDOW_LIMITS } from '../settings.ts';
-import type { InferenceSession, OrtModule, Tensor } from './ort.ts';
+import { SJD_WINDOW_LIMITS } from './settings.ts';
+import type { InferenceSession, OrtModule, Tensor } from '../base/ort.ts';
 import { runSjdLoop, separateStreams, type StreamRunner } from './sjd-loop.ts';
 import type { SjdLoopOptions, TokenLoopRequest, TokenLoopResult } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';

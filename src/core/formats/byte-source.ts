@@ -1,6 +1,6 @@
 // Random-access byte sources: a local file (Node) or any URL (HTTP range requests).
 // Readers only ever ask for the byte ranges they need, so multi-GB files are never held whole.
-import { HttpError, ModelFileError } from '../errors.ts';
+import { HttpError, ModelFileError } from '../base/errors.ts';
 
 export interface ByteSource {
   /** File name or URL, for error messages. */

@@ -2,8 +2,8 @@
 // readers the converter uses (range requests over HTTP, never a whole weight file): the
 // safetensors of an LM folder (single or sharded) and/or a TorchScript decoder.jit. Lets the
 // worker and Node prove they see the same bytes.
-import { HttpError, ModelFileError } from '../errors.ts';
-import { sha256Hex } from '../bundle/sha256.ts';
+import { HttpError, ModelFileError } from '../base/errors.ts';
+import { sha256Hex } from '../base/sha256.ts';
 import type { FileFolder } from './byte-source.ts';
 import { openSafetensors } from './safetensors.ts';
 import { openTorchScript } from './torchscript/index.ts';

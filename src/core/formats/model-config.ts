@@ -1,7 +1,7 @@
 // config.json + generation_config.json of a SimpleAR checkpoint (HF Qwen2 layout) → LmSpec and
 // the generation settings that HF `generate` would silently apply (SPEC A.1, A.2, B.5.3).
-import { ModelFileError, SimpleARError } from '../errors.ts';
-import { VISUAL_CODES, type LmSpec } from '../model-spec.ts';
+import { ModelFileError, SimpleARError } from '../base/errors.ts';
+import { VISUAL_CODES, type LmSpec } from '../base/model-spec.ts';
 import { readJson, type FileFolder } from './byte-source.ts';
 
 /**

@@ -1,6 +1,6 @@
 // safetensors: 8-byte little-endian header length, a JSON header, then raw tensor bytes.
 // Sharded checkpoints add model.safetensors.index.json mapping tensor names to shard files.
-import { HttpError, ModelFileError } from '../errors.ts';
+import { HttpError, ModelFileError } from '../base/errors.ts';
 import { folderFile, readJson, type ByteSource, type FileFolder } from './byte-source.ts';
 import { DTYPE_BYTES, numel, type DType, type RawTensor, type TensorInfo, type TensorReader } from './tensor.ts';
 

@@ -1,5 +1,5 @@
 // The common currency between checkpoint readers and graph builders: a named tensor of raw bytes.
-import { ModelFileError } from '../errors.ts';
+import { ModelFileError } from '../base/errors.ts';
 
 export type DType = 'f32' | 'f16' | 'bf16';
 

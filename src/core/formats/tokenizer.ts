@@ -1,7 +1,7 @@
 // The checkpoint's text tokenizer (Qwen2 byte-level BPE, SPEC B.1), via @huggingface/tokenizers.
 // Added/special tokens are split out verbatim before BPE; no BOS/EOS is added.
 import { Tokenizer } from '@huggingface/tokenizers';
-import { ModelFileError, SimpleARError } from '../errors.ts';
+import { ModelFileError, SimpleARError } from '../base/errors.ts';
 import { readJson, type FileFolder } from './byte-source.ts';
 
 /** The special tokens the pipeline needs, looked up by name (SPEC A.2). */

@@ -1,6 +1,6 @@
 // The settings of a generated image as PNG text chunks: one table, shared by the CLI and the
 // page, so a PNG from either says the same things under the same keys.
-import type { GenerationSettings } from '../settings.ts';
+import type { GenerationSettings } from '../engine/settings.ts';
 
 export const SOFTWARE = 'simplear-web';
 

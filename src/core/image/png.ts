@@ -1,7 +1,7 @@
 // PNG encoding (8-bit RGB / RGBA) with text metadata, isomorphic (Node and workers: fflate's zlib).
 // A small decoder for the same kinds of images serves tests and round trips.
 import { unzlibSync, zlibSync } from 'fflate';
-import { crc32 } from './crc32.ts';
+import { crc32 } from '../base/crc32.ts';
 
 export interface PngImage {
   width: number;

@@ -1,4 +1,4 @@
-// Runs the Cosmos decoder graph (convert/vq/graph.ts) on any ONNX Runtime module (onnxruntime-node
+// Runs the Cosmos decoder graph (model/decoder-graph.ts) on any ONNX Runtime module (onnxruntime-node
 // in the CLI and at conversion time, onnxruntime-web in the worker, on WebGPU or wasm): a grid of
 // visual codes in, RGBA bytes out.
 //
@@ -12,8 +12,8 @@
 // (decoderStages) and each stage runs band by band with a margin of rows for its 3×3 convs, the
 // bands' outputs kept in JS memory; each norm's statistics are summed over all bands before the
 // next stage, so the result is the whole decode's (within rounding), not a blend of tiles.
-import { SimpleARError } from '../errors.ts';
-import type { InferenceSession, OrtModule } from '../engine/ort.ts';
+import { SimpleARError } from '../base/errors.ts';
+import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import {
   buildDecoder,
   buildDecoderStage,
@@ -32,11 +32,11 @@ import {
   DECODER_INPUT,
   DECODER_OUTPUT,
   type ActivationType,
-} from '../convert/vq/graph.ts';
-import type { CosmosDecoderSpec } from '../convert/vq/describe.ts';
-import type { ExternalDataFile } from '../convert/onnx/builder.ts';
-import type { NamedTensor } from '../model-spec.ts';
-import { createSessionFromFiles, type ModelFiles } from '../engine/model-files.ts';
+} from '../model/decoder-graph.ts';
+import type { CosmosDecoderSpec } from '../model/decoder-spec.ts';
+import type { ExternalDataFile } from '../base/onnx-builder.ts';
+import type { NamedTensor } from '../base/model-spec.ts';
+import { createSessionFromFiles, type ModelFiles } from './model-files.ts';
 
 /** Why and how a decode was redone: the f16 activations overflowed, f32 gave the image. */
 export interface DecoderFallback {

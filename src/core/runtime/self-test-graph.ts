@@ -4,7 +4,7 @@
 // the same bytes on the same inputs; tests compare the two. f32 only: software adapters
 // (SwiftShader) have no shader-f16.
 import type { InferenceSession, Tensor } from 'onnxruntime-web';
-import { GraphBuilder, float } from '../convert/onnx/builder.ts';
+import { GraphBuilder, float } from '../base/onnx-builder.ts';
 
 /** Sizes of the self-test graph: batch, sequence, hidden, MLP width, 4-bit block. */
 export const SELF_TEST_DIMS = { batch: 2, seq: 4, hidden: 16, inner: 32, blockSize: 16 } as const;

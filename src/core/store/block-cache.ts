@@ -10,8 +10,8 @@
 // IndexedDB anyway, and with Chromium's cache in the way, range requests into a file from about
 // 50 MiB on were sent a second time at once (1.17-1.21× the bytes of 0.6-1.4 GB checkpoints
 // over 8 MiB blocks), besides the cache keeping yet another copy of the model on disk.
-import { HttpError, ModelFileError } from '../errors.ts';
-import { Sha256Stream, sha256Hex } from '../bundle/sha256.ts';
+import { HttpError, ModelFileError } from '../base/errors.ts';
+import { Sha256Stream, sha256Hex } from '../base/sha256.ts';
 import { RETRY_STATUS, sleep, type ByteSource, type FileFolder } from '../formats/byte-source.ts';
 import { isQuotaError, type KeyValueStore } from './kv.ts';
 import { sha256FromEtag } from './etag.ts';

@@ -4,10 +4,10 @@
 // one write after every chunk and the manifest are stored; so a conversion or download cut off
 // half-way is never taken as complete, and whatever it left is found by its generation and
 // removed (collectGarbage) or resumed (bundle downloads keep their generation).
-import { ModelFileError } from '../errors.ts';
+import { ModelFileError } from '../base/errors.ts';
 import { MANIFEST_FILE, chunkFileName, type BundleSink } from '../bundle/index.ts';
 import type { ByteSource, FileFolder } from '../formats/byte-source.ts';
-import type { LmWeightFormat } from '../convert/lm/convert-weights.ts';
+import type { LmWeightFormat } from '../model/quantize.ts';
 import type { ModelSource } from './types.ts';
 import { isQuotaError, type KeyValueStore } from './kv.ts';
 

@@ -1,7 +1,7 @@
 // The model store's view of storage: a tiny async key-value interface. Browsers back it with
 // IndexedDB (kv-idb.ts); Node tests use the in-memory MemoryKv, so the store's logic (resume,
 // verification, staging) is tested without a browser and the same code runs on real IndexedDB.
-import { SimpleARError } from '../errors.ts';
+import { SimpleARError } from '../base/errors.ts';
 
 export interface KeyValueStore {
   get<T>(key: string): Promise<T | undefined>;

@@ -1,6 +1,6 @@
 // A ModelSource's URLs in one canonical form: what the model store keys on. Kept free of
 // engine imports so the page side (query-string parsing) can share it without the converter.
-import { SimpleARError } from '../errors.ts';
+import { SimpleARError } from '../base/errors.ts';
 import type { ModelSource } from './types.ts';
 
 /** The same source with its URLs in one canonical form (what the model store keys on). */

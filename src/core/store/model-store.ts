@@ -6,14 +6,14 @@
 //     manifest's SHA-256 → commit.
 // A model whose bundle is committed is served from storage with no request at all. Storage is
 // two KeyValueStores (downloads, bundles) so Node tests run the same logic on a Map.
-import { ModelFileError, SimpleARError } from '../errors.ts';
+import { ModelFileError, SimpleARError } from '../base/errors.ts';
 import { MANIFEST_FILE, parseManifest, sha256Hex, type BundleError } from '../bundle/index.ts';
 import { convertModel, type ConvertProgress } from '../convert/convert-model.ts';
-import { estimateLmBytes, type LmWeightFormat } from '../convert/lm/convert-weights.ts';
+import { estimateLmBytes, type LmWeightFormat } from '../convert/lm-weights.ts';
 import { openFolder, readJson, type FileFolder } from '../formats/byte-source.ts';
 import { parseLmSpec } from '../formats/model-config.ts';
-import { VISUAL_CODES } from '../model-spec.ts';
-import type { OrtModule } from '../engine/ort.ts';
+import { VISUAL_CODES } from '../base/model-spec.ts';
+import type { OrtModule } from '../base/ort.ts';
 import type { ModelFootprint } from '../engine/capabilities.ts';
 import type { CachedModel, LoadModelOptions, ModelPlan, ModelSource, PrepareProgress } from './types.ts';
 import { normalizeSource } from './model-source.ts';

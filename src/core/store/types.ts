@@ -1,7 +1,7 @@
 // The model store's types: where a model comes from, what preparing it costs, its progress and
 // what is held in storage. Core-owned so the store, the worker, the CLI and tests share them;
 // the page-side worker protocol re-exports them.
-import type { LmWeightFormat } from '../convert/lm/convert-weights.ts';
+import type { LmWeightFormat } from '../model/quantize.ts';
 import type { BackendPlan, ModelFootprint } from '../engine/capabilities.ts';
 
 /** Where the model comes from. */

@@ -6,7 +6,7 @@
 //   <prefix>/data/<key>    raw little-endian storage bytes (STORED, 64-byte aligned)
 //   <prefix>/code/…        TorchScript source (deflated); constants.pkl + constants/<key>: traced constants
 // Parameter names are the module tree's attribute paths, as `state_dict()` names them.
-import { ModelFileError } from '../../errors.ts';
+import { ModelFileError } from '../../base/errors.ts';
 import type { ByteSource } from '../byte-source.ts';
 import { numel, type DType, type RawTensor, type TensorInfo, type TensorReader } from '../tensor.ts';
 import { PickleError, PickleGlobal, PickleObject, unpickle, type PickleCallable } from './pickle.ts';

@@ -2,9 +2,9 @@
 // range reads, entry data on demand. Enough for PyTorch archives (`torch.save`, TorchScript):
 // STORED entries (the tensor storages, 64-byte aligned), DEFLATE entries (code files), ZIP64.
 import { inflateSync } from 'fflate';
-import { ModelFileError } from '../../errors.ts';
+import { ModelFileError } from '../../base/errors.ts';
 import type { ByteSource } from '../byte-source.ts';
-import { crc32 } from '../../image/crc32.ts';
+import { crc32 } from '../../base/crc32.ts';
 
 export interface ZipEntry {
   readonly name: string;

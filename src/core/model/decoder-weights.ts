@@ -8,10 +8,10 @@
 // Optional (`fuse`): each 3×3 conv followed by its folded 1×1 becomes one 3×3 conv,
 // W = W₁·W₃ per tap, b = W₁·b₃ + b₁ (exact in real arithmetic, products summed in f64; zero
 // padding commutes with it). −4.9 M parameters and −7 % FLOPs for the released decoder.
-import { ModelFileError } from '../../errors.ts';
-import type { NamedTensor } from '../../model-spec.ts';
-import { float32ToFloat16Bytes, numel, toFloat32, type TensorReader } from '../../formats/tensor.ts';
-import { describeDecoderFile, type AttentionSpec, type CosmosDecoderSpec, type ResBlockSpec } from './describe.ts';
+import { ModelFileError } from '../base/errors.ts';
+import type { NamedTensor } from '../base/model-spec.ts';
+import { float32ToFloat16Bytes, numel, toFloat32, type TensorReader } from '../formats/tensor.ts';
+import { describeDecoderFile, type AttentionSpec, type CosmosDecoderSpec, type ResBlockSpec } from './decoder-spec.ts';
 
 export type WeightDType = 'f16' | 'f32';
 

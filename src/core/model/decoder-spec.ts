@@ -2,9 +2,9 @@
 // widths, number of levels and res blocks, which attention blocks exist. Only what tensors
 // cannot tell (the compression factors that decide which upsamplers are temporal, the FSQ
 // levels behind the 6-dim codes) comes from the known DV configuration, and is checked.
-import { ModelFileError } from '../../errors.ts';
-import type { TensorReader } from '../../formats/tensor.ts';
-import type { TorchScriptReader } from '../../formats/torchscript/index.ts';
+import { ModelFileError } from '../base/errors.ts';
+import type { TensorReader } from '../formats/tensor.ts';
+import type { TorchScriptReader } from '../formats/torchscript/index.ts';
 
 export interface ShapeInfo {
   name: string;

@@ -3,9 +3,9 @@
 //   const spec = await describeDecoderFile(reader);                          // structure + FSQ check
 //   const weights = convertDecoderWeights(reader, { spec, dtype: 'f16' });   // AsyncIterable<NamedTensor>
 //   const model = buildDecoderGraph(spec, await collectWeights(weights), { activations: 'float16' });
-export * from './describe.ts';
-export * from './weights.ts';
-export * from './graph.ts';
+export * from './decoder-spec.ts';
+export * from './decoder-weights.ts';
+export * from './decoder-graph.ts';
 
 /** Collects converted weights into a map by name (what `buildDecoderGraph` takes). */
 export async function collectWeights<T extends { name: string }>(weights: AsyncIterable<T>): Promise<Map<string, T>> {

@@ -1,7 +1,7 @@
 // Generation settings: defaults from the reference (SPEC B.5, SA:generate.py) and validation
 // that runs before any work starts, so bad input fails fast with a message that says what to do.
-import { SimpleARError } from './errors.ts';
-import { VISUAL_CODES } from './model-spec.ts';
+import { SimpleARError } from '../base/errors.ts';
+import { VISUAL_CODES } from '../base/model-spec.ts';
 
 export interface SjdSettings {
   /** Draft tokens verified per model run (each run covers window + 1 tokens). */
@@ -34,7 +34,7 @@ export const DEFAULT_SETTINGS = {
 
 export const SIZE_LIMITS = { min: 16, max: 2048 } as const;
 /** SJD drafts per run: a run covers window + 1 tokens, and the WebGPU EP's attention is only right
- * for calls of at most 31 new tokens (session-io.ts prefillSchedule), hence 30. */
+ * for calls of at most 31 new tokens (runtime/lm-runner.ts prefillSchedule), hence 30. */
 export const SJD_WINDOW_LIMITS = { min: 1, max: 30 } as const;
 
 function invalid(field: string, message: string): SimpleARError {

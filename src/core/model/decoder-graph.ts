@@ -21,12 +21,12 @@
 // casts each GroupNorm input to fp32 for its statistics, so it has one such tensor too). Where a
 // budget is smaller, decoderStages/buildDecoderStage cut the graph at its norms so that
 // decoder-runner.ts can run it in bands of rows.
-import { GraphBuilder, float, type ElemType, type ExternalDataFile } from '../onnx/builder.ts';
-import type { NamedTensor } from '../../model-spec.ts';
-import { ModelFileError } from '../../errors.ts';
-import { float32ToFloat16Bytes, halfToFloat } from '../../formats/tensor.ts';
-import type { AttentionSpec, CosmosDecoderSpec, ResBlockSpec, UpsampleSpec } from './describe.ts';
-import { decoderWeightPlan } from './weights.ts';
+import { GraphBuilder, float, type ElemType, type ExternalDataFile } from '../base/onnx-builder.ts';
+import type { NamedTensor } from '../base/model-spec.ts';
+import { ModelFileError } from '../base/errors.ts';
+import { float32ToFloat16Bytes, halfToFloat } from '../formats/tensor.ts';
+import type { AttentionSpec, CosmosDecoderSpec, ResBlockSpec, UpsampleSpec } from './decoder-spec.ts';
+import { decoderWeightPlan } from './decoder-weights.ts';
 
 export type ActivationType = 'float32' | 'float16';
 

@@ -3,8 +3,8 @@
 // while its session opened); given a model file whose weights are external data files, it maps
 // them and keeps only what its kernels pack (the same LM: 0.9 GB peak, 0.4 GB after). The core
 // cannot touch a file system, so the host (the CLI) passes a ModelFiles that writes them.
-import type { ModelWithExternalData } from '../convert/onnx/builder.ts';
-import type { InferenceSession, OrtModule } from './ort.ts';
+import type { ModelWithExternalData } from '../base/onnx-builder.ts';
+import type { InferenceSession, OrtModule } from '../base/ort.ts';
 
 export interface StagedModel {
   /** The model file; its external data files lie beside it under the names the model uses. */

@@ -1,6 +1,6 @@
 // HF Qwen2 safetensors (bf16/f16/f32) → the LM's converted tensors, streamed one tensor at a time.
 //
-// ── Converted tensor names (stable; graph.ts reads these) ─────────────────────────────────────
+// ── Converted tensor names (stable; model/lm-graph.ts reads these) ─────────────────────────────────────
 //  A "linear" P ([N out, K in] in HF terms) is stored as
 //    q4/q8: P.q uint8 [N, k_blocks, 32*bits/8], P.scales f16 [N, k_blocks], P.zp uint8
 //           [N, ceil(k_blocks*bits/8)]   (MatMulNBits layout, asymmetric: see quantize.ts)
@@ -34,12 +34,12 @@
 // 8-bit (q8) GatherBlockQuantized table: 151,672 × 896 → 76 MB in q4 instead of 272 MB f16, and
 // the prefill stays one graph call on the GPU (no CPU-side embedding path).
 // Norms and biases stay f32 in every variant (they are tiny); scales are f16.
-import type { LmSpec, NamedTensor } from '../../model-spec.ts';
-import { ModelFileError, SimpleARError } from '../../errors.ts';
-import { toFloat32, type TensorReader } from '../../formats/tensor.ts';
-import { f16Bytes, f32Bytes, quantizeMatrix, transpose, type QuantBits } from '../quantize.ts';
+import type { LmSpec, NamedTensor } from '../base/model-spec.ts';
+import { ModelFileError, SimpleARError } from '../base/errors.ts';
+import { toFloat32, type TensorReader } from '../formats/tensor.ts';
+import { f16Bytes, f32Bytes, quantizeMatrix, transpose, type LmWeightFormat, type QuantBits } from '../model/quantize.ts';
 
-export type LmWeightFormat = 'q4' | 'q8' | 'f16' | 'f32';
+export type { LmWeightFormat } from '../model/quantize.ts';
 
 export interface ConvertLmOptions {
   weights: LmWeightFormat;

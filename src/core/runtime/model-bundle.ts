@@ -1,18 +1,18 @@
 // A converted SimpleAR model bundle (written by convert/convert-model.ts), opened for use: the LM
 // and decoder descriptions, the tokenizer, the live-preview map, and the weights in the form the
 // graph builders take. Tensor names in the bundle are namespaced by model part:
-//   lm/<name>   the LM's converted tensors (names: convert/lm/convert-weights.ts)
-//   vq/<name>   the decoder's converted tensors (names: convert/vq/weights.ts)
-import { BundleError, MANIFEST_FILE, openBundle, type BundleManifest, type BundleReader, type OpenBundleOptions } from './bundle/index.ts';
-import type { CosmosDecoderSpec } from './convert/vq/describe.ts';
-import type { EngineModel } from './engine/model.ts';
-import type { LmWeightFormat } from './convert/lm/convert-weights.ts';
-import type { WeightDType } from './convert/vq/weights.ts';
-import { folderFile, type FileFolder } from './formats/byte-source.ts';
-import type { GenerationSettings } from './formats/model-config.ts';
-import type { TextTokenizer } from './formats/tokenizer.ts';
-import type { LmSpec, NamedTensor } from './model-spec.ts';
-import type { PreviewMap } from './preview.ts';
+//   lm/<name>   the LM's converted tensors (names: convert/lm-weights.ts)
+//   vq/<name>   the decoder's converted tensors (names: model/decoder-weights.ts)
+import { BundleError, MANIFEST_FILE, openBundle, type BundleManifest, type BundleReader, type OpenBundleOptions } from '../bundle/index.ts';
+import type { CosmosDecoderSpec } from '../model/decoder-spec.ts';
+import type { EngineModel } from './model.ts';
+import type { LmWeightFormat } from '../model/quantize.ts';
+import type { WeightDType } from '../model/decoder-weights.ts';
+import { folderFile, type FileFolder } from '../formats/byte-source.ts';
+import type { GenerationSettings } from '../formats/model-config.ts';
+import type { TextTokenizer } from '../formats/tokenizer.ts';
+import type { LmSpec, NamedTensor } from '../base/model-spec.ts';
+import type { PreviewMap } from '../model/preview.ts';
 
 export const LM_PREFIX = 'lm/';
 export const DECODER_PREFIX = 'vq/';
@@ -34,7 +34,7 @@ export interface ModelBundleWeights {
   /** Block length of the quantized LM weights (q4/q8). */
   blockSize: number;
   decoder: WeightDType;
-  /** Each decoder 3×3 conv fused with its folded 1×1 (convert/vq/weights.ts). */
+  /** Each decoder 3×3 conv fused with its folded 1×1 (model/decoder-weights.ts). */
   decoderFused: boolean;
 }
 

@@ -1,10 +1,10 @@
-// Op plumbing for the LM graph (graph.ts reads like the forward pass because the details live here):
+// Op plumbing for the LM graph (lm-graph.ts reads like the forward pass because the details live here):
 // weight initializers in the activation dtype, linear layers (MatMulNBits or MatMul), RMSNorm,
 // SiLU, the quantized embedding lookup.
-import { GraphBuilder, float, type ElemType } from '../onnx/builder.ts';
-import type { NamedTensor } from '../../model-spec.ts';
-import { ModelFileError } from '../../errors.ts';
-import { dequantizeMatrix, f16BytesToFloat32, f16Bytes, f32Bytes, type QuantBits } from '../quantize.ts';
+import { GraphBuilder, float, type ElemType } from '../base/onnx-builder.ts';
+import type { NamedTensor } from '../base/model-spec.ts';
+import { ModelFileError } from '../base/errors.ts';
+import { dequantizeMatrix, f16BytesToFloat32, f16Bytes, f32Bytes, type QuantBits } from './quantize.ts';
 
 export type ActType = 'float32' | 'float16';
 
@@ -27,7 +27,7 @@ export type QuantizedLookup = 'GatherBlockQuantized' | 'Gather';
  */
 export type QuantizedLinear = 'MatMulNBits' | 'int8';
 
-/** Looks a converted tensor up by its stable name (see convert-weights.ts). */
+/** Looks a converted tensor up by its stable name (see convert/lm-weights.ts). */
 export type WeightGetter = (name: string) => NamedTensor | undefined;
 
 export class LmOps {

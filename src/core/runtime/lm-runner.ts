@@ -1,17 +1,17 @@
-// A CPU-side driver for the LM graph (graph.ts): KV cache tensors, the feeds of prefill and
+// A CPU-side driver for the LM graph (model/lm-graph.ts): KV cache tensors, the feeds of prefill and
 // decode steps, and the runner of the CPU engine, the tests and the benchmarks. The
-// GPU-resident engine loop builds the same feeds from GPU buffers; graph.ts documents the
+// GPU-resident engine loop builds the same feeds from GPU buffers; model/lm-graph.ts documents the
 // contract.
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
-import type { LmSpec } from '../../model-spec.ts';
-import { newKey, newValue, pastKey, pastValue, presentKey, presentValue, type KvCacheMode } from './graph.ts';
+import type { LmSpec } from '../base/model-spec.ts';
+import { newKey, newValue, pastKey, pastValue, presentKey, presentValue, type KvCacheMode } from '../model/lm-graph.ts';
 
 /** The `Tensor` constructor of whichever onnxruntime package is in use (node or web). */
 export type TensorCtor = typeof Tensor;
 
 export interface KvCache {
   /** past_key.{i}/past_value.{i} → tensor, [B, kvH, capacity, hd]; the values [B, kvH, hd,
-   * capacity] when `transposedValues` (a read-only-cache graph's layout, graph.ts). */
+   * capacity] when `transposedValues` (a read-only-cache graph's layout, model/lm-graph.ts). */
   tensors: Record<string, Tensor>;
   capacity: number;
   batch: number;

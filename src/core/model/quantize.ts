@@ -14,7 +14,7 @@
 //               128 for 8-bit). Dequantization: w = (q - zp) * scale.
 // GatherBlockQuantized (uint8 data, gather_axis 0, quantize_axis last) reads the same bytes with
 // the same nibble order and the same default zero point 2^(bits-1), so a symmetric table can be
-// shared between a MatMulNBits head and an embedding lookup (see lm/convert-weights.ts).
+// shared between a MatMulNBits head and an embedding lookup (see convert/lm-weights.ts).
 //
 // Choices (measured; relative RMS weight error on Gaussian / heavy-tailed weights, block 32):
 //   - Linear layers (MatMulNBits only): ASYMMETRIC, scale = (max − min)/(2^bits − 1) with an
@@ -27,8 +27,11 @@
 //     two least-squares refits of the scale. 4-bit: 0.083 / 0.123. Reason: ORT's CPU and WebGPU
 //     GatherBlockQuantized kernels pack zero points differently for the rank-3 layout the head
 //     shares with MatMulNBits; without zero points both read the same bytes identically.
-//   `symmetric` defaults to true in this API; lm/convert-weights.ts picks per tensor kind.
+//   `symmetric` defaults to true in this API; convert/lm-weights.ts picks per tensor kind.
 import { floatToHalf, halfToFloat } from '../formats/tensor.ts';
+
+/** The LM's weight formats: 4- or 8-bit blocks (MatMulNBits), or plain f16 / f32. */
+export type LmWeightFormat = 'q4' | 'q8' | 'f16' | 'f32';
 
 export type QuantBits = 4 | 8;
 

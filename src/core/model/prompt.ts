@@ -11,8 +11,8 @@
 //
 // The user's text is tokenized as the reference does: if it contains a special token written
 // out (e.g. "<|soi|>"), that token is split out as a special token, as in Python.
-import { SimpleARError } from './errors.ts';
-import type { TextTokenizer } from './formats/tokenizer.ts';
+import { SimpleARError } from '../base/errors.ts';
+import type { TextTokenizer } from '../formats/tokenizer.ts';
 
 export const T2I_TOKEN = '<|t2i|>';
 export const SOI_TOKEN = '<|soi|>';

@@ -39,7 +39,7 @@
 //   past/present data pointers, so binding the same tensor/GPUBuffer to both is all it takes.
 //  WebGPU caveat (measured in headless Chromium, SwiftShader): the WebGPU EP's dense prefill
 //   kernel, used when S ≥ 32, gives wrong attention on adapters with 4-wide subgroups; S < 32 is
-//   right. session-io.ts prefillSchedule() splits the prefill (first ≤ 31 tokens in one call,
+//   right. runtime/lm-runner.ts prefillSchedule() splits the prefill (first ≤ 31 tokens in one call,
 //   the rest one token per call) so every call stays below that threshold when needed.
 //  Windows of S > 1 tokens after a prefill (speculative decoding) are rejected by ORT's GQA when
 //   B > 1 ("batch_size must be 1 when sequence_length > 1 and past context is given"); run
@@ -59,9 +59,9 @@
 //   Gather, head ≈ 250. With kvCache 'read-only', GQA becomes 18 ops (readonly-attention.ts):
 //   ≈ 660 kernels, for none of the copies of the cache an in-place cache costs on the CPU.
 //  head:      final RMSNorm, then only the `logits_index` rows × the 64,000 visual rows.
-import { GraphBuilder, type ModelWithExternalData } from '../onnx/builder.ts';
-import type { LmSpec } from '../../model-spec.ts';
-import { LmOps, type ActType, type QuantizedLinear, type QuantizedLookup, type WeightGetter } from './ops.ts';
+import { GraphBuilder, type ModelWithExternalData } from '../base/onnx-builder.ts';
+import type { LmSpec } from '../base/model-spec.ts';
+import { LmOps, type ActType, type QuantizedLinear, type QuantizedLookup, type WeightGetter } from './lm-ops.ts';
 import { readOnlyAttention, readOnlyAttentionInputs } from './readonly-attention.ts';
 
 export interface LmGraphOptions {
@@ -110,7 +110,7 @@ export interface LmGraphOptions {
   quantizedLinear?: QuantizedLinear;
 }
 
-export type { QuantizedLookup, QuantizedLinear } from './ops.ts';
+export type { QuantizedLookup, QuantizedLinear } from './lm-ops.ts';
 
 /** How a graph keeps the KV cache (LmGraphOptions.kvCache). */
 export type KvCacheMode = 'in-place' | 'read-only';

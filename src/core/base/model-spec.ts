@@ -38,10 +38,10 @@ export const SIMPLEAR_05B: LmSpec = {
 };
 
 /** Named tensor as stored in a converted bundle and fed to graph builders. */
-export type { TensorInit } from './convert/onnx/builder.ts';
+export type { TensorInit } from './onnx-builder.ts';
 export interface NamedTensor {
   name: string;
-  type: import('./convert/onnx/builder.ts').ElemType;
+  type: import('./onnx-builder.ts').ElemType;
   dims: number[];
   raw: Uint8Array;
 }

@@ -1,7 +1,7 @@
 // The LM's session on a CPU backend, built as that backend can run it.
 import { lmGraphBytes, lmGraphWithExternalData, type Activations, type EngineModel, type LmGraphChoices } from './model.ts';
-import type { InferenceSession, OrtModule } from './ort.ts';
-import type { QuantizedLookup } from '../convert/lm/graph.ts';
+import type { InferenceSession, OrtModule } from '../base/ort.ts';
+import type { QuantizedLookup } from '../model/lm-graph.ts';
 import { createSessionFromFiles, type ModelFiles } from './model-files.ts';
 
 /**

@@ -6,7 +6,7 @@
 // GQA's own kernel writing a separate present copies it as well. Here the cache is an input
 // (onnxruntime-node wraps input buffers without a copy); each call returns only its own new
 // entries (new_key/new_value.{i}, [B, kvH, S, hd]), which the caller writes into its cache at
-// the slots newEntrySlots() gives (session-io.ts). The semantics are GQA's (graph.ts contract):
+// the slots newEntrySlots() gives (runtime/lm-runner.ts). The semantics are GQA's (lm-graph.ts contract):
 // row b's S tokens take slots start_b..start_b+S-1 and attend to the cache slots before start_b
 // and causally to each other, with start_b = 0 for a first prompt (S == total_sequence_length,
 // padding included) and seqlens_k[b] + 1 - S otherwise.
@@ -14,8 +14,8 @@
 // Layout: the G = heads / kvH query heads that share a KV head are stacked as rows of one
 // matrix per (b, KV head): Q [B, kvH, G·S, hd] (row g·S + s), so every cache slot is read once
 // per step by one GEMM (FusedMatMul, K transposed in the kernel), not once per query head.
-import { float } from '../onnx/builder.ts';
-import type { LmOps } from './ops.ts';
+import { float } from '../base/onnx-builder.ts';
+import type { LmOps } from './lm-ops.ts';
 
 /** Tensors every layer shares, computed once per graph call. */
 export interface ReadOnlyAttentionInputs {

@@ -1,20 +1,20 @@
 // Everything an engine needs from a model, whatever it was loaded from (a converted bundle, or
 // the original checkpoints converted in memory): specs, tokenizer and the converted weights.
-import type { LmSpec, NamedTensor } from '../model-spec.ts';
+import type { LmSpec, NamedTensor } from '../base/model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
-import type { CosmosDecoderSpec } from '../convert/vq/describe.ts';
-import type { PreviewMap } from '../preview.ts';
-import { buildLmGraph, buildLmGraphWithExternalData, type KvCacheMode, type LmGraphOptions, type QuantizedLinear, type QuantizedLookup } from '../convert/lm/graph.ts';
-import type { ModelWithExternalData } from '../convert/onnx/builder.ts';
+import type { CosmosDecoderSpec } from '../model/decoder-spec.ts';
+import type { PreviewMap } from '../model/preview.ts';
+import { buildLmGraph, buildLmGraphWithExternalData, type KvCacheMode, type LmGraphOptions, type QuantizedLinear, type QuantizedLookup } from '../model/lm-graph.ts';
+import type { ModelWithExternalData } from '../base/onnx-builder.ts';
 
 export interface EngineModel {
   name: string;
   lm: LmSpec;
   tokenizer: TextTokenizer;
-  /** Converted LM weights by stable name (convert-weights.ts). */
+  /** Converted LM weights by stable name (convert/lm-weights.ts). */
   lmWeights: ReadonlyMap<string, NamedTensor>;
   decoder: CosmosDecoderSpec;
-  /** Converted decoder weights by name (vq/weights.ts). */
+  /** Converted decoder weights by name (model/decoder-weights.ts). */
   decoderWeights: ReadonlyMap<string, NamedTensor>;
   preview?: PreviewMap;
 }
@@ -22,10 +22,10 @@ export interface EngineModel {
 export type Activations = 'f32' | 'f16';
 
 /**
- * accuracyLevel: MatMulNBits' (graph.ts LmGraphOptions; 0 computes with the activations as they
+ * accuracyLevel: MatMulNBits' (model/lm-graph.ts LmGraphOptions; 0 computes with the activations as they
  * are). graphCapture: total_sequence_length fixed at the capacity, for a captured WebGPU session.
- * kvCache: graph.ts LmGraphOptions.kvCache ('read-only' for onnxruntime-node). quantizedLookup:
- * graph.ts LmGraphOptions.quantizedLookup ('Gather' for the wasm EP).
+ * kvCache: model/lm-graph.ts LmGraphOptions.kvCache ('read-only' for onnxruntime-node). quantizedLookup:
+ * model/lm-graph.ts LmGraphOptions.quantizedLookup ('Gather' for the wasm EP).
  */
 export function lmGraphBytes(model: EngineModel, activations: Activations, capacity: number, options: LmGraphChoices = {}): Uint8Array {
   return buildLmGraph(model.lm, (n) => model.lmWeights.get(n), lmGraphOptions(activations, capacity, options));
@@ -39,7 +39,7 @@ export function lmGraphWithExternalData(model: EngineModel, activations: Activat
   return buildLmGraphWithExternalData(model.lm, (n) => model.lmWeights.get(n), lmGraphOptions(activations, capacity, options));
 }
 
-/** What a backend chooses of the LM graph (graph.ts LmGraphOptions). */
+/** What a backend chooses of the LM graph (model/lm-graph.ts LmGraphOptions). */
 export interface LmGraphChoices {
   accuracyLevel?: 0 | 4;
   graphCapture?: boolean;

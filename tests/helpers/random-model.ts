@@ -1,7 +1,7 @@
 // Random Qwen2 checkpoints in the HF layout, held in memory behind a TensorReader: for tests
 // (graph vs reference without fixtures) and benchmarks (real shapes, no download).
-import type { LmSpec } from '../../model-spec.ts';
-import type { RawTensor, TensorInfo, TensorReader } from '../../formats/tensor.ts';
+import type { LmSpec } from '../../src/core/base/model-spec.ts';
+import type { RawTensor, TensorInfo, TensorReader } from '../../src/core/formats/tensor.ts';
 
 function rng(seed: number) {
   let s = seed >>> 0;
