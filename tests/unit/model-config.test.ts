@@ -9,7 +9,7 @@ import { openFolder } from '../../src/core/formats/byte-source.ts';
 import { SimpleARError } from '../../src/core/base/errors.ts';
 import { startTestServer, type TestServer } from '../helpers/http-server.ts';
 
-/** SimpleAR-0.5B as SPEC A.1 describes it (Qwen2.5-0.5B-Instruct shapes, vocab 215672). */
+/** SimpleAR-0.5B as docs/model.md#language-model describes it (Qwen2.5-0.5B-Instruct shapes, vocab 215672). */
 const CONFIG_05B = {
   architectures: ['Qwen2ForCausalLM'],
   bos_token_id: 151643,
@@ -54,7 +54,7 @@ const errorOf = (f: () => unknown): SimpleARError => {
 };
 
 describe('config.json → LmSpec', () => {
-  it('SimpleAR-0.5B shapes (SPEC A.1): head_dim 64, visual offset 151672', () => {
+  it('SimpleAR-0.5B shapes (docs/model.md#language-model): head_dim 64, visual offset 151672', () => {
     expect(parseLmSpec(CONFIG_05B, 151672)).toEqual({
       hiddenSize: 896,
       numLayers: 24,
@@ -128,7 +128,7 @@ describe('config.json → LmSpec', () => {
   });
 });
 
-describe('generation settings (SPEC B.5.3)', () => {
+describe('generation settings (docs/model.md#generation_configjson)', () => {
   it('reads eos ids, pad id and repetition_penalty from generation_config.json', () => {
     const cfg = parseModelConfig(CONFIG_05B, QWEN_INSTRUCT_GENERATION, 151672);
     expect(cfg.generation).toEqual({

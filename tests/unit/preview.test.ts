@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fitPreviewMap, fsqVector, paintTokens, previewPalette } from '../../src/core/model/preview.ts';
 
-describe('FSQ vectors (SPEC C.3)', () => {
+describe('FSQ vectors (docs/model.md#fsq-inverse)', () => {
   it('maps the extreme codes as the reference does', () => {
     expect([...fsqVector(0)]).toEqual([-1, -1, -1, -1, -1, -1]);
     expect([...fsqVector(63999)]).toEqual([0.75, 0.75, 0.75, 1, 1, 1]);

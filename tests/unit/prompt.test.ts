@@ -12,7 +12,7 @@ import {
 import { SimpleARError } from '../../src/core/base/errors.ts';
 import { simplearQwenTokenizerFiles } from '../helpers/qwen-tokenizer.ts';
 
-// SPEC B.2 / SA:generate.py:31-34, verbatim.
+// docs/model.md#prompt-format (SimpleAR's generate.py, https://github.com/wdrink/SimpleAR), verbatim.
 const REF_COND = '<|t2i|>A highly realistic image of a red cat<|soi|>';
 const REF_UNCOND =
   '<|t2i|>An image of aerial view, overexposed, low quality, deformation, a poor composition, bad hands, bad teeth, bad eyes, bad limbs, distortion<|soi|>';
@@ -22,7 +22,7 @@ beforeAll(() => {
   qwen = createTokenizer(simplearQwenTokenizerFiles());
 });
 
-describe('prompt templates (SPEC B.2)', () => {
+describe('prompt templates (docs/model.md#prompt-format)', () => {
   it('are the reference strings', () => {
     expect(conditionalText('a red cat')).toBe(REF_COND);
     expect(negativeText()).toBe(REF_UNCOND);

@@ -83,7 +83,7 @@ beforeAll(() => {
 });
 
 describe('tokenizer on the real Qwen vocabulary + SimpleAR specials', () => {
-  it('has len(tokenizer) = 151672 and the SimpleAR special ids of SPEC A.2', () => {
+  it('has len(tokenizer) = 151672 and the SimpleAR special ids (docs/model.md#vocabulary-layout)', () => {
     expect(qwen.length).toBe(151672);
     expect(qwen.specialIds).toEqual({ t2i: 151665, soi: 151667, endOfText: 151643 });
     SIMPLEAR_SPECIALS.forEach((t, i) => expect(qwen.tokenId(t)).toBe(QWEN25_LEN + i));

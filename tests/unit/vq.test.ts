@@ -1,6 +1,6 @@
 // The Cosmos DV decoder conversion (src/core/model/decoder*.ts): structure read from tensor names and
 // shapes (the real decoder.jit's key list, tests/fixtures/released-decoder-shapes.tsv,
-// and width-scaled versions of it), the T=1 weight folding, parameter counts (SPEC C.9), and the
+// and width-scaled versions of it), the T=1 weight folding, parameter counts (docs/model.md#decoder-parameters), and the
 // ONNX graph's IO contract on onnxruntime-node.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,7 +49,7 @@ const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 describe('describeCosmosDecoder on the released decoder.jit key list', () => {
   const spec = describeCosmosDecoder(realKeys);
 
-  it('derives the SPEC C.8 structure from names and shapes', () => {
+  it('derives the decoder structure (docs/model.md#decoder-structure) from names and shapes', () => {
     expect(spec.fsq).toEqual({ levels: [8, 8, 8, 5, 5, 5], embeddingDim: 6, codebookSize: 64000 });
     expect(spec.zChannels).toBe(16);
     expect(spec.latentChannels).toBe(512);
@@ -72,7 +72,7 @@ describe('describeCosmosDecoder on the released decoder.jit key list', () => {
     expect(spec.upscale).toBe(16); // 64² codes → 1024² pixels
   });
 
-  it('drops exactly the weights unused at T=1 and counts SPEC C.9 parameters after folding', () => {
+  it('drops exactly the weights unused at T=1 and counts the parameters of docs/model.md#decoder-parameters after folding', () => {
     const names = realKeys.map((k) => k.name);
     expect(unusedSourceTensors(spec, names)).toEqual([
       'decoder.mid.attn_1.1.q.conv3d.weight',
@@ -98,7 +98,7 @@ describe('describeCosmosDecoder on the released decoder.jit key list', () => {
     expect(converted.has('decoder.up.2.upsample.conv1.weight')).toBe(false);
     expect(converted.get('decoder.conv_out.1.weight')).toEqual([192, 192, 1, 1]);
 
-    // Optional fusion of each 3×3 conv with its folded 1×1 conv (SPEC C.9's last row).
+    // Optional fusion of each 3×3 conv with its folded 1×1 conv (docs/model.md#decoder-parameters, the fused count).
     const fused = convertedWeightShapes(spec, source, { fuse: true });
     expect([...fused.values()].reduce((n, s) => n + numel(s), 0)).toBe(49_641_520);
     expect(fused.get('decoder.conv_out.0.weight')).toEqual([192, 256, 3, 3]);

@@ -5,7 +5,8 @@
 //
 //   node gpu-node.mjs [--tiny] [--size 1024] [--activations f16|f32] [--steps-only]
 // env: WEBGPU_MODULE = path of the `webgpu` package's index.js; ORT_WEB_DIST = onnxruntime-web/dist;
-//      DECODER_SHAPES = the decoder_jit_state_dict_keys.tsv of the real DV8x16x16 decoder.
+//      DECODER_SHAPES = the shapes table of the real DV8x16x16 decoder, as in
+//      tests/fixtures/released-decoder-shapes.tsv.
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';

@@ -21,7 +21,7 @@ export interface LmSpec {
 
 export const VISUAL_CODES = 64000;
 
-/** SimpleAR-0.5B (Qwen2.5-0.5B + 64,000 visual codes, SPEC A.1): the shapes benchmarks use. */
+/** SimpleAR-0.5B (Qwen2.5-0.5B + 64,000 visual codes, docs/model.md#language-model): the shapes benchmarks use. */
 export const SIMPLEAR_05B: LmSpec = {
   hiddenSize: 896,
   numLayers: 24,

@@ -1,4 +1,4 @@
-// Generation settings: defaults from the reference (SPEC B.5, SA:generate.py) and validation
+// Generation settings: defaults from the reference (docs/model.md#generation-settings) and validation
 // that runs before any work starts, so bad input fails fast with a message that says what to do.
 import { SimpleARError } from '../base/errors.ts';
 import { VISUAL_CODES } from '../base/model-spec.ts';

@@ -1,4 +1,4 @@
-// The GPU-resident decode loop (DESIGN "Key decisions" 4). Allocated once per engine:
+// The GPU-resident decode loop (docs/architecture.md#gpu-resident-decode-loop). Allocated once per engine:
 //  - the static KV cache: one GPU buffer per layer and K/V, rows = the two CFG streams
 //    (conditional, negative), bound as both past_* and present_*;
 //  - the step inputs input_ids / seqlens_k / logits_index and the logits output, as GPU tensors;

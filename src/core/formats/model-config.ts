@@ -1,12 +1,13 @@
 // config.json + generation_config.json of a SimpleAR checkpoint (HF Qwen2 layout) → LmSpec and
-// the generation settings that HF `generate` would silently apply (SPEC A.1, A.2, B.5.3).
+// the generation settings that HF `generate` would silently apply (docs/model.md#language-model,
+// #vocabulary-layout, #generation_configjson).
 import { ModelFileError, SimpleARError } from '../base/errors.ts';
 import { VISUAL_CODES, type LmSpec } from '../base/model-spec.ts';
 import { readJson, type FileFolder } from './byte-source.ts';
 
 /**
  * Settings from generation_config.json that the reference does NOT override with explicit
- * kwargs (SPEC B.5.3): a faithful port defaults to them. Sampling knobs (temperature, top-k/p,
+ * kwargs (docs/model.md#generation_configjson): a faithful port defaults to them. Sampling knobs (temperature, top-k/p,
  * do_sample) are overridden by the reference's explicit kwargs and are not reported here.
  */
 export interface GenerationSettings {

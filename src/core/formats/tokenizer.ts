@@ -1,10 +1,10 @@
-// The checkpoint's text tokenizer (Qwen2 byte-level BPE, SPEC B.1), via @huggingface/tokenizers.
+// The checkpoint's text tokenizer (Qwen2 byte-level BPE, docs/model.md#text-tokenizer), via @huggingface/tokenizers.
 // Added/special tokens are split out verbatim before BPE; no BOS/EOS is added.
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelFileError, SimpleARError } from '../base/errors.ts';
 import { readJson, type FileFolder } from './byte-source.ts';
 
-/** The special tokens the pipeline needs, looked up by name (SPEC A.2). */
+/** The special tokens the pipeline needs, looked up by name (docs/model.md#vocabulary-layout). */
 export interface SpecialIds {
   /** `<|t2i|>`: opens every text-to-image prompt. */
   t2i: number;
@@ -140,7 +140,7 @@ export async function loadTokenizer(folder: FileFolder, signal?: AbortSignal): P
   return new TextTokenizer({ tokenizerJson, tokenizerConfig }, source);
 }
 
-// transformers: models/qwen2/tokenization_qwen2.py PRETOKENIZE_REGEX (SPEC B.1).
+// transformers: models/qwen2/tokenization_qwen2.py PRETOKENIZE_REGEX (docs/model.md#text-tokenizer).
 const QWEN2_PRETOKENIZE_REGEX =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 

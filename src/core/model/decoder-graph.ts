@@ -1,4 +1,4 @@
-// The Cosmos DV decoder as ONE ONNX graph, in its exact 2D single-frame form (SPEC C.3–C.8, C.11):
+// The Cosmos DV decoder as ONE ONNX graph, in its exact 2D single-frame form (docs/model.md#decoder):
 //
 //   codes int64 [h, w]            visual codes 0..63999 (clamped), row-major latent grid
 //   → FSQ inverse                 6 digits by integer division, (d − ⌊L/2⌋)/⌊L/2⌋        6×h×w
@@ -9,14 +9,14 @@
 //   → up levels 2, 1, 0           res blocks, then upsample (conv1 folded + residual if
 //                                 temporal; nearest 2×, 3×3 conv2 + residual; 1×1 conv3)  256×4h×4w
 //   → norm_out, swish, conv_out   3×3 256→192, folded 1×1                              192×4h×4w
-//   → inverse Haar × 2            closed form (SPEC C.7): 192 → 24×8h×8w → 3×16h×16w
+//   → inverse Haar × 2            closed form (docs/model.md#inverse-haar): 192 → 24×8h×8w → 3×16h×16w
 //   → bytes                       u8 = ⌊clamp((x+1)/2, 0, 1)·255 + 0.5⌋, alpha 255
 //   rgba uint8 [16h, 16w, 4]      ready for an ImageData
 //
 // GroupNorm(1 group) is a normalization over C×H×W per image (eps 1e-6) with per-channel affine;
 // its statistics are computed in fp32 in both variants.
 //
-// WebGPU memory (SPEC C.10): at 1024² (h = w = 64) the tensors after up.1's upsampler are
+// WebGPU memory (docs/model.md#decoder-memory): at 1024² (h = w = 64) the tensors after up.1's upsampler are
 // 512×256×256 — 128 MiB in fp32, exactly the default maxStorageBufferBindingSize (the f16 graph
 // casts each GroupNorm input to fp32 for its statistics, so it has one such tensor too). Where a
 // budget is smaller, decoderStages/buildDecoderStage cut the graph at its norms so that
@@ -318,7 +318,7 @@ class DecoderGraphBuilder {
     return this.g.op1('Conv', [x, w, this.weight(`${prefix}.bias`)], { kernel_shape: [k, k], pads: [pad, pad, pad, pad] });
   }
 
-  /** SPEC C.8 "fconv": 3×3 conv then the folded 1×1 conv (one 3×3 conv when fused). */
+  /** A (1,3,3)+(3,1,1) conv pair at T=1 (docs/model.md#reduction-to-2d): 3×3 conv then the folded 1×1 conv (one 3×3 conv when fused). */
   private fconv(x: string, prefix: string): string {
     const h = this.conv(x, `${prefix}.0`);
     return this.fused ? h : this.conv(h, `${prefix}.1`);
@@ -330,7 +330,7 @@ class DecoderGraphBuilder {
   }
 
   /**
-   * GroupNorm with one group (SPEC C.6): y = (x − mean_CHW)/√(var_CHW + 1e-6)·γ_c + β_c.
+   * GroupNorm with one group (docs/model.md#decoder-blocks): y = (x − mean_CHW)/√(var_CHW + 1e-6)·γ_c + β_c.
    * Statistics in fp32, per channel first (parallel over C, and no cross-channel cancellation):
    * var = mean_c(var_c) + mean_c((mean_c − mean)²). Applied as one per-channel affine pass
    * (BatchNormalization with mean 0, var 1, eps 0 computes exactly x·scale + shift).
@@ -414,7 +414,7 @@ class DecoderGraphBuilder {
     return y;
   }
 
-  /** CausalHybridUpsample3d at T=1 (SPEC C.6). */
+  /** CausalHybridUpsample3d at T=1 (docs/model.md#decoder-blocks). */
   private upsample(x: string, u: UpsampleSpec): string {
     const g = this.g;
     if (!u.temporal && !u.spatial) return x;
@@ -432,7 +432,7 @@ class DecoderGraphBuilder {
   }
 
   /**
-   * FSQ inverse (SPEC C.3): digit_i = ⌊n / basis_i⌋ mod L_i, code_i = (digit_i − ⌊L_i/2⌋) / ⌊L_i/2⌋,
+   * FSQ inverse (docs/model.md#fsq-inverse): digit_i = ⌊n / basis_i⌋ mod L_i, code_i = (digit_i − ⌊L_i/2⌋) / ⌊L_i/2⌋,
    * in int32 arithmetic (exact; the mod as a − ⌊a/L⌋·L). Channel 0 is the least significant digit.
    */
   private fsqInverse(codes: string): string {
@@ -456,7 +456,7 @@ class DecoderGraphBuilder {
   }
 
   /**
-   * One inverse Haar level in closed form (SPEC C.7): with g = C/8 and channel groups
+   * One inverse Haar level in closed form (docs/model.md#inverse-haar): with g = C/8 and channel groups
    * [lll, llh, lhl, lhh, hll, hlh, hhl, hhh], Z_k = X_k − X_{k+4} = (LL, LH, HL, HH) and
    *   Y[2i+a, 2j+b] = LL + (−1)^b·LH + (−1)^a·HL + (−1)^(a+b)·HH.
    * As a ±1 1×1 conv (8g → 4g, output channel (2a+b)·g + c) then DepthToSpace (DCR, block 2).
@@ -482,7 +482,7 @@ class DecoderGraphBuilder {
     return g.op1('DepthToSpace', [mixed], { blocksize: 2, mode: 'DCR' });
   }
 
-  /** [1, 3, H, W] float → `rgba` uint8 [H, W, 4] (SPEC C.11, alpha 255). */
+  /** [1, 3, H, W] float → `rgba` uint8 [H, W, 4] (docs/model.md#pixels, alpha 255). */
   private toRgbaBytes(image: string): void {
     const g = this.g;
     const c = (v: number) => g.constFloat32([v], []);

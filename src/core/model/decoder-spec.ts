@@ -1,4 +1,5 @@
-// The Cosmos DV decoder's structure, read from its tensor names and shapes (SPEC C.1, C.8, C.9):
+// The Cosmos DV decoder's structure, read from its tensor names and shapes (docs/model.md#decoder-configuration,
+// #decoder-structure, #decoder-parameters):
 // widths, number of levels and res blocks, which attention blocks exist. Only what tensors
 // cannot tell (the compression factors that decide which upsamplers are temporal, the FSQ
 // levels behind the 6-dim codes) comes from the known DV configuration, and is checked.
@@ -65,7 +66,7 @@ export interface CosmosDecoderSpec {
 }
 
 export interface DescribeOptions {
-  /** Cosmos config values that tensor shapes cannot show; the DV defaults of SPEC C.1. */
+  /** Cosmos config values that tensor shapes cannot show; the DV defaults of docs/model.md#decoder-configuration. */
   spatialCompression?: number;
   temporalCompression?: number;
   legacyMode?: boolean;
@@ -109,7 +110,7 @@ export function describeCosmosDecoder(tensors: readonly ShapeInfo[], options: De
       if (s.length !== 1 || s[0] !== channels) fail(`shape ${JSON.stringify(s)}, expected [${channels}]`, n);
     }
   };
-  /** A (1,3,3) conv followed by a (3,1,1) conv (SPEC C.8 "fconv"); returns [out, in]. */
+  /** A (1,3,3) conv followed by a (3,1,1) conv (a 3×3 conv then a folded 1×1 at T=1, docs/model.md#reduction-to-2d); returns [out, in]. */
   const fconv = (prefix: string): [number, number] => {
     const [o, i] = conv(`${prefix}.0`, [1, 3, 3]);
     const [o2, i2] = conv(`${prefix}.1`, [3, 1, 1]);
@@ -164,7 +165,7 @@ export function describeCosmosDecoder(tensors: readonly ShapeInfo[], options: De
   if (numLevels === 0) fail('no decoder.up.* blocks');
   for (let l = 0; l < numLevels; l++) if (!blockCount.has(l)) fail(`decoder.up.${l} is missing`);
 
-  // Config facts (SPEC C.1): patch size from conv_out, then which upsamplers are temporal.
+  // Config facts (docs/model.md#decoder-configuration): patch size from conv_out, then which upsamplers are temporal.
   const imageChannels = options.imageChannels ?? 3;
   const finalChannels0 = shapes.get('decoder.norm_out.norm.weight')?.[0] ?? fail('missing tensor', 'decoder.norm_out.norm.weight');
   const [outChannels, convOutIn] = fconv('decoder.conv_out');

@@ -1,4 +1,4 @@
-// The Cosmos DV decoder: from decoder.jit to one ONNX graph (SPEC C).
+// The Cosmos DV decoder: from decoder.jit to one ONNX graph (docs/model.md#decoder).
 //   const reader = await openTorchScript(folder.open('decoder.jit'));
 //   const spec = await describeDecoderFile(reader);                          // structure + FSQ check
 //   const weights = convertDecoderWeights(reader, { spec, dtype: 'f16' });   // AsyncIterable<NamedTensor>

@@ -1,4 +1,4 @@
-// The SimpleAR LM (Qwen2, SPEC A.3) as ONE ONNX graph that serves both prefill and decode, for
+// The SimpleAR LM (Qwen2, docs/model.md#forward-pass) as ONE ONNX graph that serves both prefill and decode, for
 // ONNX Runtime's WebGPU EP (browsers), its CPU EP (onnxruntime-node) and the wasm EP.
 //
 // ── Graph IO contract ─────────────────────────────────────────────────────────────────────────
@@ -123,7 +123,7 @@ export const presentValue = (i: number) => `present_value.${i}`;
 export const newKey = (i: number) => `new_key.${i}`;
 export const newValue = (i: number) => `new_value.${i}`;
 
-/** cos/sin tables [maxLen, hd/2] exactly as HF computes them in float32 (SPEC A.3). */
+/** cos/sin tables [maxLen, hd/2] exactly as HF computes them in float32 (docs/model.md#forward-pass). */
 export function ropeTables(headDim: number, theta: number, maxLen: number): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const f = Math.fround;

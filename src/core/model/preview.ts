@@ -2,7 +2,7 @@
 // once per model against the real decoder's output. Painting a token is then a table lookup, so
 // the preview costs nothing next to generation and can update every row.
 
-/** Cosmos DV FSQ levels (SPEC C.3); 8·8·8·5·5·5 = 64,000 codes. */
+/** Cosmos DV FSQ levels (docs/model.md#fsq-inverse); 8·8·8·5·5·5 = 64,000 codes. */
 export const FSQ_LEVELS = [8, 8, 8, 5, 5, 5] as const;
 
 /** The FSQ code vector of a visual code (channel 0 = least significant digit). */

@@ -1,4 +1,5 @@
-// Prompt templates of the reference demo (SPEC B.2, `SA:generate.py:31-34`).
+// Prompt templates of the reference demo (docs/model.md#prompt-format: SimpleAR's generate.py,
+// https://github.com/wdrink/SimpleAR).
 //
 // conditional:  <|t2i|>A highly realistic image of {prompt}<|soi|>
 // negative:     <|t2i|>An image of aerial view, overexposed, …, distortion<|soi|>   (default)
@@ -6,7 +7,7 @@
 // A user-supplied negative prompt is wrapped as `<|t2i|>{negative}<|soi|>`: the text is used as
 // written, with no "An image of" prefix, so that the default is exactly the case
 // negative = DEFAULT_NEGATIVE_TEXT. The empty string gives `<|t2i|><|soi|>`, which is the true
-// null condition the model was trained with (p_drop_cond = 0.1, SPEC B.2), i.e. classic
+// null condition the model was trained with (p_drop_cond = 0.1, docs/model.md#prompt-format), i.e. classic
 // unconditional CFG instead of negative-prompt guidance.
 //
 // The user's text is tokenized as the reference does: if it contains a special token written

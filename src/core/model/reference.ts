@@ -1,6 +1,6 @@
 // A plain-TypeScript Qwen2 forward pass over the ORIGINAL (HF-named) weights, in float64: the
 // independent check of the ONNX graph on random small models (tests) and a debugging aid. Slow;
-// for tiny models only. Follows SPEC A.3 step by step (one stream, KV cache of post-RoPE keys).
+// for tiny models only. Follows docs/model.md#forward-pass step by step (one stream, KV cache of post-RoPE keys).
 import type { LmSpec } from '../base/model-spec.ts';
 import { ropeTables } from './lm-graph.ts';
 

@@ -47,7 +47,7 @@ export interface DecoderFallback {
 export interface DecodedImage {
   width: number;
   height: number;
-  /** Row-major RGBA, alpha 255 (SPEC C.11 quantisation). */
+  /** Row-major RGBA, alpha 255 (bytes as docs/model.md#pixels). */
   rgba: Uint8Array;
   /** Set when the f16 decode failed its checks and this image is the f32 rerun. */
   fallback?: DecoderFallback;

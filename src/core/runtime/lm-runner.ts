@@ -405,7 +405,7 @@ export class LmRunner {
   }
 }
 
-/** log_softmax(u + cfg·(c − u)) over one row of V logits (SPEC B.5.2: same distribution as the
+/** log_softmax(u + cfg·(c − u)) over one row of V logits (docs/model.md#cfg: same distribution as the
  * log-prob form). */
 export function cfgLogProbs(cond: Float32Array, uncond: Float32Array, cfg: number): Float64Array {
   const n = cond.length;

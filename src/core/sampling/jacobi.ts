@@ -1,7 +1,7 @@
 // Speculative Jacobi decoding (SJD), backend-neutral: draft a window of tokens, verify them with
 // one model run over [last token, drafts…] (the KV cache keeps the accepted prefix), and accept
 // with the speculative-sampling rule, so every emitted token is distributed exactly as the
-// ordinary sampler would draw it given its prefix (unlike the reference, SPEC B.7, which forces
+// ordinary sampler would draw it given its prefix (unlike the reference, docs/model.md#sjd-rule, which forces
 // its first draft through and starts greedy).
 //
 // Per iteration, with drafts d_1..d_D drawn independently from proposals q_1..q_D (fixed before

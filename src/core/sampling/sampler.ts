@@ -5,7 +5,8 @@
 // the chunk sums), so a seed gives the same tokens on every backend, up to exp() rounding.
 //
 // CFG on logits, u + cfg·(c − u), gives the same distribution as the reference's log-softmax form
-// (SPEC B.5.2). Only the visual rows are sampled (SPEC B.5.1: a deliberate, documented deviation).
+// (docs/model.md#cfg). Only the visual rows are sampled (docs/model.md#deviations: a deliberate
+// deviation).
 
 export interface SamplingParams {
   /** Guidance scale; 1 = conditional logits only. */
