@@ -1,6 +1,6 @@
 // config.json + generation_config.json of a SimpleAR checkpoint (HF Qwen2 layout) → LmSpec and
 // the generation settings that HF `generate` would silently apply (docs/model.md#language-model,
-// #vocabulary-layout, #generation_configjson).
+// docs/model.md#vocabulary-layout, docs/model.md#generation_configjson).
 import { ModelFileError, SimpleARError } from '../base/errors.ts';
 import { VISUAL_CODES, type LmSpec } from '../base/model-spec.ts';
 import { readJson, type FileFolder } from './byte-source.ts';

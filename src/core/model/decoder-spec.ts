@@ -1,5 +1,5 @@
-// The Cosmos DV decoder's structure, read from its tensor names and shapes (docs/model.md#decoder-configuration,
-// #decoder-structure, #decoder-parameters):
+// The Cosmos DV decoder's structure, read from its tensor names and shapes (docs/model.md#decoder-structure,
+// docs/model.md#decoder-parameters):
 // widths, number of levels and res blocks, which attention blocks exist. Only what tensors
 // cannot tell (the compression factors that decide which upsamplers are temporal, the FSQ
 // levels behind the 6-dim codes) comes from the known DV configuration, and is checked.

@@ -1,5 +1,5 @@
 // decoder.jit weights → the exact 2D single-frame form (docs/model.md#reduction-to-2d,
-// #decoder-parameters):
+// docs/model.md#decoder-parameters):
 //   (1,3,3) convs → 3×3 conv weights            W[:, :, 0]
 //   (3,1,1) convs → 1×1 conv weights            W[:, :, 0] + W[:, :, 1] + W[:, :, 2]  (summed in fp32)
 //   (1,1,1) convs → 1×1 conv weights
