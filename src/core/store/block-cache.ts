@@ -173,7 +173,7 @@ export class BlockCache {
   async verifyWhole(record: FileRecord, signal?: AbortSignal, onBytes?: (n: number) => void): Promise<void> {
     const expected = sha256FromEtag(record.etag);
     if (!expected || record.verified) return;
-    const hash = new Sha256Stream();
+    const hash = await Sha256Stream.create();
     for (let i = 0; i < blockCount(record.size, record.blockBytes); i++) {
       const bytes = await this.block(record, i, signal);
       hash.update(bytes);
