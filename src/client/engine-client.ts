@@ -5,12 +5,13 @@ import * as Comlink from 'comlink';
 import { SimpleARError } from '../core/base/errors.ts';
 import type { DeviceFacts } from '../core/runtime/device.ts';
 import { installErrorTransfer } from './error-transfer.ts';
+import { callOverWire, type EngineMethod, type EngineResult, type EngineWire, type LeadingArgs, type OptionsOf } from './engine-bridge.ts';
 import type {
   CheckpointInspection,
   CachedModel,
   CheckpointPart,
   DecodeResult,
-  EngineWorkerApi,
+  EngineApi,
   GenerateRequest,
   GenerationProgress,
   GenerationResult,
@@ -54,9 +55,11 @@ export interface EngineClientOptions {
   startWorker?: () => Worker;
 }
 
+type Remote = Comlink.Remote<EngineWire>;
+
 interface Connection {
   worker: Worker;
-  remote: Comlink.Remote<EngineWorkerApi>;
+  remote: Remote;
   /** Rejects when the worker dies or fails to load; calls race against it. */
   failed: Promise<never>;
 }
@@ -65,13 +68,14 @@ function aborted(signal: AbortSignal): SimpleARError {
   return new SimpleARError('Aborted', 'The operation was cancelled.', { reason: String(signal.reason) });
 }
 
-export class EngineClient {
+/** The engine API (EngineApi) on the page, served by an EngineHost in the engine worker. */
+export class EngineClient implements EngineApi {
   readonly #startWorker: () => Worker;
   #connection: Connection | undefined;
   #disposed = false;
   #nextId = 0;
   /** Loads the current model again (same source and options, no progress): after a GPU failure. */
-  #reload: ((api: Comlink.Remote<EngineWorkerApi>) => Promise<unknown>) | undefined;
+  #reload: ((api: Remote) => Promise<unknown>) | undefined;
   /** The worker was replaced after a GPU failure: the model must be loaded before generating. */
   #reloadPending = false;
 
@@ -82,37 +86,35 @@ export class EngineClient {
 
   /** WebGPU adapter, features and limits as the engine sees them, or why WebGPU is missing. */
   getDeviceInfo(options: { signal?: AbortSignal } = {}): Promise<DeviceFacts> {
-    // Comlink.Remote distributes over the union; the value is a DeviceFacts all the same.
-    return this.#call((api) => api.getDeviceInfo() as Promise<DeviceFacts>, options.signal);
+    return this.#plain('getDeviceInfo', [], options);
   }
 
   /** Runs a small ONNX graph on the GPU through ONNX Runtime Web and reports its numbers. */
   selfTest(options: { signal?: AbortSignal } = {}): Promise<SelfTestReport> {
-    return this.#call((api) => api.selfTest(), options.signal);
+    return this.#plain('selfTest', [], options);
   }
 
   /** Per-tensor SHA-256 of the checkpoint at `baseUrl` as the worker reads it (range requests). */
   inspectCheckpoint(baseUrl: string, options: { parts?: CheckpointPart[]; signal?: AbortSignal } = {}): Promise<CheckpointInspection> {
-    return this.#call((api) => api.inspectCheckpoint(baseUrl, options.parts), options.signal);
+    return this.#plain('inspectCheckpoint', [baseUrl], options);
   }
   /** GPU buffers the engine's device holds now, or null before the GPU is in use. */
   gpuMemory(): Promise<{ liveBuffers: number; liveBytes: number; created: number } | null> {
-    return this.#call((api) => api.gpuMemory());
+    return this.#plain('gpuMemory', []);
   }
 
   /** Loads a model into the worker's engine (replacing any loaded one). */
   async loadModel(source: ModelSource, options: LoadModelOptions & { signal?: AbortSignal } = {}): Promise<LoadedModelInfo> {
     const { signal, ...rest } = options;
-    const info = await this.#onFreshWorkerIfLost(() => this.#call((api) => api.loadModel(source, rest), signal));
-    this.#reload = (api) => api.loadModel(source, rest);
+    const info = await this.#onFreshWorkerIfLost(() => this.#plain('loadModel', [source], options));
+    this.#reload = (api) => callOverWire(api, ++this.#nextId, 'loadModel', [source], rest);
     this.#reloadPending = false;
     return info;
   }
 
   /** Download size, storage needed and cache state of `source`; downloads nothing. */
   planModel(source: ModelSource, options: LoadModelOptions & { signal?: AbortSignal } = {}): Promise<ModelPlan> {
-    const { signal, ...rest } = options;
-    return this.#call((api) => api.planModel(source, rest), signal);
+    return this.#plain('planModel', [source], options);
   }
 
   /**
@@ -123,23 +125,21 @@ export class EngineClient {
     source: ModelSource,
     options: LoadModelOptions & { onProgress?: (p: PrepareProgress) => void; signal?: AbortSignal } = {},
   ): Promise<PreparedModelInfo> {
-    const { signal, onProgress, ...rest } = options;
-    const info = await this.#onFreshWorkerIfLost(() =>
-      this.#cancellable(signal, (id, api) => api.prepareModel(id, source, rest, onProgress && Comlink.proxy(onProgress))),
-    );
-    this.#reload = (api) => api.prepareModel(++this.#nextId, source, rest);
+    const { signal, onProgress: _onProgress, ...rest } = options;
+    const info = await this.#onFreshWorkerIfLost(() => this.#cancellable(signal, (id, api) => callOverWire(api, id, 'prepareModel', [source], options)));
+    this.#reload = (api) => callOverWire(api, ++this.#nextId, 'prepareModel', [source], rest);
     this.#reloadPending = false;
     return info;
   }
 
   /** Models in the browser's storage (complete or partial downloads). */
   listCachedModels(): Promise<CachedModel[]> {
-    return this.#call((api) => api.listCachedModels());
+    return this.#plain('listCachedModels', []);
   }
 
   /** Deletes a stored model; the engine unloads it if it is the loaded one. */
   deleteCachedModel(modelId: string): Promise<void> {
-    return this.#call((api) => api.deleteCachedModel(modelId));
+    return this.#plain('deleteCachedModel', [modelId]);
   }
 
   /**
@@ -150,19 +150,19 @@ export class EngineClient {
     request: GenerateRequest,
     options: { onProgress?: (p: GenerationProgress) => void; signal?: AbortSignal } = {},
   ): Promise<GenerationResult> {
-    const { signal, onProgress } = options;
+    const { signal } = options;
     if (this.#reloadPending && this.#reload) {
       // The last GPU failure ended the old worker: load the model again (from storage) first.
       const reload = this.#reload;
       await this.#gpuCall(() => this.#call((api) => reload(api), signal));
       this.#reloadPending = false;
     }
-    return this.#gpuCall(() => this.#cancellable(signal, (id, api) => api.generate(id, request, onProgress && Comlink.proxy(onProgress))));
+    return this.#gpuCall(() => this.#cancellable(signal, (id, api) => callOverWire(api, id, 'generate', [request], options)));
   }
 
   /** The loaded model's VQ decoder alone on `codes`, a side × side latent (raster order). */
   decode(codes: Int32Array, side: number, options: { signal?: AbortSignal } = {}): Promise<DecodeResult> {
-    return this.#gpuCall(() => this.#call((api) => api.decode(codes, side), options.signal));
+    return this.#gpuCall(() => this.#plain('decode', [codes, side], options));
   }
 
   /**
@@ -170,7 +170,7 @@ export class EngineClient {
    * call rejects with DeviceLost; the generation after it restarts the engine by itself.
    */
   debugLoseDevice(): Promise<boolean> {
-    return this.#call((api) => api.debugLoseDevice());
+    return this.#plain('debugLoseDevice', []);
   }
 
   /**
@@ -210,7 +210,7 @@ export class EngineClient {
   }
 
   /** A worker call that `cancel(id)` can stop; rejects with an AbortError once `signal` aborts. */
-  async #cancellable<T>(signal: AbortSignal | undefined, invoke: (id: number, api: Comlink.Remote<EngineWorkerApi>) => Promise<T>): Promise<T> {
+  async #cancellable<T>(signal: AbortSignal | undefined, invoke: (id: number, api: Remote) => Promise<T>): Promise<T> {
     const id = ++this.#nextId;
     const cancel = () => void this.#connection?.remote.cancel(id);
     signal?.addEventListener('abort', cancel, { once: true });
@@ -243,11 +243,16 @@ export class EngineClient {
       });
     });
     failed.catch(() => {}); // observed by the calls that race against it
-    this.#connection = { worker, remote: Comlink.wrap<EngineWorkerApi>(worker), failed };
+    this.#connection = { worker, remote: Comlink.wrap<EngineWire>(worker), failed };
     return this.#connection;
   }
 
-  async #call<T>(invoke: (api: Comlink.Remote<EngineWorkerApi>) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /** A call the worker does not stop early: aborting `signal` rejects it here (code Aborted). */
+  #plain<K extends EngineMethod>(method: K, leading: LeadingArgs<K>, options: OptionsOf<K> | Record<string, never> = {}): Promise<EngineResult<K>> {
+    return this.#call((api) => callOverWire(api, ++this.#nextId, method, leading, options), (options as { signal?: AbortSignal }).signal);
+  }
+
+  async #call<T>(invoke: (api: Remote) => Promise<T>, signal?: AbortSignal): Promise<T> {
     if (this.#disposed) throw new Error('EngineClient is disposed');
     if (signal?.aborted) throw aborted(signal);
     const { remote, failed } = this.#connect();

@@ -1,13 +1,14 @@
 // The page-side bridge over the engine worker, with the worker played by a MessageChannel
-// port running the real Comlink expose: calls, typed errors across the boundary, abort,
+// port running the worker's real bridge (exposeEngine): calls, typed errors across the boundary, abort,
 // a worker that fails to load, and dispose.
-import * as Comlink from 'comlink';
+import type * as Comlink from 'comlink';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { PortWorker } from '../helpers/port-worker.ts';
+import { exposeEngine } from '../../src/client/engine-bridge.ts';
 import { EngineClient } from '../../src/client/engine-client.ts';
 import { deserializeThrown, installErrorTransfer, serializeThrown } from '../../src/client/error-transfer.ts';
-import type { EngineWorkerApi, SelfTestReport } from '../../src/client/protocol.ts';
+import type { EngineApi, SelfTestReport } from '../../src/client/protocol.ts';
 import type { DeviceFacts } from '../../src/core/runtime/device.ts';
 import { SimpleARError } from '../../src/core/base/errors.ts';
 
@@ -23,13 +24,13 @@ const workers: PortWorker[] = [];
 const ports: MessagePort[] = [];
 
 /** A client whose worker exposes `api` (the real Comlink on both ends). */
-function clientFor(api: Partial<EngineWorkerApi>): { client: EngineClient; started: () => PortWorker[] } {
+function clientFor(api: Partial<EngineApi>): { client: EngineClient; started: () => PortWorker[] } {
   installErrorTransfer();
   const started: PortWorker[] = [];
   const client = new EngineClient({
     startWorker: () => {
       const { port1, port2 } = new MessageChannel();
-      Comlink.expose(api, port1 as unknown as Comlink.Endpoint);
+      exposeEngine(api as EngineApi, port1 as unknown as Comlink.Endpoint);
       const worker = new PortWorker(port2);
       started.push(worker);
       workers.push(worker);

@@ -1,14 +1,15 @@
 // The client's answer to a GPU failure: a generate that rejects with DeviceLost/GpuOutOfMemory
 // ends that worker; the next generate starts a fresh worker, prepares the same model again (from
-// storage, in the real worker) and then generates. The worker side is the real Comlink expose
-// over a MessageChannel; each started worker gets its own fresh API object, as a new worker would.
-import * as Comlink from 'comlink';
+// storage, in the real worker) and then generates. The worker side is the worker's real bridge
+// (exposeEngine) over a MessageChannel; each started worker gets its own fresh API object, as a new worker would.
+import type * as Comlink from 'comlink';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { PortWorker } from '../helpers/port-worker.ts';
+import { exposeEngine } from '../../src/client/engine-bridge.ts';
 import { EngineClient } from '../../src/client/engine-client.ts';
 import { installErrorTransfer } from '../../src/client/error-transfer.ts';
-import type { EngineWorkerApi, GenerationResult, ModelSource, PreparedModelInfo } from '../../src/client/protocol.ts';
+import type { EngineApi, GenerationResult, ModelSource, PreparedModelInfo } from '../../src/client/protocol.ts';
 import { deviceLostError, gpuOutOfMemoryError, classifyGpuError } from '../../src/core/engine/webgpu-device.ts';
 import { SimpleARError } from '../../src/core/base/errors.ts';
 
@@ -22,14 +23,14 @@ const INFO: PreparedModelInfo = { name: 'tiny', backend: 'webgpu', activations: 
 const RESULT = { codes: new Int32Array([1, 2, 3, 4]) } as unknown as GenerationResult;
 
 /** A client whose n-th worker runs makeApi(n, log). */
-function clientWith(makeApi: (n: number, log: string[]) => Partial<EngineWorkerApi>) {
+function clientWith(makeApi: (n: number, log: string[]) => Partial<EngineApi>) {
   installErrorTransfer();
   const log: string[] = [];
   const workers: PortWorker[] = [];
   const client = new EngineClient({
     startWorker: () => {
       const { port1, port2 } = new MessageChannel();
-      Comlink.expose(makeApi(workers.length, log), port1 as unknown as Comlink.Endpoint);
+      exposeEngine(makeApi(workers.length, log) as EngineApi, port1 as unknown as Comlink.Endpoint);
       const w = new PortWorker(port2);
       workers.push(w);
       ports.push(port1, port2);
@@ -46,11 +47,13 @@ describe.each([
 ])('after %s', (code, error) => {
   test('the failing generate rejects with the code; the next one restarts the worker, reloads the model, and generates', async () => {
     const { client, log, workers } = clientWith((n, log) => ({
-      prepareModel: async (_id, source, options) => {
-        log.push(`worker ${n} prepareModel ${source.kind === 'bundle' ? source.url : ''} ${JSON.stringify(options)}`);
+      prepareModel: async (source, options = {}) => {
+        // The bridge adds the call's own signal (and progress callback) to the options.
+        const { signal: _signal, onProgress: _onProgress, ...loadOptions } = options;
+        log.push(`worker ${n} prepareModel ${source.kind === 'bundle' ? source.url : ''} ${JSON.stringify(loadOptions)}`);
         return INFO;
       },
-      generate: async (_id, request) => {
+      generate: async (request) => {
         log.push(`worker ${n} generate ${request.prompt}`);
         if (n === 0) throw error();
         return RESULT;
