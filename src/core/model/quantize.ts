@@ -1,8 +1,8 @@
 // Block-wise weight quantization in exactly the layout ONNX Runtime's com.microsoft MatMulNBits
 // (and GatherBlockQuantized) read, plus the plain f16/f32 paths.
 //
-// Layout (ORT docs/ContribOperators.md "MatMulNBits", contrib_ops/cpu/quantization/
-// matmul_nbits_helper.h). A weight arrives as HF Linear [N(out), K(in)], row-major. Each output
+// Layout ("MatMulNBits" in https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md,
+// and onnxruntime/contrib_ops/cpu/quantization/matmul_nbits_helper.h in the same repository). A weight arrives as HF Linear [N(out), K(in)], row-major. Each output
 // row n is cut along K into k_blocks = ceil(K / blockSize) blocks (the last one zero-padded):
 //   B           uint8 [N, k_blocks, blockSize * bits / 8]
 //               bits 4: element k of a block sits in byte k >> 1, LOW nibble for even k, HIGH
