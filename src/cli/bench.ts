@@ -1,4 +1,4 @@
-// `simplear bench` (`npm run bench`): the measurements of DESIGN "Performance model".
+// `simplear bench` (`npm run bench`): the measurements of docs/testing.md#performance-model.
 //  a. Node CPU (onnxruntime-node): one batch-2 CFG decode step of SimpleAR-0.5B shapes (q4) at
 //     context ≈ prompt + 2048, against the memory-bandwidth bound measured in the same run and
 //     against a plain PyTorch step (tools/bench/torch_decode_step.py). The KV cache is the CPU
