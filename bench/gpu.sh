@@ -78,4 +78,4 @@ OUT=${OUT:-$ROOT/bench-gpu-$(date +%Y%m%d-%H%M%S).json}
 flags=(--browser-only --model "$MODEL" --vq "$VQ" --size "$SIZE" --weights "$WEIGHTS" --json "$OUT")
 [ "${GPU_FLAGS:-1}" = 1 ] && flags+=(--gpu)
 say "model $MODEL, decoder $VQ, ${SIZE}², LM $WEIGHTS; report → $OUT"
-CHROMIUM_PATH=$chromium_bin node --import tsx src/cli/main.ts bench "${flags[@]}"
+CHROMIUM_PATH=$chromium_bin node --import tsx tools/bench/main.ts "${flags[@]}"

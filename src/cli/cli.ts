@@ -12,8 +12,12 @@ interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   convert: { summary: 'convert the original checkpoints into a model bundle', load: () => import('./convert.ts') },
   decode: { summary: 'decode a grid of visual tokens to a PNG with a bundle', load: () => import('./decode.ts') },
-  bench: { summary: 'measure decode steps (CPU vs bandwidth bound and PyTorch) and WebGPU generation', load: () => import('./bench.ts') },
   generate: { summary: 'generate an image from a prompt with a bundle (CPU)', load: () => import('./generate.ts') },
+};
+
+/** Former commands, and where they went (the CLI ships only what the app's users run). */
+const MOVED: Record<string, string> = {
+  bench: 'the benchmarks are not part of the CLI: run `npm run bench -- [options]` (tools/bench/main.ts; --help for the options)',
 };
 
 /** Typed errors about what the user gave us (files, settings): exit code 2. */
@@ -57,14 +61,15 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
-    io.stderr.write(`simplear: unknown command "${name}"\n\n${mainHelp()}`);
+    const moved = Object.hasOwn(MOVED, name) ? `: ${MOVED[name]}` : '';
+    io.stderr.write(`simplear: unknown command "${name}"${moved}\n\n${mainHelp()}`);
     return 2;
   }
   const command = (await entry.load()).default;
   try {
     const values = parseCommandArgs(command, rest);
     if (values === null) {
-      io.stdout.write(helpText(name, command));
+      io.stdout.write(helpText(`simplear ${name}`, command));
       return 0;
     }
     await command.run(values, io);

@@ -33,7 +33,8 @@ export interface OptionSpec {
 
 export type OptionValues = Record<string, string | boolean | undefined>;
 
-export interface CommandModule {
+/** A command's flags and help: what parseCommandArgs and helpText read (tools/bench/bench.ts too). */
+export interface CommandSpec {
   /** One line after the command name in the usage, e.g. "--bundle <dir> --out <image.png>". */
   usage: string;
   /** Paragraph(s) shown by --help above the options. */
@@ -41,6 +42,9 @@ export interface CommandModule {
   options: Record<string, OptionSpec>;
   /** Extra text after the options (examples, notes). */
   epilog?: string;
+}
+
+export interface CommandModule extends CommandSpec {
   run(values: OptionValues, io: CliIo): Promise<void>;
 }
 
@@ -57,7 +61,7 @@ export class UsageError extends SimpleARError {
  * asked for (the caller prints helpText). Defaults are applied; required options and choices
  * are checked.
  */
-export function parseCommandArgs(command: CommandModule, argv: string[]): OptionValues | null {
+export function parseCommandArgs(command: CommandSpec, argv: string[]): OptionValues | null {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
   for (const [name, o] of Object.entries(command.options)) options[name] = { type: o.type, ...(o.short ? { short: o.short } : {}) };
   let values: OptionValues;
@@ -78,7 +82,8 @@ export function parseCommandArgs(command: CommandModule, argv: string[]): Option
   return values;
 }
 
-export function helpText(name: string, command: CommandModule): string {
+/** `invocation`: how the command is run, e.g. "simplear convert" (the usage line's start). */
+export function helpText(invocation: string, command: CommandSpec): string {
   const rows = Object.entries(command.options).map(([opt, o]) => {
     const flag = `${o.short ? `-${o.short}, ` : ''}--${opt}${o.type === 'string' ? ` ${o.arg ?? '<value>'}` : ''}`;
     const notes = [
@@ -90,7 +95,7 @@ export function helpText(name: string, command: CommandModule): string {
   rows.push(['-h, --help', 'show this help']);
   const width = Math.max(...rows.map(([f]) => f!.length));
   const lines = [
-    `usage: simplear ${name} ${command.usage}`,
+    `usage: ${invocation} ${command.usage}`,
     '',
     command.description,
     '',

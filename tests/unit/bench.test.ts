@@ -1,8 +1,8 @@
-// `npm run bench -- --cpu-only --quick` in-process: the CPU section measures the engine's own
+// `npm run bench -- --cpu-only --quick` in-process (tools/bench/bench.ts): the CPU section measures the engine's own
 // configuration (createCpuEngine's defaults) and reports consistent figures. Timings are not
 // asserted (a shared machine), only that they are measured and the report holds together.
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/cli.ts';
+import { runBench } from '../../tools/bench/bench.ts';
 import { CPU_KV_CACHE } from '../../src/core/engine/create-cpu.ts';
 import { KV_CACHE_CHUNK, grownCapacity } from '../../src/core/runtime/lm-runner.ts';
 import { Capture } from '../helpers/capture.ts';
@@ -29,7 +29,7 @@ describe('npm run bench -- --cpu-only --quick', () => {
   it('times the CPU engine’s configuration against the bound, with the older variants alongside', async () => {
     const stdout = new Capture();
     const stderr = new Capture();
-    expect(await runCli(['bench', '--cpu-only', '--quick'], { stdout, stderr })).toBe(0);
+    expect(await runBench(['--cpu-only', '--quick'], { stdout, stderr })).toBe(0);
     const lines = stdout.text.trim().split('\n');
     const report = JSON.parse(lines.at(-1)!) as {
       cpu: {

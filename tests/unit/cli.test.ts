@@ -38,6 +38,15 @@ describe('dispatch and help', () => {
     expect(r.stderr).toContain('unknown command "frobnicate"');
   });
 
+  it('bench is no CLI command: it says where the benchmarks went', async () => {
+    expect(Object.keys(COMMANDS)).not.toContain('bench');
+    const r = await cli('bench', '--quick');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('unknown command "bench"');
+    expect(r.stderr).toContain('npm run bench');
+    expect(r.stderr).toContain('tools/bench/main.ts');
+  });
+
   it('--help per command lists its options with defaults', async () => {
     const convert = await cli('convert', '--help');
     expect(convert.code).toBe(0);

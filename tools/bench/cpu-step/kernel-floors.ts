@@ -10,10 +10,10 @@
 //    every step streams them from memory as the engine's does; nothing else (no mask, softmax,
 //    or the new tokens' columns).
 import type { InferenceSession } from 'onnxruntime-node';
-import { GraphBuilder, float } from '../core/base/onnx-builder.ts';
-import { LmOps, type WeightGetter } from '../core/model/lm-ops.ts';
-import type { LmSpec } from '../core/base/model-spec.ts';
-import { median, round } from './bench-stats.ts';
+import { GraphBuilder, float } from '../../../src/core/base/onnx-builder.ts';
+import { LmOps, type WeightGetter } from '../../../src/core/model/lm-ops.ts';
+import type { LmSpec } from '../../../src/core/base/model-spec.ts';
+import { median, round } from '../stats.ts';
 
 export interface KernelFloor {
   /** Median wall time of one run of the chain. */

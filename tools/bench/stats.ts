@@ -1,4 +1,4 @@
-// Number helpers the benchmark's sections share.
+// Number helpers the benchmark's sections share (`npm run bench`, tools/bench/main.ts).
 
 /** The median of `xs` (the mean of the middle two for an even count). */
 export const median = (xs: number[]): number => {
