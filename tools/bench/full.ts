@@ -18,15 +18,17 @@
 //     32² image (4 tokens: the prefill, then 3 decode steps) for ms per step and dispatches;
 //  6. the CLI's `generate --size 1024` (GNU time: wall, peak RSS; its own tokens/s and decoder
 //     time).
-// Chromium's processes are sampled from /proc every 250 ms (summed RSS) during 4 and 5.
+// Chromium's processes are sampled from /proc every 250 ms (summed RSS, proc-memory.ts) during 4 and 5.
 // Needs `npm run build` first (the page from dist/). Prints a table and a JSON summary last.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './chromium.ts';
 import { emptyFigures, extrapolateImage, formatTable, parseGenerateLine, parseGnuTime, round, summaryJson, type FullFigures } from './full-summary.ts';
+import { MemorySampler } from './proc-memory.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const { values: args } = parseArgs({
@@ -81,58 +83,13 @@ function run(cmd: string[], label: string): Promise<string> {
 
 const cli = (argv: string[]) => [process.execPath, '--import', 'tsx', 'src/cli/main.ts', ...argv];
 
-// ---- Chromium's memory -------------------------------------------------------------------------
-
-/** Summed RSS (bytes) of this process's descendants: Chromium and its children. */
-function descendantsRss(): number {
-  const parent = new Map<number, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      parent.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // exited since readdir
-    }
-  }
-  const mine = new Set([process.pid]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, ppid] of parent) if (!mine.has(pid) && mine.has(ppid)) (mine.add(pid), (grew = true));
-  }
-  mine.delete(process.pid);
-  let total = 0;
-  for (const pid of mine) {
-    try {
-      total += Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * 4096;
-    } catch {
-      // exited
-    }
-  }
-  return total;
-}
-
-/** peakGB(): the peak since the last call (or the start), and starts a new window. */
-function sampleMemory(): { peakGB: () => number; stop: () => void } {
-  let peak = 0;
-  const timer = setInterval(() => (peak = Math.max(peak, descendantsRss())), 250);
-  const peakGB = () => {
-    const p = Math.max(peak, descendantsRss());
-    peak = 0;
-    return p / 1e9;
-  };
-  return { peakGB, stop: () => clearInterval(timer) };
-}
+/** The peak summed RSS of Chromium's processes since the last call, GB. */
+const peakGB = (memory: MemorySampler): number => memory.take().total / 1e9;
 
 // ---- the page ----------------------------------------------------------------------------------
 
 async function launch(profile: string, webgpu: boolean): Promise<{ context: BrowserContext; page: Page }> {
-  const { BASE_ARGS, CHROMIUM_PATH } = await import('../../tests/e2e/browser.ts');
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    args: [...BASE_ARGS, ...(webgpu ? ['--enable-unsafe-webgpu'] : ['--disable-features=WebGPU'])],
-  });
+  const context = await launchChromium(profile, webgpu);
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(3_600_000);
   return { context, page };
@@ -197,7 +154,7 @@ async function openApp(page: Page, url: string): Promise<void> {
 
 // ---- the parts ---------------------------------------------------------------------------------
 
-async function wasmPart(appUrl: string, ckpt: string, memory: ReturnType<typeof sampleMemory>): Promise<void> {
+async function wasmPart(appUrl: string, ckpt: string, memory: MemorySampler): Promise<void> {
   const { startTestServer } = await import('../../tests/helpers/http-server.ts');
   const files = await startTestServer(ckpt);
   const profile = mkdtempSync(join(tmpdir(), 'simplear-bench-wasm-'));
@@ -212,7 +169,7 @@ async function wasmPart(appUrl: string, ckpt: string, memory: ReturnType<typeof 
       storageAfter: number;
       backend: string;
     };
-    const prepareMem = memory.peakGB();
+    const prepareMem = peakGB(memory);
     const gets = files.requests.filter((r) => r.method === 'GET');
     const fetched = [...new Set(gets.map((r) => r.path))];
     const fileBytes = fetched.reduce((s, p) => s + statSync(join(ckpt, decodeURIComponent(p))).size, 0);
@@ -242,7 +199,7 @@ async function wasmPart(appUrl: string, ckpt: string, memory: ReturnType<typeof 
     }
     log(`wasm: ${figures.wasmTokensPerS} tokens/s over decode tokens ${gen.first.done}..${gen.last.done} (${gen.completed ? 'whole image' : 'then stopped'})`);
 
-    const genMem = memory.peakGB();
+    const genMem = peakGB(memory);
     details.wasmGenerationPeakMemGB = round(genMem);
     figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, prepareMem, genMem));
     log(`wasm: Chromium peak during generation ${round(genMem)} GB`);
@@ -274,7 +231,7 @@ async function wasmPart(appUrl: string, ckpt: string, memory: ReturnType<typeof 
   }
 }
 
-async function webgpuPart(appUrl: string, bundle: string, memory: ReturnType<typeof sampleMemory>): Promise<void> {
+async function webgpuPart(appUrl: string, bundle: string, memory: MemorySampler): Promise<void> {
   const { startTestServer } = await import('../../tests/helpers/http-server.ts');
   const files = await startTestServer(bundle);
   const profile = mkdtempSync(join(tmpdir(), 'simplear-bench-webgpu-'));
@@ -295,7 +252,7 @@ async function webgpuPart(appUrl: string, bundle: string, memory: ReturnType<typ
     if (!gen.timings || !gen.stats || gen.stats.runs < 1) throw new Error(`webgpu generation: ${JSON.stringify(gen)}`);
     figures.webgpuMsPerStep = round(gen.timings.decodeMs / gen.stats.runs, 0);
     figures.webgpuDispatchesPerStep = gen.stats.dispatchesPerStep ?? null;
-    figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, memory.peakGB()));
+    figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, peakGB(memory)));
     details.webgpuGeneration = { timings: gen.timings, stats: gen.stats };
     log(`webgpu: prefill ${round(gen.timings.prefillMs / 1000, 1)} s, ${gen.stats.runs} steps in ${round(gen.timings.decodeMs / 1000, 1)} s: ${figures.webgpuMsPerStep} ms/step, graph capture ${gen.stats.graphCapture}, dispatches/step ${figures.webgpuDispatchesPerStep ?? 'not reported'}`);
   } finally {
@@ -343,7 +300,7 @@ async function main(): Promise<void> {
 
     const { startServer } = await import('../serve.ts');
     const app = await startServer({ root: DIST, port: 0 });
-    const memory = sampleMemory();
+    const memory = new MemorySampler();
     try {
       await wasmPart(app.url, ckpt, memory).catch((e: Error) => log(`wasm part failed: ${e.message}`));
       if (figures.browserPrepareS === null) figures.browserPrepareS = (details.wasmFirstVisit as { wallS: number } | undefined)?.wallS ?? null;

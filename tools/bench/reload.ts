@@ -15,18 +15,20 @@
 // show no request), then (WebGPU; --skip-fresh to skip) the browser is closed and started again
 // on the same profile and the model loaded once more. Each phase reports its wall time, the
 // worker's own breakdown (LoadTimings) and the peak of the summed RSS of Chromium's processes
-// (this process's descendants, sampled every 250 ms from /proc). The Node figure (nodeLoadS) is
+// (this process's descendants, sampled every 250 ms from /proc: proc-memory.ts). The Node figure (nodeLoadS) is
 // `simplear generate`'s load: open the bundle, read it, create the CPU engine on onnxruntime-node,
 // in a child process of its own.
 //
 // Prints one line per figure and a JSON summary as the last line.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import type { LoadTimings } from '../../src/client/protocol.ts';
+import { launchChromium } from './chromium.ts';
+import { MemorySampler } from './proc-memory.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -90,69 +92,6 @@ function runNodeLoad(bundleDir: string, which: string): NodeLoad {
   return JSON.parse(last) as NodeLoad;
 }
 
-// ---- Memory: Chromium's processes, sampled from /proc --------------------------------------------
-
-const PAGE = 4096;
-
-/** RSS (bytes) of this process's descendants (Chromium and its children), by process type. */
-function descendantsRss(): Map<string, number> {
-  const parent = new Map<number, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      parent.set(Number(name), Number(fields[1]));
-    } catch {
-      // gone since readdir
-    }
-  }
-  const mine = new Set([process.pid]);
-  let grew = true;
-  while (grew) {
-    grew = false;
-    for (const [pid, ppid] of parent) if (!mine.has(pid) && mine.has(ppid)) (mine.add(pid), (grew = true));
-  }
-  mine.delete(process.pid);
-  const byType = new Map<string, number>();
-  for (const pid of mine) {
-    try {
-      const rss = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * PAGE;
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      const type = /--type=([a-z-]+)/.exec(cmd)?.[1] ?? (cmd.includes('chrom') ? 'browser' : 'other');
-      byType.set(type, (byType.get(type) ?? 0) + rss);
-    } catch {
-      // exited
-    }
-  }
-  return byType;
-}
-
-const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-
-/** The peak of the summed RSS, and how it split by process type at that moment. */
-class MemorySampler {
-  private peak = new Map<string, number>();
-  private timer: NodeJS.Timeout;
-  constructor() {
-    this.timer = setInterval(() => this.sample(), 250);
-  }
-  private sample(): void {
-    const now = descendantsRss();
-    if (sum(now) > sum(this.peak)) this.peak = now;
-  }
-  /** The peak since the last call (or construction), and starts a new window. */
-  take(): { total: number; byType: Record<string, number> } {
-    this.sample();
-    const peak = this.peak;
-    this.peak = new Map();
-    return { total: sum(peak), byType: Object.fromEntries([...peak].map(([k, v]) => [k, round(v / 1e9, 2)])) };
-  }
-  stop(): void {
-    clearInterval(this.timer);
-  }
-}
-
 // ---- The browser side -----------------------------------------------------------------------------
 
 interface PhaseResult {
@@ -182,22 +121,13 @@ function prepareScript(source: object, options: object): string {
   })()`;
 }
 
-async function launch(profile: string, webgpu: boolean): Promise<BrowserContext> {
-  const { BASE_ARGS, CHROMIUM_PATH } = await import('../../tests/e2e/browser.ts');
-  return chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    args: [...BASE_ARGS, ...(webgpu ? ['--enable-unsafe-webgpu'] : ['--disable-features=WebGPU'])],
-  });
-}
-
 async function benchBackend(backend: 'wasm' | 'webgpu', appUrl: string, files: { url: string; requests: unknown[] }, memory: MemorySampler, fresh: boolean) {
   const profile = mkdtempSync(join(tmpdir(), 'simplear-reload-'));
   const source = { kind: 'original', model: files.url, vq: files.url };
   const options = { weights: 'q4', backend };
   const timeout = 1_800_000;
   const out: Record<string, PhaseResult> = {};
-  let context = await launch(profile, backend === 'webgpu');
+  let context = await launchChromium(profile, backend === 'webgpu');
   const lines: string[] = [];
   const watch = (c: BrowserContext) => c.on('console', (m) => lines.push(`[${m.type()}] ${m.text()}`));
   watch(context);
@@ -232,7 +162,7 @@ async function benchBackend(backend: 'wasm' | 'webgpu', appUrl: string, files: {
     await phase('reload', page, () => page.reload());
     if (fresh) {
       await context.close();
-      context = await launch(profile, backend === 'webgpu');
+      context = await launchChromium(profile, backend === 'webgpu');
       watch(context);
       page = context.pages()[0] ?? (await context.newPage());
       await phase('fresh', page, () => page.goto(appUrl));
