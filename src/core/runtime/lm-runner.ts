@@ -93,7 +93,8 @@ export interface PrefillCall {
  * Why: ORT's GroupQueryAttention rejects multi-token calls after a non-empty cache when the
  * batch is > 1, so a CFG batch of 2 cannot be prefilled in several chunks; and the WebGPU EP's
  * dense prefill kernel (used for S ≥ 32) gives wrong results on adapters with 4-wide subgroups
- * (SwiftShader; found by tests/golden/lm-webgpu.test.ts), while calls with S < 32 take its
+ * (SwiftShader; found by an opt-in WebGPU check of the LM graph since folded into
+ * tests/e2e/engine-webgpu.test.ts), while calls with S < 32 take its
  * split-reduce kernels, which are right everywhere. `maxChunk = 31` keeps every call on that
  * path; Infinity (default) prefills in one call.
  */
