@@ -3,7 +3,8 @@
 //  - cites the team's private notes (their section numbers or file names) instead of docs/;
 //  - cites docs/<file>.md#<anchor> (or links a markdown file / heading) that does not exist;
 //  - names a path of one particular machine (a home or scratch folder);
-// and when docs/ names a repository path (`src/…`, `tests/…`, …) that is not there.
+// and when a comment or document names a repository file (src/…/x.ts, tests/…, tools/…) that is
+// not there, or docs/ a folder that is not.
 // Fixture data (tests/fixtures/) is not scanned. The patterns below are assembled from pieces so
 // that this file, which is scanned too, does not match them itself.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -90,6 +91,8 @@ const MACHINE_PATH = new RegExp('(^|[^\\w.$-])/(' + ['wo' + 'rk', 't' + 'mp', 'r
 const DOCS_CITATION = /(?<![\w/.-])docs\/([\w.-]+\.md)(#[\w-]+)?/g;
 const MARKDOWN_LINK = /\]\(([^)\s]+)\)/g;
 const DOCS_REPO_PATH = /`((?:src|tests|tools|workers|bench|docs|public)\/[^`\s*{}<>]*)`/g;
+/** A repository file named anywhere (comments, strings, markdown): src/…/x.ts, tools/…/y.py, … */
+const REPO_FILE = /(?<![\w./-])((?:src|tests|tools|workers|bench|docs|public)\/[\w./-]+\.(?:tsv|ts|py|md|sh|json|jit|cjs|html|css))(?![\w-])/g;
 
 function lineOf(text: string, index: number): number {
   return text.slice(0, index).split('\n').length;
@@ -174,6 +177,17 @@ describe('docs and references', () => {
     expect(missing).toEqual([]);
   });
 
+  it('every repository file a comment or document names exists', () => {
+    const missing: string[] = [];
+    for (const f of files) {
+      const text = read(f);
+      for (const m of text.matchAll(REPO_FILE)) {
+        if (!existsSync(join(ROOT, m[1]!))) missing.push(`${f}:${lineOf(text, m.index)}: ${m[1]}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
   it('recognises what it looks for', () => {
     const cites = (s: string) => PRIVATE_CITATIONS.some((re) => re.test(s));
     expect(cites(`// (${NOTES[0]} B.5.2)`)).toBe(true);
@@ -187,6 +201,7 @@ describe('docs and references', () => {
     expect(brokenTarget('docs/model.md#cfg')).toBeNull();
     expect(brokenTarget('docs' + '/model.md#no-such-heading')).toMatch(/no heading/);
     expect(brokenTarget('docs' + '/no-such-file.md')).toMatch(/does not exist/);
+    expect([...('see ' + 'src/core/model/reference.ts and https://x.org/src/y.ts').matchAll(REPO_FILE)].map((m) => m[1])).toEqual(['src/core/model/reference.ts']);
   });
 
   it('computes anchors as GitHub does', () => {
