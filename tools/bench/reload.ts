@@ -29,6 +29,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import type { LoadTimings } from '../../src/client/protocol.ts';
 import { launchChromium } from './chromium.ts';
 import { MemorySampler } from './proc-memory.ts';
+import { round } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -44,8 +45,8 @@ const { values: args } = parseArgs({
   },
 });
 
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
-const seconds = (ms: number) => round(ms / 1000);
+/** Milliseconds as seconds to a tenth. */
+const seconds = (ms: number) => round(ms / 1000, 1);
 
 // ---- The Node side: the CLI's load of the bundle (child process) -------------------------------
 
