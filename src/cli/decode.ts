@@ -1,17 +1,16 @@
 // `simplear decode`: a square grid of visual tokens (tokens.json) → a PNG, with the decoder of a
-// converted bundle on onnxruntime-node (f32 activations by default; pixels as docs/model.md#pixels, RGB). With
+// converted bundle loaded alone into the Node engine host (EngineHost.loadDecoder: no LM weights
+// read), on onnxruntime-node (f32 activations by default; pixels as docs/model.md#pixels, RGB). With
 // --activations f16 the decoder checks its activations and decodes again in f32 when they
 // overflow, and says so.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { SimpleARError } from '../core/base/errors.ts';
-import { openFolder } from '../core/formats/byte-source.ts';
 import { encodePng, rgbaToRgb } from '../core/image/png.ts';
-import { openModelBundle } from '../core/runtime/model-bundle.ts';
 import { VISUAL_CODES } from '../core/base/model-spec.ts';
-import { DecoderRunner } from '../core/runtime/decoder-runner.ts';
 import { CPU_DECODER_BAND_BYTES } from '../core/engine/create-cpu.ts';
 import { tempModelFiles } from './model-files.ts';
+import { createNodeEngineHost } from './node-host.ts';
 import { resolveLocation, type CommandModule } from './command.ts';
 import { formatSeconds } from './progress.ts';
 
@@ -76,28 +75,28 @@ const command: CommandModule = {
     const { codes, side } = parseTokenGrid(text, tokensFile);
 
     const started = performance.now();
-    const bundle = await openModelBundle(openFolder(resolveLocation(values.bundle as string)), io.signal ? { signal: io.signal } : {});
-    const ort = await import('onnxruntime-node');
-    const activations = values.activations === 'f16' ? 'float16' : 'float32';
     const bandMib = values['band-mib'] === undefined ? CPU_DECODER_BAND_BYTES / 2 ** 20 : Number(values['band-mib']);
     if (!(bandMib >= 0)) throw new SimpleARError('InvalidSettings', `--band-mib: a number of MiB ≥ 0 (got ${String(values['band-mib'])})`, { field: 'band-mib' });
-    const runner = await DecoderRunner.create(ort, bundle.decoder, await bundle.loadDecoderWeights(io.signal), {
-      activations,
-      files: tempModelFiles,
-      ...(bandMib > 0 ? { maxActivationBytes: bandMib * 2 ** 20, maxSide: side } : {}),
-    });
+    const host = createNodeEngineHost({ files: tempModelFiles });
     let image;
+    let bandBytes: number | undefined;
     try {
-      image = await runner.decode(codes, side, side);
+      ({ bandBytes } = await host.loadDecoder(resolveLocation(values.bundle as string), {
+        activations: values.activations === 'f16' ? 'f16' : 'f32',
+        bandBytes: bandMib * 2 ** 20,
+        maxSide: side,
+        ...(io.signal ? { signal: io.signal } : {}),
+      }));
+      image = await host.decode(Int32Array.from(codes), side);
     } finally {
-      await runner.release();
+      await host.dispose();
     }
     const png = encodePng({ width: image.width, height: image.height, channels: 3, data: rgbaToRgb(image.rgba) });
     const out = values.out as string;
     await mkdir(dirname(resolve(out)), { recursive: true });
     await writeFile(out, png);
     if (image.fallback) io.stdout.write(`decoder: f16 activations overflowed (${image.fallback.reason}); decoded again in f32\n`);
-    const bands = runner.bandBytes !== undefined ? ` (in bands of ≤ ${runner.bandBytes / 2 ** 20} MiB activations)` : '';
+    const bands = bandBytes !== undefined ? ` (in bands of ≤ ${bandBytes / 2 ** 20} MiB activations)` : '';
     io.stdout.write(`wrote ${out}: ${image.width}×${image.height} from ${side}×${side} tokens in ${formatSeconds(performance.now() - started)}${bands}\n`);
   },
 };

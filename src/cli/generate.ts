@@ -1,6 +1,7 @@
-// `simplear generate`: prompt → PNG with a converted bundle on onnxruntime-node (the CPU engine,
-// createCpuEngine). Settings are checked (resolveSettings) and the prompt's length measured with
-// the bundle's tokenizer BEFORE the weights are read, so bad input fails at once with exit 2.
+// `simplear generate`: prompt → PNG with a converted bundle on onnxruntime-node (the Node engine
+// host, node-host.ts: EngineHost on the CPU engine). Settings are checked (resolveSettings) and
+// the prompt's length measured with the bundle's tokenizer BEFORE the weights are read, so bad
+// input fails at once with exit 2.
 // The PNG is RGB and carries the settings as text chunks (tEXt, or iTXt for non-Latin-1 text).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
@@ -12,11 +13,10 @@ import { openModelBundle } from '../core/runtime/model-bundle.ts';
 import { encodePrompt } from '../core/model/prompt.ts';
 import { randomSeed } from '../core/sampling/prng.ts';
 import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings } from '../core/engine/settings.ts';
-import { createCpuEngine } from '../core/engine/create-cpu.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import type { GenerationProgress } from '../core/engine/types.ts';
-import type { EngineModel } from '../core/runtime/model.ts';
 import { tempModelFiles } from './model-files.ts';
+import { createNodeEngineHost } from './node-host.ts';
 import { resolveLocation, type CommandModule, type OptionValues } from './command.ts';
 import { formatSeconds, ProgressBar } from './progress.ts';
 
@@ -94,7 +94,8 @@ const command: CommandModule = {
     const settings = settingsFromOptions(values);
     if (values.seed === undefined) io.stderr.write(`seed: ${settings.seed}\n`);
     const started = performance.now();
-    const bundle = await openModelBundle(openFolder(resolveLocation(values.bundle as string)), io.signal ? { signal: io.signal } : {});
+    const location = resolveLocation(values.bundle as string);
+    const bundle = await openModelBundle(openFolder(location), io.signal ? { signal: io.signal } : {});
     const tokenizer = await bundle.tokenizer(io.signal);
     encodePrompt(tokenizer, settings.prompt, { negative: settings.negativePrompt, maxTokens: MAX_PROMPT_TOKENS });
 
@@ -102,14 +103,11 @@ const command: CommandModule = {
     const bar = values.quiet ? undefined : new ProgressBar(io.stderr);
     bar?.update('loading model', undefined, '', true);
     const name = basename((values.bundle as string).replace(/[/\\]+$/, '')) || 'model';
-    let model: EngineModel | undefined = await bundle.loadModel({ name, ...(io.signal ? { signal: io.signal } : {}) });
-    const ort = await import('onnxruntime-node');
-    const side = latentSide(settings.size);
     // One image: the LM's session goes before the decoder's opens, the model's weights are not
-    // held here once the sessions have them, and the sessions map their weights from files
-    // (peak memory: the larger of the two sessions, not their sum and copies).
-    const engine = await createCpuEngine(ort, model, { maxLatentSide: side, oneShot: true, files: tempModelFiles, decoderBandBytes: GENERATE_DECODER_BAND_BYTES });
-    model = undefined;
+    // held once the sessions have them, and the sessions map their weights from files (peak
+    // memory: the larger of the two sessions, not their sum and copies).
+    const host = createNodeEngineHost({ oneShot: true, files: tempModelFiles, decoderBandBytes: GENERATE_DECODER_BAND_BYTES });
+    await host.loadModel({ kind: 'bundle', url: location }, { name, maxLatentSide: latentSide(settings.size), ...(io.signal ? { signal: io.signal } : {}) });
     const onProgress = (p: GenerationProgress) => {
       if (!bar) return;
       if (p.phase === 'prefill') bar.update('prefill', undefined, '', true);
@@ -123,13 +121,13 @@ const command: CommandModule = {
     };
     let result;
     try {
-      result = await engine.generate(settings, { onProgress, ...(io.signal ? { signal: io.signal } : {}) });
+      result = await host.generate(settings, { onProgress, ...(io.signal ? { signal: io.signal } : {}) });
     } catch (e) {
       bar?.end();
       if (e instanceof DOMException && e.name === 'AbortError') throw new SimpleARError('Aborted', 'generation cancelled');
       throw e;
     } finally {
-      await engine.dispose();
+      await host.dispose();
     }
     bar?.clear();
 

@@ -10,6 +10,7 @@ import { inspectCheckpoint, type CheckpointInspection, type CheckpointPart } fro
 import type { DeviceFacts } from '../runtime/device.ts';
 import type { EngineModel } from '../runtime/model.ts';
 import { openModelBundle } from '../runtime/model-bundle.ts';
+import { DecoderRunner } from '../runtime/decoder-runner.ts';
 import { maxAbsDiff, referenceSelfTest, runSelfTest, type OrtModule as FullOrtModule } from '../runtime/self-test-graph.ts';
 import { BundleError } from '../bundle/index.ts';
 import { planBackend } from '../engine/capabilities.ts';
@@ -318,6 +319,31 @@ export class EngineHost implements EngineApi {
     return engine.backend === 'webgpu' ? this.#gpu.run(run) : run();
   }
 
+  /**
+   * Loads a bundle's VQ decoder alone (no LM weights are read), on the CPU backend, for decode():
+   * the CLI's `decode`. 'f16' activations are checked and decoded again in f32 on an overflow;
+   * above `bandBytes` of whole-image activation (for a `maxSide` latent) it decodes in bands of
+   * rows (0: whole). Resolves the band budget in use (undefined: whole).
+   */
+  async loadDecoder(
+    bundleUrl: string,
+    options: { activations?: 'f16' | 'f32'; bandBytes?: number; maxSide?: number } & CallOptions = {},
+  ): Promise<{ bandBytes: number | undefined }> {
+    await this.#unload();
+    const { signal } = options;
+    const bundle = await openModelBundle(openFolder(bundleUrl), signal ? { signal } : {});
+    const ort = await this.#env.loadOrt();
+    const files = this.#env.cpuEngine?.files;
+    const bandBytes = options.bandBytes ?? 0;
+    const runner = await DecoderRunner.create(ort, bundle.decoder, await bundle.loadDecoderWeights(signal), {
+      activations: options.activations === 'f16' ? 'float16' : 'float32',
+      ...(files ? { files } : {}),
+      ...(bandBytes > 0 ? { maxActivationBytes: bandBytes, ...(options.maxSide !== undefined ? { maxSide: options.maxSide } : {}) } : {}),
+    });
+    this.#engine = decoderOnlyEngine(this.#env.cpuBackend, runner);
+    return { bandBytes: runner.bandBytes };
+  }
+
   /** Releases the loaded engine (its sessions and buffers). The host can load another after. */
   dispose(): Promise<void> {
     return this.#unload();
@@ -329,6 +355,16 @@ export class EngineHost implements EngineApi {
     this.#loadedModelId = undefined;
     await engine?.dispose();
   }
+}
+
+/** An engine with a decoder and no LM (loadDecoder): it decodes, and refuses to generate. */
+function decoderOnlyEngine(backend: 'wasm' | 'cpu', runner: DecoderRunner): Engine {
+  return {
+    backend,
+    generate: () => Promise.reject(new SimpleARError('ModelFileMissing', 'Only a decoder is loaded: load a model to generate.')),
+    decode: (codes, h, w) => runner.decode(codes, h, w),
+    dispose: () => runner.release(),
+  };
 }
 
 /** Reads the stored bundle into memory (every chunk's SHA-256 checked), reporting chunks read. */
