@@ -78,15 +78,17 @@ describe('speculative Jacobi decoding on the CPU engine', () => {
     const loop = new CpuTokenLoop(ort, session, model.lm, { capacity, preallocateOutputs: false, growBy: 4 });
     const side = Math.sqrt(ref.greedy.steps);
     const sampling: SamplingParams = { cfg: 6, temperature: 0, topK: V_ALL, topP: 1 };
-    const out = await loop.run({
-      cond,
-      uncond,
-      steps: ref.greedy.steps,
-      rowLength: side,
-      sampling,
-      uniforms: stepUniforms(1, ref.greedy.steps),
-      sjd: { window: 3, uniforms: sjdUniforms(1) },
-    });
+    const out = await loop.runSjd(
+      {
+        cond,
+        uncond,
+        steps: ref.greedy.steps,
+        rowLength: side,
+        sampling,
+        uniforms: stepUniforms(1, ref.greedy.steps),
+      },
+      { window: 3, uniforms: sjdUniforms(1) },
+    );
     expect(Array.from(out.codes)).toEqual(ref.greedy.codes);
     expect(out.sjd!.sessionRuns).toBe(2 * out.runs); // GQA takes no batch-2 windows: one run per stream
     await loop.dispose();
@@ -140,15 +142,17 @@ describe('speculative Jacobi decoding on the CPU engine', () => {
       const tally = new Float64Array(cells.length + 1);
       let runs = 0;
       for (let seed = 0; seed < N; seed++) {
-        const out = await loop.run({
-          cond,
-          uncond,
-          steps: STEPS,
-          rowLength: STEPS,
-          sampling,
-          uniforms: stepUniforms(seed, STEPS),
-          sjd: { window, uniforms: sjdUniforms(seed), rule },
-        });
+        const out = await loop.runSjd(
+          {
+            cond,
+            uncond,
+            steps: STEPS,
+            rowLength: STEPS,
+            sampling,
+            uniforms: stepUniforms(seed, STEPS),
+          },
+          { window, uniforms: sjdUniforms(seed), rule },
+        );
         const cell = cells.indexOf(Array.from(out.codes).join());
         tally[cell >= 0 ? cell : cells.length]!++;
         runs += out.runs;

@@ -5,14 +5,14 @@ import { LmRunner, type LmRunnerOptions } from '../runtime/lm-runner.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
 import { runCpuSjd } from './cpu-sjd.ts';
 import type { InferenceSession, OrtModule } from '../base/ort.ts';
-import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+import { LoopProgress } from './loop-progress.ts';
+import { throwIfAborted, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 export class CpuTokenLoop implements TokenLoop {
   /** The CFG pair's runner, which holds the KV cache: dropped by dispose() so it can be freed
    * while the engine lives on (a one-shot engine decodes after it, engine.ts). */
   private pair: LmRunner | undefined;
   private readonly sampler: CpuSampler;
-  readonly supportsSjd = true;
 
   constructor(
     private readonly ort: OrtModule,
@@ -26,39 +26,30 @@ export class CpuTokenLoop implements TokenLoop {
     this.sampler = new CpuSampler(spec.visualCount);
   }
 
-  async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
-    if (req.sjd) return runCpuSjd(this.ort, this.session, this.spec, this.sampler, this.runnerOptions, req, req.sjd);
+  async runPlain(req: TokenLoopRequest): Promise<TokenLoopResult> {
     const V = this.spec.visualCount;
     const codes = new Int32Array(req.steps);
-    const t0 = performance.now();
+    const progress = new LoopProgress(req);
     throwIfAborted(req.signal);
     let logits = await this.runner.prefill([req.cond, req.uncond]);
-    req.onPrefilled?.();
-    const t1 = performance.now();
+    progress.prefilled();
     let runs = 0;
     for (let step = 0; step < req.steps; step++) {
       throwIfAborted(req.signal);
       const code = this.sampler.sample(logits.subarray(0, V), logits.subarray(V, 2 * V), req.sampling, req.uniforms[step]!);
       codes[step] = code;
-      if ((step + 1) % req.rowLength === 0 || step + 1 === req.steps) req.onRow?.(codes, step + 1);
-      else req.onStep?.(step + 1);
+      progress.sampled(codes, step + 1);
       if (step + 1 === req.steps) break;
       const id = code + this.spec.visualOffset;
       logits = await this.runner.step([id, id]);
       runs++;
     }
-    const t2 = performance.now();
-    return {
-      codes,
-      prefillMs: t1 - t0,
-      decodeMs: t2 - t1,
-      runs,
-      prefillRuns: 1,
-      readbacks: runs + 1, // every CPU run hands its logits to JS
-      steadyStateAllocations: 0,
-      graphCapture: false,
-      acceptedPerRun: 1,
-    };
+    // Every CPU run hands its logits to JS.
+    return progress.result(codes, { runs, prefillRuns: 1, readbacks: runs + 1, steadyStateAllocations: 0, graphCapture: false });
+  }
+
+  runSjd(req: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult> {
+    return runCpuSjd(this.ort, this.session, this.spec, this.sampler, this.runnerOptions, req, sjd);
   }
 
   private get runner(): LmRunner {

@@ -9,7 +9,7 @@ import { randomSeed, stepUniforms } from '../sampling/prng.ts';
 import { sjdUniforms } from '../sampling/jacobi.ts';
 import type { OrtModule } from '../base/ort.ts';
 import type { DecodedImage, DecoderRunner } from '../runtime/decoder-runner.ts';
-import { throwIfAborted, type TokenLoop } from './token-loop.ts';
+import { throwIfAborted, type TokenLoop, type TokenLoopRequest } from './token-loop.ts';
 import type {
   Engine,
   EngineBackendKind,
@@ -68,13 +68,6 @@ export class SimpleAREngine implements Engine {
     if (side > maxSide) {
       throw new SimpleARError('InvalidSettings', `size: at most ${maxSide * 16} px on this engine (got ${settings.size})`, { field: 'size' });
     }
-    if (settings.sjd && !this.parts.loop.supportsSjd) {
-      throw new SimpleARError(
-        'InvalidSettings',
-        `sjd: speculative Jacobi decoding is not available on the ${this.backend} backend yet; turn it off, or use the cpu or wasm backend`,
-        { field: 'sjd' },
-      );
-    }
     const prompts = encodePrompt(this.parts.tokenizer, settings.prompt, {
       negative: settings.negativePrompt,
       maxTokens: this.parts.maxPromptTokens ?? MAX_PROMPT_TOKENS,
@@ -113,14 +106,13 @@ export class SimpleAREngine implements Engine {
       const rate = elapsed > 0 ? count / elapsed : undefined;
       return { tokensPerSecond: rate, etaMs: rate ? ((steps - count) / rate) * 1000 : undefined };
     };
-    const loop = await this.parts.loop.run({
+    const request: TokenLoopRequest = {
       cond: prompts.cond,
       uncond: prompts.uncond,
       steps,
       rowLength: side,
       sampling: settings,
       uniforms: stepUniforms(settings.seed, steps),
-      ...(settings.sjd ? { sjd: { window: settings.sjd.window, uniforms: sjdUniforms(settings.seed) } } : {}),
       signal,
       onPrefillRun: (done, total) => {
         if (done < total && due()) report({ phase: 'prefill', done, total });
@@ -136,7 +128,11 @@ export class SimpleAREngine implements Engine {
         lastReport = performance.now();
         report({ phase: 'decode', done: count, total: steps, codes: codes.slice(0, count), ...decodeRate(count) });
       },
-    });
+    };
+    const { loop: tokenLoop } = this.parts;
+    const loop = settings.sjd
+      ? await tokenLoop.runSjd(request, { window: settings.sjd.window, uniforms: sjdUniforms(settings.seed) })
+      : await tokenLoop.runPlain(request);
 
     throwIfAborted(signal);
     if (this.parts.oneShot) await this.releaseLoop();

@@ -10,6 +10,7 @@
 import type { LmSpec } from '../base/model-spec.ts';
 import { speculativeJacobiDecode, type WindowVerifier } from '../sampling/jacobi.ts';
 import type { CpuSampler, SamplingParams } from '../sampling/sampler.ts';
+import { LoopProgress } from './loop-progress.ts';
 import { throwIfAborted, type SjdLoopOptions, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 /** One CFG stream with its own batch-1 cache. */
@@ -97,14 +98,12 @@ export async function runSjdLoop(
   sjd: SjdLoopOptions,
 ): Promise<TokenLoopResult> {
   const V = spec.visualCount;
-  const t0 = performance.now();
+  const progress = new LoopProgress(req);
   throwIfAborted(req.signal);
   const { cond: c, uncond: u } = await streams.runner.prefill(req.cond, req.uncond);
   const first = sampler.probabilities(c.subarray(0, V), u.subarray(0, V), req.sampling, new Float32Array(V));
-  req.onPrefilled?.();
-  const t1 = performance.now();
+  progress.prefilled();
   const verifier = new StreamsVerifier(streams.runner, sampler, spec, req.sampling, sjd.window);
-  let reportedRows = 0;
   let reports = 0;
   const out = await speculativeJacobiDecode({
     first,
@@ -116,20 +115,12 @@ export async function runSjdLoop(
     checkpoint: () => throwIfAborted(req.signal),
     onTokens: (codes, count) => {
       if (reports++ === 1) streams.onWarm?.(); // after the first window run (report 0 is the prefill's token)
-      // One report per completed row (an iteration may complete several, or none).
-      const rows = Math.floor(count / req.rowLength);
-      if (rows > reportedRows || count === req.steps) {
-        reportedRows = rows;
-        req.onRow?.(codes, count);
-      } else req.onStep?.(count);
+      // An iteration may complete several rows, or none: one report either way.
+      progress.sampled(codes, count);
     },
   });
-  const t2 = performance.now();
   const backend = streams.stats();
-  return {
-    codes: out.codes,
-    prefillMs: t1 - t0,
-    decodeMs: t2 - t1,
+  return progress.result(out.codes, {
     runs: out.iterations,
     prefillRuns: backend.prefillRuns,
     readbacks: backend.readbacks,
@@ -144,5 +135,5 @@ export async function runSjdLoop(
       draftsAccepted: out.draftsAccepted,
       acceptedPerRun: out.acceptedPerRun,
     },
-  };
+  });
 }

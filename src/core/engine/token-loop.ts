@@ -1,6 +1,7 @@
 // A token loop turns the two prompts into `steps` visual codes: prefill, then one LM run per
-// token (or per speculative window), sampling with the step's uniform. Backends: CPU (this file's
-// CpuTokenLoop, any ORT CPU/wasm session) and WebGPU (webgpu-loop.ts, GPU-resident).
+// token (runPlain) or per speculative window (runSjd), sampling with the step's uniform; the
+// engine picks which. Backends: CPU (cpu-loop.ts, any ORT CPU/wasm session) and WebGPU
+// (webgpu-loop.ts, GPU-resident).
 import type { SamplingParams } from '../sampling/sampler.ts';
 import type { AcceptRule, SjdUniforms } from '../sampling/jacobi.ts';
 
@@ -24,8 +25,6 @@ export interface TokenLoopRequest {
   sampling: SamplingParams;
   /** One uniform per step, from the seed. */
   uniforms: Float32Array;
-  /** Decode with speculative Jacobi decoding instead of one token per run. */
-  sjd?: SjdLoopOptions;
   signal?: AbortSignal;
   /** Called after each completed row (and at the end) with the codes so far. */
   onRow?: (codes: Int32Array, count: number) => void;
@@ -70,9 +69,10 @@ export interface SjdStats {
 }
 
 export interface TokenLoop {
-  /** Whether run() implements request.sjd (the engine rejects sjd up front where it does not). */
-  readonly supportsSjd: boolean;
-  run(request: TokenLoopRequest): Promise<TokenLoopResult>;
+  /** One token per LM run. */
+  runPlain(request: TokenLoopRequest): Promise<TokenLoopResult>;
+  /** Speculative Jacobi decoding (sjd-loop.ts): up to window + 1 tokens per LM run. */
+  runSjd(request: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult>;
   dispose(): Promise<void>;
 }
 

@@ -10,28 +10,24 @@
 // Runs return once their work is queued, so the CPU could queue a whole row of steps ahead of the
 // GPU: on a slow adapter (SwiftShader at full size: seconds per step) that made a cancel, or a
 // page reload, wait minutes for queued work. The loop keeps about QUEUED_GPU_MS of runs queued
-// (a queue-done fence per run, no readback), which also tells it when each step finished.
+// (webgpu-queue-fences.ts: a queue-done fence per run, no readback), which also tells it when
+// each step finished.
 // With graph capture (the session created with enableGraphCapture and a graph whose
 // total_sequence_length is fixed), every run has the same shapes and buffers: the prompts are fed
 // one token per row and run, like decode steps, and ORT replays the recorded dispatches.
-// Speculative Jacobi decoding is a different loop (webgpu-sjd.ts), entered when the request asks.
+// Speculative Jacobi decoding is a different loop (webgpu-sjd.ts, runSjd), on buffers of its own.
 import type { LmSpec } from '../base/model-spec.ts';
-import { pastKey, pastValue, presentKey, presentValue } from '../model/lm-graph.ts';
 import { prefillSchedule } from '../runtime/lm-runner.ts';
 import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampling/sampler-wgsl.ts';
 import type { InferenceSession, OrtModule, Tensor } from '../base/ort.ts';
-import { throwIfAborted, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+import { LoopProgress } from './loop-progress.ts';
+import { throwIfAborted, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
+import { QueueFences } from './webgpu-queue-fences.ts';
+import { GpuResources, inPlaceFetches, storageUsage } from './webgpu-resources.ts';
 import { WebGpuSjd } from './webgpu-sjd.ts';
 import { holdOrtBufferRegistrations } from './ort-capture-workaround.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
-
-type GpuTensorFactory = OrtModule['Tensor'] & {
-  fromGpuBuffer(buffer: GPUBuffer, options: { dataType: 'float32' | 'float16' | 'int32'; dims: readonly number[] }): Tensor;
-};
-
-// Read lazily: importing this module must not need WebGPU globals (Node CLI, tests).
-const storageUsage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /**
  * Longest prefill call. ORT Web's WebGPU attention gives wrong results for calls of 32 tokens
@@ -39,54 +35,6 @@ const storageUsage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GP
  * chunks (see prefillSchedule), which costs a few extra runs once per image.
  */
 export const WEBGPU_PREFILL_CHUNK = 31;
-
-/**
- * How much GPU work the CPU may queue ahead: about this long (estimated from the runs seen to
- * finish so far), at least MIN_QUEUED_RUNS and at most MAX_QUEUED_RUNS runs. A fast GPU keeps a
- * deep queue (fence latency hidden); a slow one (SwiftShader: seconds per run) keeps two, so a
- * cancel or a page reload waits for at most about two runs of GPU time.
- */
-export const QUEUED_GPU_MS = 500;
-export const MIN_QUEUED_RUNS = 2;
-export const MAX_QUEUED_RUNS = 16;
-
-/** Fences on queued GPU work: waits while more is queued than QUEUED_GPU_MS of it. */
-class QueueFences {
-  private readonly pending: Promise<void>[] = [];
-  private finished = 0;
-  private lastFinish = performance.now();
-  /** Smoothed ms between finished runs, once one has been seen. */
-  private msPerRun: number | undefined;
-  constructor(private readonly queue: GPUQueue) {}
-
-  private get limit(): number {
-    if (this.msPerRun === undefined) return MIN_QUEUED_RUNS;
-    return Math.max(MIN_QUEUED_RUNS, Math.min(MAX_QUEUED_RUNS, Math.floor(QUEUED_GPU_MS / Math.max(this.msPerRun, 0.01))));
-  }
-
-  /**
-   * Marks the work submitted so far; resolves, once no more than the limit is pending, with the
-   * number of marks completed (the runs known to have finished on the GPU).
-   */
-  async mark(): Promise<number> {
-    this.pending.push(this.queue.onSubmittedWorkDone());
-    while (this.pending.length > this.limit) await this.retire();
-    return this.finished;
-  }
-
-  private async retire(): Promise<void> {
-    await this.pending.shift();
-    this.finished++;
-    const now = performance.now();
-    const ms = now - this.lastFinish;
-    this.lastFinish = now;
-    this.msPerRun = this.msPerRun === undefined ? ms : 0.7 * this.msPerRun + 0.3 * ms;
-  }
-
-  async drain(): Promise<void> {
-    while (this.pending.length) await this.retire();
-  }
-}
 
 export interface WebGpuLoopOptions {
   /** KV cache slots per stream: the longest prompt + the most steps. */
@@ -106,13 +54,11 @@ export interface WebGpuLoopOptions {
 
 export class WebGpuTokenLoop implements TokenLoop {
   /** SJD runs in webgpu-sjd.ts (window runs, logits read back, verified in JS). */
-  readonly supportsSjd = true;
   private sjd: WebGpuSjd | undefined;
   private sjdSession: InferenceSession | undefined;
   private sjdSampler: CpuSampler | undefined;
-  private readonly buffers: GPUBuffer[] = [];
-  private readonly Tensor: GpuTensorFactory;
-  private readonly cache: Record<string, Tensor> = {};
+  private readonly gpu: GpuResources;
+  private readonly cache: Record<string, Tensor>;
   private readonly inputIds: GPUBuffer;
   private readonly seqlens: GPUBuffer;
   private readonly logits: GPUBuffer;
@@ -133,45 +79,28 @@ export class WebGpuTokenLoop implements TokenLoop {
     private readonly allocations: AllocationCounter,
     private readonly options: WebGpuLoopOptions,
   ) {
-    this.Tensor = ort.Tensor as GpuTensorFactory;
+    const gpu = (this.gpu = new GpuResources(ort, device));
     const STORAGE = storageUsage();
     const V = spec.visualCount;
-    const dataType = options.activations === 'f16' ? 'float16' : 'float32';
-    const cacheDims = [2, spec.numKvHeads, options.capacity, spec.headDim];
-    const cacheBytes = cacheDims.reduce((a, b) => a * b, 1) * (dataType === 'float16' ? 2 : 4);
-    for (let i = 0; i < spec.numLayers; i++) {
-      for (const name of [pastKey(i), pastValue(i)]) {
-        this.cache[name] = this.Tensor.fromGpuBuffer(this.buffer(cacheBytes, STORAGE, name), { dataType, dims: cacheDims });
-      }
-    }
-    this.inputIds = this.buffer(8, STORAGE, 'input_ids');
-    this.seqlens = this.buffer(8, STORAGE, 'seqlens_k');
-    const logitsIndex = this.buffer(8, STORAGE, 'logits_index');
+    this.cache = gpu.kvCache(spec, 2, options.capacity, options.activations, '');
+    this.inputIds = gpu.buffer(8, STORAGE, 'input_ids');
+    this.seqlens = gpu.buffer(8, STORAGE, 'seqlens_k');
+    const logitsIndex = gpu.buffer(8, STORAGE, 'logits_index');
     device.queue.writeBuffer(logitsIndex, 0, Int32Array.of(0, 1));
-    this.logits = this.buffer(2 * V * 4, STORAGE, 'logits');
-    this.scratch = this.buffer(V * 4, STORAGE, 'sampler-scratch');
+    this.logits = gpu.buffer(2 * V * 4, STORAGE, 'logits');
+    this.scratch = gpu.buffer(V * 4, STORAGE, 'sampler-scratch');
     const stateBytes = (1 + 2 * options.maxSteps) * 4;
-    this.state = this.buffer(stateBytes, STORAGE, 'sampler-state');
-    this.staging = this.buffer(stateBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'codes-readback');
-    this.params = this.buffer(SAMPLER_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'sampler-params');
+    this.state = gpu.buffer(stateBytes, STORAGE, 'sampler-state');
+    this.staging = gpu.buffer(stateBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'codes-readback');
+    this.params = gpu.buffer(SAMPLER_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'sampler-params');
 
     this.decodeFeeds = {
-      input_ids: this.Tensor.fromGpuBuffer(this.inputIds, { dataType: 'int32', dims: [2, 1] }),
-      seqlens_k: this.Tensor.fromGpuBuffer(this.seqlens, { dataType: 'int32', dims: [2] }),
-      logits_index: this.Tensor.fromGpuBuffer(logitsIndex, { dataType: 'int32', dims: [2, 1] }),
+      input_ids: gpu.tensor(this.inputIds, 'int32', [2, 1]),
+      seqlens_k: gpu.tensor(this.seqlens, 'int32', [2]),
+      logits_index: gpu.tensor(logitsIndex, 'int32', [2, 1]),
       ...this.cache,
     };
-    this.fetches = { logits: this.Tensor.fromGpuBuffer(this.logits, { dataType: 'float32', dims: [2, 1, V] }) };
-    for (let i = 0; i < spec.numLayers; i++) {
-      this.fetches[presentKey(i)] = this.cache[pastKey(i)]!;
-      this.fetches[presentValue(i)] = this.cache[pastValue(i)]!;
-    }
-  }
-
-  private buffer(size: number, usage: number, label: string): GPUBuffer {
-    const b = this.device.createBuffer({ size: Math.ceil(size / 16) * 16, usage, label });
-    this.buffers.push(b);
-    return b;
+    this.fetches = inPlaceFetches(spec, this.cache, gpu.tensor(this.logits, 'float32', [2, 1, V]));
   }
 
   /** Compiles the sampler; shader errors reject here rather than surfacing as silent no-ops. */
@@ -187,20 +116,22 @@ export class WebGpuTokenLoop implements TokenLoop {
     return this;
   }
 
-  async run(req: TokenLoopRequest): Promise<TokenLoopResult> {
-    if (req.sjd) {
+  /** SJD's buffers are allocated on its first request and kept (on a session without capture). */
+  async runSjd(req: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult> {
+    if (!this.sjd) {
       const { capacity, activations } = this.options;
-      if (!this.sjd) {
-        if (this.options.graphCapture) {
-          if (!this.options.openSjdSession) throw new Error('a captured session needs openSjdSession for SJD');
-          this.sjdSession = await this.options.openSjdSession();
-        }
-        const session = this.sjdSession ?? this.session;
-        this.sjd = new WebGpuSjd(this.ort, this.device, session, this.spec, this.allocations, { capacity, activations, maxCall: WEBGPU_PREFILL_CHUNK });
+      if (this.options.graphCapture) {
+        if (!this.options.openSjdSession) throw new Error('a captured session needs openSjdSession for SJD');
+        this.sjdSession = await this.options.openSjdSession();
       }
-      this.sjdSampler ??= new CpuSampler(this.spec.visualCount);
-      return this.sjd.run(this.sjdSampler, req, req.sjd);
+      const session = this.sjdSession ?? this.session;
+      this.sjd = new WebGpuSjd(this.ort, this.device, session, this.spec, this.allocations, { capacity, activations, maxCall: WEBGPU_PREFILL_CHUNK });
     }
+    this.sjdSampler ??= new CpuSampler(this.spec.visualCount);
+    return this.sjd.run(this.sjdSampler, req, sjd);
+  }
+
+  async runPlain(req: TokenLoopRequest): Promise<TokenLoopResult> {
     const { device, spec, options } = this;
     if (req.steps > options.maxSteps) throw new Error(`${req.steps} steps > ${options.maxSteps}`);
     const P = req.cond.length;
@@ -217,7 +148,7 @@ export class WebGpuTokenLoop implements TokenLoop {
     device.queue.writeBuffer(this.state, 0, Uint32Array.of(0));
     device.queue.writeBuffer(this.state, drawsOffset * 4, Float32Array.from(req.uniforms.subarray(0, req.steps)));
 
-    const t0 = performance.now();
+    const progress = new LoopProgress(req);
     throwIfAborted(req.signal);
     const prefillRuns = await this.prefill(req.cond, req.uncond, req);
     // prefill() returns once its runs are done on the GPU (its fences drain), so prefillMs is the
@@ -226,58 +157,45 @@ export class WebGpuTokenLoop implements TokenLoop {
     device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(P - 1, N - 1));
     let runs = 0;
     this.sample();
-    req.onPrefilled?.();
-    const t1 = performance.now();
+    progress.prefilled();
 
     let readbacks = 0;
     let allocationsAtWarmup = -1;
     const codes = new Int32Array(req.steps);
     const longest = Math.max(P, N);
-    const { Tensor } = this;
     // Fence i marks the sampling of code i + 2 (code 1 was sampled after the prefill). A row's
     // readback waits for all queued work, so fences retired after it may count fewer codes than
-    // the row reported: progress only moves forward (`shown`).
+    // the row reported (progress.step ignores those).
     const fences = new QueueFences(device.queue);
-    let shown = 0;
     const dispatchesBefore = this.allocations.dispatches;
     for (let step = 1; step <= req.steps; step++) {
-      if (step % req.rowLength === 0 || step === req.steps) {
+      if (progress.completesRow(step)) {
         readbacks++;
         await this.readCodes(codes, step);
         if (allocationsAtWarmup < 0) allocationsAtWarmup = this.allocations.count;
-        req.onRow?.(codes, step);
-        shown = step;
+        progress.row(codes, step);
       }
       if (step === req.steps) break;
       throwIfAborted(req.signal);
       // Step `step` feeds code step−1 (already in input_ids); the rows then hold len + step tokens.
       const feeds = this.options.graphCapture
         ? this.decodeFeeds
-        : { ...this.decodeFeeds, total_sequence_length: new Tensor('int32', Int32Array.of(longest + step), []) };
+        : { ...this.decodeFeeds, total_sequence_length: this.gpu.cpuTensor(Int32Array.of(longest + step), []) };
       await this.session.run(feeds, this.fetches);
       runs++;
       this.sample();
-      const sampled = (await fences.mark()) + 1;
-      if (sampled > shown) {
-        shown = sampled;
-        req.onStep?.(sampled);
-      }
+      progress.step((await fences.mark()) + 1);
     }
     await fences.drain();
     const dispatches = this.allocations.dispatches - dispatchesBefore;
-    const t2 = performance.now();
-    return {
-      codes,
-      prefillMs: t1 - t0,
-      decodeMs: t2 - t1,
+    return progress.result(codes, {
       runs,
       prefillRuns,
       readbacks,
       steadyStateAllocations: this.allocations.count - allocationsAtWarmup,
       graphCapture: this.options.graphCapture ?? false,
-      acceptedPerRun: 1,
       ...(runs > 0 ? { dispatchesPerStep: dispatches / runs } : {}),
-    };
+    });
   }
 
   /**
@@ -285,7 +203,7 @@ export class WebGpuTokenLoop implements TokenLoop {
    * logits end up in the logits buffer, on the GPU. Returns the number of LM runs.
    */
   private async prefill(cond: readonly number[], uncond: readonly number[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
-    const { Tensor } = this;
+    const { gpu } = this;
     const fences = new QueueFences(this.device.queue);
     let shown = 0;
     const rowBytes = this.spec.visualCount * 4;
@@ -302,10 +220,10 @@ export class WebGpuTokenLoop implements TokenLoop {
       } else {
         await this.session.run(
           {
-            input_ids: new Tensor('int32', f.input_ids, [2, f.seq]),
-            seqlens_k: new Tensor('int32', f.seqlens_k, [2]),
-            total_sequence_length: new Tensor('int32', Int32Array.of(f.total_sequence_length), []),
-            logits_index: new Tensor('int32', f.logits_index, [2, f.rows]),
+            input_ids: gpu.cpuTensor(f.input_ids, [2, f.seq]),
+            seqlens_k: gpu.cpuTensor(f.seqlens_k, [2]),
+            total_sequence_length: gpu.cpuTensor(Int32Array.of(f.total_sequence_length), []),
+            logits_index: gpu.cpuTensor(f.logits_index, [2, f.rows]),
             ...this.cache,
           },
           this.fetches,
@@ -317,7 +235,7 @@ export class WebGpuTokenLoop implements TokenLoop {
       final.forEach((isFinal, row) => {
         if (isFinal && !last) {
           parked = row;
-          this.copy(this.logits, row * rowBytes, this.scratch, 0, rowBytes);
+          gpu.copy(this.logits, row * rowBytes, this.scratch, 0, rowBytes);
         }
       });
       const finished = await fences.mark();
@@ -326,7 +244,7 @@ export class WebGpuTokenLoop implements TokenLoop {
         req.onPrefillRun?.(finished, calls.length);
       }
     }
-    if (parked >= 0) this.copy(this.scratch, 0, this.logits, parked * rowBytes, rowBytes);
+    if (parked >= 0) gpu.copy(this.scratch, 0, this.logits, parked * rowBytes, rowBytes);
     await fences.drain();
     req.onPrefillRun?.(calls.length, calls.length);
     return calls.length;
@@ -357,12 +275,6 @@ export class WebGpuTokenLoop implements TokenLoop {
     }
   }
 
-  private copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
-    const encoder = this.device.createCommandEncoder({ label: 'copy' });
-    encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
-    this.device.queue.submit([encoder.finish()]);
-  }
-
   private sample(): void {
     const encoder = this.device.createCommandEncoder({ label: 'sample' });
     const pass = encoder.beginComputePass({ label: 'sample' });
@@ -375,22 +287,18 @@ export class WebGpuTokenLoop implements TokenLoop {
 
   /** Copies the step counter and the first `count` codes back; checks the GPU is where we think. */
   private async readCodes(into: Int32Array, count: number): Promise<void> {
-    const bytes = (1 + count) * 4;
-    const encoder = this.device.createCommandEncoder({ label: 'read-codes' });
-    encoder.copyBufferToBuffer(this.state, 0, this.staging, 0, bytes);
-    this.device.queue.submit([encoder.finish()]);
-    await this.staging.mapAsync(GPUMapMode.READ, 0, bytes);
-    const view = new Uint32Array(this.staging.getMappedRange(0, bytes));
-    const sampled = view[0]!;
-    into.set(view.subarray(1, 1 + count));
-    this.staging.unmap();
+    const sampled = await this.gpu.readBack(this.state, this.staging, (1 + count) * 4, 'read-codes', (mapped) => {
+      const view = new Uint32Array(mapped);
+      into.set(view.subarray(1, 1 + count));
+      return view[0]!;
+    });
     if (sampled !== count) throw new Error(`sampler out of step: ${sampled} codes on the GPU, expected ${count}`);
   }
 
   async dispose(): Promise<void> {
     await this.session.release();
     await this.sjdSession?.release();
-    for (const b of this.buffers) b.destroy();
+    this.gpu.destroy();
     this.sjd?.destroy();
   }
 }

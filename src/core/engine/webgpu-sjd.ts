@@ -11,7 +11,6 @@
 // Windows stay ≤ 31 tokens (WEBGPU_PREFILL_CHUNK): longer calls give wrong attention on adapters
 // with narrow subgroups.
 import type { LmSpec } from '../base/model-spec.ts';
-import { pastKey, pastValue, presentKey, presentValue } from '../model/lm-graph.ts';
 import { prefillSchedule } from '../runtime/lm-runner.ts';
 import type { CpuSampler } from '../sampling/sampler.ts';
 import { SJD_WINDOW_LIMITS } from './settings.ts';
@@ -19,10 +18,7 @@ import type { InferenceSession, OrtModule, Tensor } from '../base/ort.ts';
 import { runSjdLoop, separateStreams, type StreamRunner } from './sjd-loop.ts';
 import type { SjdLoopOptions, TokenLoopRequest, TokenLoopResult } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
-
-type GpuTensorFactory = OrtModule['Tensor'] & {
-  fromGpuBuffer(buffer: GPUBuffer, options: { dataType: 'float32' | 'float16' | 'int32'; dims: readonly number[] }): Tensor;
-};
+import { GpuResources, inPlaceFetches, storageUsage } from './webgpu-resources.ts';
 
 export interface WebGpuSjdOptions {
   capacity: number;
@@ -92,7 +88,7 @@ class GpuStream implements StreamRunner {
     queue.writeBuffer(this.inputs.seqlen, 0, Int32Array.of(seqlen));
     const rows = onlyRow === undefined ? ids.length : 1;
     const io = this.io(ids.length, rows, onlyRow);
-    const totalLength = new this.owner.Tensor('int32', Int32Array.of(total), []);
+    const totalLength = this.owner.gpu.cpuTensor(Int32Array.of(total), []);
     await this.owner.session.run({ ...io.feeds, total_sequence_length: totalLength }, io.fetches);
   }
 
@@ -102,20 +98,15 @@ class GpuStream implements StreamRunner {
     const key = onlyRow === undefined ? S : -S;
     let io = this.bySize.get(key);
     if (!io) {
-      const { Tensor, spec } = this.owner;
+      const { gpu, spec } = this.owner;
       const index = onlyRow === undefined ? this.inputs.index : this.owner.indexBuffer(onlyRow);
       const feeds: Record<string, Tensor> = {
-        input_ids: Tensor.fromGpuBuffer(this.inputs.ids, { dataType: 'int32', dims: [1, S] }),
-        seqlens_k: Tensor.fromGpuBuffer(this.inputs.seqlen, { dataType: 'int32', dims: [1] }),
-        logits_index: Tensor.fromGpuBuffer(index, { dataType: 'int32', dims: [1, rows] }),
+        input_ids: gpu.tensor(this.inputs.ids, 'int32', [1, S]),
+        seqlens_k: gpu.tensor(this.inputs.seqlen, 'int32', [1]),
+        logits_index: gpu.tensor(index, 'int32', [1, rows]),
         ...this.cache,
       };
-      const fetches: Record<string, Tensor> = { logits: Tensor.fromGpuBuffer(this.logits, { dataType: 'float32', dims: [1, rows, spec.visualCount] }) };
-      for (let i = 0; i < spec.numLayers; i++) {
-        fetches[presentKey(i)] = this.cache[pastKey(i)]!;
-        fetches[presentValue(i)] = this.cache[pastValue(i)]!;
-      }
-      io = { feeds, fetches };
+      io = { feeds, fetches: inPlaceFetches(spec, this.cache, gpu.tensor(this.logits, 'float32', [1, rows, spec.visualCount])) };
       this.bySize.set(key, io);
     }
     return io;
@@ -129,8 +120,7 @@ class GpuStream implements StreamRunner {
 }
 
 export class WebGpuSjd {
-  readonly Tensor: GpuTensorFactory;
-  private readonly buffers: GPUBuffer[] = [];
+  readonly gpu: GpuResources;
   private readonly staging: GPUBuffer;
   private readonly streams: [GpuStream, GpuStream];
   private counters: Counters = { prefillRuns: 0, sessionRuns: 0, readbacks: 0 };
@@ -146,58 +136,39 @@ export class WebGpuSjd {
     private readonly allocations: AllocationCounter,
     readonly options: WebGpuSjdOptions,
   ) {
-    this.Tensor = ort.Tensor as GpuTensorFactory;
-    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const dataType = options.activations === 'f16' ? 'float16' : 'float32';
-    const cacheDims = [1, spec.numKvHeads, options.capacity, spec.headDim];
-    const cacheBytes = cacheDims.reduce((a, b) => a * b, 1) * (dataType === 'float16' ? 2 : 4);
+    const gpu = (this.gpu = new GpuResources(ort, device));
+    const usage = storageUsage();
     const maxTokens = Math.max(SJD_WINDOW_LIMITS.max + 1, options.maxCall);
     const logitsBytes = maxTokens * spec.visualCount * 4;
-    const positions = this.buffer(maxTokens * 4, usage, 'sjd-logits_index');
+    const positions = gpu.buffer(maxTokens * 4, usage, 'sjd-logits_index');
     device.queue.writeBuffer(positions, 0, Int32Array.from({ length: maxTokens }, (_, i) => i));
-    this.staging = this.buffer(logitsBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'sjd-readback');
+    this.staging = gpu.buffer(logitsBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'sjd-readback');
     const stream = (name: string) => {
-      const cache: Record<string, Tensor> = {};
-      for (let i = 0; i < spec.numLayers; i++) {
-        for (const key of [pastKey(i), pastValue(i)]) {
-          cache[key] = this.Tensor.fromGpuBuffer(this.buffer(cacheBytes, usage, `sjd-${name}-${key}`), { dataType, dims: cacheDims });
-        }
-      }
+      const cache = gpu.kvCache(spec, 1, options.capacity, options.activations, `sjd-${name}-`);
       const inputs: WindowInputs = {
-        ids: this.buffer(maxTokens * 4, usage, `sjd-${name}-input_ids`),
-        seqlen: this.buffer(4, usage, `sjd-${name}-seqlens_k`),
+        ids: gpu.buffer(maxTokens * 4, usage, `sjd-${name}-input_ids`),
+        seqlen: gpu.buffer(4, usage, `sjd-${name}-seqlens_k`),
         index: positions,
       };
-      return new GpuStream(this, cache, this.buffer(logitsBytes, usage, `sjd-${name}-logits`), inputs, () => this.counters);
+      return new GpuStream(this, cache, gpu.buffer(logitsBytes, usage, `sjd-${name}-logits`), inputs, () => this.counters);
     };
     this.streams = [stream('cond'), stream('uncond')];
-  }
-
-  private buffer(size: number, usage: number, label: string): GPUBuffer {
-    const b = this.device.createBuffer({ size: Math.ceil(size / 16) * 16, usage, label });
-    this.buffers.push(b);
-    return b;
   }
 
   /** A one-entry logits_index buffer holding `row` (prefill chunks: their last token). */
   indexBuffer(row: number): GPUBuffer {
     let b = this.indexBuffers.get(row);
     if (!b) {
-      b = this.buffer(4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, `sjd-logits_index-${row}`);
+      b = this.gpu.buffer(4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, `sjd-logits_index-${row}`);
       this.device.queue.writeBuffer(b, 0, Int32Array.of(row));
       this.indexBuffers.set(row, b);
     }
     return b;
   }
 
-  async readBack(src: GPUBuffer, bytes: number): Promise<Float32Array> {
-    const encoder = this.device.createCommandEncoder({ label: 'sjd-read-logits' });
-    encoder.copyBufferToBuffer(src, 0, this.staging, 0, bytes);
-    this.device.queue.submit([encoder.finish()]);
-    await this.staging.mapAsync(GPUMapMode.READ, 0, bytes);
-    const out = new Float32Array(this.staging.getMappedRange(0, bytes).slice(0));
-    this.staging.unmap();
-    return out;
+  /** The first `bytes` of `src`, copied out (the staging buffer is shared by both streams). */
+  readBack(src: GPUBuffer, bytes: number): Promise<Float32Array> {
+    return this.gpu.readBack(src, this.staging, bytes, 'sjd-read-logits', (mapped) => new Float32Array(mapped.slice(0)));
   }
 
   async run(sampler: CpuSampler, req: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult> {
@@ -221,6 +192,6 @@ export class WebGpuSjd {
   }
 
   destroy(): void {
-    for (const b of this.buffers) b.destroy();
+    this.gpu.destroy();
   }
 }
