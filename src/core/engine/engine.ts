@@ -166,8 +166,16 @@ export class SimpleAREngine implements Engine {
 
   /** Codes (raster order, h × w) → RGBA bytes through the VQ decoder (and its f32 fallback). */
   async decode(codes: Int32Array, h: number, w: number): Promise<DecodedImage> {
-    if (!this.decoder && typeof this.parts.decoder === 'function') this.decoder = await this.parts.decoder();
-    return this.decoder!.decode(codes, h, w);
+    return (await this.decoderRunner()).decode(codes, h, w);
+  }
+
+  /** The DecoderRunner, opened here on first use where the parts gave an opener (oneShot). */
+  private async decoderRunner(): Promise<DecoderRunner> {
+    if (!this.decoder) {
+      const { decoder } = this.parts;
+      this.decoder = typeof decoder === 'function' ? await decoder() : decoder;
+    }
+    return this.decoder;
   }
 
   async dispose(): Promise<void> {
