@@ -210,6 +210,9 @@ export class ModelLoader {
         onProgress: (p) => this.#progress.show(describePrepare(p)),
       });
       this.#info = info;
+      // The store changed: the storage panel asks the worker for its list before onReady starts
+      // anything long there (the CPU speed test), or the list waits behind that.
+      this.handlers.onStored();
       this.#plan.textContent = '';
       this.#loaded.textContent = `${choice.label} is ready${info.fromCache ? ', loaded from this browser’s storage' : ''}: ${backendText(info)}.`;
       this.#loaded.hidden = false;
@@ -221,12 +224,12 @@ export class ModelLoader {
       this.#planned = undefined;
       this.#action.textContent = 'Check download size';
       this.#action.hidden = false;
+      this.handlers.onStored(); // a download stopped or failed part-way is in the store too
     } finally {
       this.#running = undefined;
       this.#progress.hide();
       this.#cancel.hidden = true;
       this.#select.disabled = false;
-      this.handlers.onStored();
     }
   }
 }
