@@ -5,11 +5,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/cli.ts';
 import { decodePng } from '../../src/core/image/png.ts';
 import { Capture } from '../helpers/capture.ts';
+import { pngTextChunks } from '../helpers/png-text.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
@@ -22,32 +22,6 @@ async function cli(...argv: string[]) {
   const stderr = new Capture();
   const code = await runCli(argv, { stdout, stderr });
   return { code, stdout: stdout.text, stderr: stderr.text };
-}
-
-/** Text chunks of a PNG (tEXt and uncompressed/compressed iTXt). */
-function pngTextChunks(png: Uint8Array): Record<string, string> {
-  const out: Record<string, string> = {};
-  const v = new DataView(png.buffer, png.byteOffset, png.byteLength);
-  for (let at = 8; at < png.length; ) {
-    const len = v.getUint32(at);
-    const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
-    const data = png.subarray(at + 8, at + 8 + len);
-    if (type === 'tEXt') {
-      const z = data.indexOf(0);
-      out[Buffer.from(data.subarray(0, z)).toString('latin1')] = Buffer.from(data.subarray(z + 1)).toString('latin1');
-    } else if (type === 'iTXt') {
-      const z = data.indexOf(0);
-      const key = Buffer.from(data.subarray(0, z)).toString('latin1');
-      const compressed = data[z + 1] === 1;
-      let p = z + 3;
-      p = data.indexOf(0, p) + 1; // language tag
-      p = data.indexOf(0, p) + 1; // translated keyword
-      const body = data.subarray(p);
-      out[key] = Buffer.from(compressed ? inflateSync(body) : body).toString('utf8');
-    }
-    at += 12 + len;
-  }
-  return out;
 }
 
 let dir: string;
