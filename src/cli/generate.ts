@@ -225,7 +225,8 @@ const command: CommandModule = {
     // A single image shows its tokens; a run of several, its images.
     const single = !fromFile && count === 1;
     const run = single ? undefined : new RunProgress(bar, total, total - toMake);
-    const onProgress = bar ? (run ? (_i: number, p: GenerationProgress) => run.image(p) : (_i: number, p: GenerationProgress) => tokenProgress(bar)(p)) : undefined;
+    const show = bar && (run ? (p: GenerationProgress) => run.image(p) : tokenProgress(bar));
+    const onProgress = show ? (_i: number, p: GenerationProgress) => show(p) : undefined;
     try {
       await host.loadModel({ kind: 'bundle', url: location }, { name, maxLatentSide: latentSide(size), ...(io.signal ? { signal: io.signal } : {}) });
       run?.start();
@@ -258,7 +259,8 @@ const command: CommandModule = {
     } catch (e) {
       bar?.end();
       if (e instanceof SimpleARError && e.code === 'Aborted' && run) {
-        throw new SimpleARError('Aborted', `generation cancelled: ${run.done}/${total} images done; run the same command again to go on`);
+        const again = fromFile ? '; run the same command again to go on' : '';
+        throw new SimpleARError('Aborted', `generation cancelled: ${run.done}/${total} images done${again}`);
       }
       throw e;
     } finally {
