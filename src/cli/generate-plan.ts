@@ -3,9 +3,10 @@
 //   DIR/<5-digit prompt index>/metadata.jsonl     that prompt's line, as JSON
 //   DIR/<5-digit prompt index>/samples/<4-digit image>.png
 // A prompt-file run resumes: an image counts as done when its final PNG exists.
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join, parse } from 'node:path';
 import type { GenerationSettings } from '../core/engine/settings.ts';
+import { decodePng } from '../core/image/png.ts';
 import type { PromptEntry } from './prompt-file.ts';
 
 export interface ImageTarget {
@@ -62,4 +63,17 @@ export function promptFileJob(entry: PromptEntry, settings: GenerationSettings, 
 export async function missingTargets(job: PromptJob): Promise<ImageTarget[]> {
   const exists = await Promise.all(job.targets.map((t) => stat(t.png).then((s) => s.isFile(), () => false)));
   return job.targets.filter((_, k) => !exists[k]);
+}
+
+/**
+ * A prompt resumed without --seed keeps the seed it drew: s = the seed an image already made
+ * records, less its number. Undefined when none is made (or it records none).
+ */
+export async function resumedSeed(job: PromptJob, missing: readonly ImageTarget[]): Promise<number | undefined> {
+  const made = job.targets.find((t) => !missing.includes(t));
+  if (!made) return undefined;
+  const recorded = await readFile(made.png).then((bytes) => decodePng(new Uint8Array(bytes)).text.seed, () => undefined);
+  const seed = recorded !== undefined && /^\d+$/.test(recorded) ? Number(recorded) : NaN;
+  if (!Number.isInteger(seed) || seed > 0xffffffff) return undefined;
+  return (seed - made.i + 2 ** 32) % 2 ** 32;
 }

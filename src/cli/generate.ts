@@ -15,7 +15,7 @@ import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import type { GenerationProgress, GenerationResult } from '../core/engine/types.ts';
 import { removeStaleTemps, writeFileAtomic, writeTextIfChanged } from './atomic-file.ts';
-import { missingTargets, promptFileJob, singlePromptJob, type PromptJob } from './generate-plan.ts';
+import { missingTargets, promptFileJob, resumedSeed, singlePromptJob, type PromptJob } from './generate-plan.ts';
 import { COUNT_LIMITS, generateImageSet } from './image-set.ts';
 import { tempModelFiles } from './model-files.ts';
 import { createNodeEngineHost } from './node-host.ts';
@@ -144,7 +144,8 @@ const command: CommandModule = {
     'with a "prompt" field, as GenEval\'s evaluation_metadata.jsonl), in GenEval\'s layout:',
     '<dir>/<5-digit index>/metadata.jsonl and <dir>/<index>/samples/<4-digit i>.png. Each file is',
     'written whole (temp file, then rename); a second run makes only the images still missing, so a',
-    'run stopped with Ctrl-C goes on where it stopped. Without --seed each prompt draws its own seed.',
+    'run stopped with Ctrl-C goes on where it stopped. Without --seed each prompt draws its own seed',
+    '(a resumed prompt reads it back from the images it has).',
   ].join('\n'),
   options: {
     bundle: { type: 'string', short: 'b', arg: '<dir|url>', description: 'the converted model bundle', required: true },
@@ -189,6 +190,14 @@ const command: CommandModule = {
     }
     // One --prompt overwrites its files; a prompt file's run resumes.
     const pending = await Promise.all(jobs.map((job) => (fromFile ? missingTargets(job) : job.targets)));
+    if (fromFile && values.seed === undefined) {
+      jobs = await Promise.all(
+        jobs.map(async (job, k) => {
+          const seed = await resumedSeed(job, pending[k]!);
+          return seed === undefined ? job : { ...job, settings: { ...job.settings, seed } };
+        }),
+      );
+    }
     const total = jobs.length * count;
     const toMake = pending.reduce((n, targets) => n + targets.length, 0);
     const started = performance.now();

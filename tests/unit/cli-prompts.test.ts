@@ -166,6 +166,23 @@ describe('generate --prompts', () => {
     ]);
   });
 
+  it('a prompt resumed without --seed keeps the seed it drew: the images made again are the same', async () => {
+    const file = join(dir, 'drawn.txt');
+    await writeFile(file, 'a red cat\n');
+    const out = join(dir, 'drawn');
+    const args = ['generate', ...common(), '--prompts', file, '--out-dir', out, '--count', '3'];
+    expect((await cli(args)).code).toBe(0);
+    const sample = (i: number) => join(out, '00000/samples', `000${i}.png`);
+    const s = Number(pngTextChunks(new Uint8Array(await readFile(sample(0)))).seed);
+    const first = await Promise.all([1, 2].map((i) => readFile(sample(i))));
+    await Promise.all([1, 2].map((i) => rm(sample(i))));
+    const engine = countEngineCalls();
+    const r = await cli(args);
+    expect(r.code, r.stderr).toBe(0);
+    expect(engine.seeds).toEqual([imageSeed(s, 1), imageSeed(s, 2)]);
+    expect(await Promise.all([1, 2].map((i) => readFile(sample(i))))).toEqual(first);
+  });
+
   it('progress on stderr: one line over the run with images done, images/min and time left', async () => {
     const file = join(dir, 'progress.txt');
     await writeFile(file, 'a red cat\n');
