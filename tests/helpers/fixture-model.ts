@@ -41,3 +41,20 @@ export function goldenGreedy(checkpoint: string): GoldenGreedyCase {
   if (!found) throw new Error(`golden.json has no LM case for ${checkpoint}`);
   return found;
 }
+
+/** The reference's greedy tokens with a repetition penalty (tools/fixtures/make_penalty_golden.py). */
+export interface GoldenPenaltyCase {
+  checkpoint: string;
+  prompt: string;
+  cond_ids: number[];
+  uncond_ids: number[];
+  cfg_scale: number;
+  repetition_penalty: number;
+  grid: [number, number];
+  codes: number[];
+  codes_without_penalty: number[];
+}
+
+export function goldenRepetitionPenalty(): GoldenPenaltyCase {
+  return JSON.parse(readFileSync(join(FIXTURES, 'golden/repetition-penalty.json'), 'utf8')) as GoldenPenaltyCase;
+}

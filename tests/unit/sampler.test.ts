@@ -1,11 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { CpuSampler, type SamplingParams } from '../../src/core/sampling/sampler.ts';
 import { Pcg32, stepUniforms } from '../../src/core/sampling/prng.ts';
+import { SeenCodes } from '../../src/core/sampling/repetition.ts';
 import { chiSquare, chiSquareCritical } from '../helpers/chi-square.ts';
 
-/** The target distribution, computed independently in float64 the way the reference does it (sort-based). */
-function expectedDistribution(c: Float32Array, n: Float32Array, p: SamplingParams): Float64Array {
-  const V = c.length;
+/**
+ * The target distribution, computed independently in float64 the way the reference does it
+ * (sort-based): the repetition penalty on the conditional logits of `seen` first.
+ */
+function expectedDistribution(cond: Float32Array, n: Float32Array, p: SamplingParams, seen: ReadonlySet<number> = new Set()): Float64Array {
+  const V = cond.length;
+  const penalty = p.repetitionPenalty ?? 1;
+  const c = Array.from(cond, (v, i) => (seen.has(i) ? (v < 0 ? v * penalty : v / penalty) : v));
   const s = Array.from({ length: V }, (_, i) => (n[i]! + p.cfg * (c[i]! - n[i]!)) / p.temperature);
   const order = [...s.keys()].sort((a, b) => s[b]! - s[a]!);
   const keep = new Set(order.slice(0, Math.min(p.topK, V)));
@@ -109,6 +115,65 @@ describe('CpuSampler', () => {
     const c2 = Float32Array.from([1, 0]);
     const n2 = Float32Array.from([5, -1]);
     expect(sampler.sample(c2, n2, { cfg: 2, temperature: 0, topK: 2, topP: 1 }, 0.5)).toBe(1);
+  });
+
+  describe('repetition penalty (Transformers: seen ids of the conditional stream, before CFG)', () => {
+    // The 20 best conditional logits and a spread of others, positive and negative, as seen codes.
+    const order = [...cond.keys()].sort((a, b) => cond[b]! - cond[a]!);
+    const seenIds = new Set([...order.slice(0, 20), ...order.filter((_, i) => i % 9 === 0)]);
+    const seen = new SeenCodes(V);
+    for (const id of seenIds) seen.add(id);
+
+    it('draws follow the penalised distribution (chi-square), and the test has power against the unpenalised one', () => {
+      const sampler = new CpuSampler(V);
+      const params: SamplingParams = { cfg: 3, temperature: 1, topK: 80, topP: 0.95, repetitionPenalty: 1.3 };
+      const N = 60_000;
+      const u = stepUniforms(555, N);
+      const counts = new Float64Array(V);
+      for (let i = 0; i < N; i++) counts[sampler.sample(cond, uncond, params, u[i]!, seen)]!++;
+      const probs = expectedDistribution(cond, uncond, params, seenIds);
+      for (let i = 0; i < V; i++) if (probs[i] === 0) expect(counts[i], `token ${i} is excluded`).toBe(0);
+      const { stat, dof } = chiSquare(counts, probs, N);
+      expect(stat).toBeLessThan(chiSquareCritical(dof));
+      const unpenalised = expectedDistribution(cond, uncond, { ...params, repetitionPenalty: 1 });
+      expect(chiSquare(counts, unpenalised, N).stat).toBeGreaterThan(chiSquareCritical(chiSquare(counts, unpenalised, N).dof));
+      // probabilities() gives the same penalised target (SJD verifies against it).
+      const out = sampler.probabilities(cond, uncond, params, new Float32Array(V), seen);
+      for (let i = 0; i < V; i++) expect(Math.abs(out[i]! - probs[i]!)).toBeLessThan(1e-5);
+    });
+
+    it('divides a positive seen logit, multiplies a negative one, leaves the negative stream and unseen codes alone; 1 or no set = off', () => {
+      const sampler = new CpuSampler(3);
+      const greedy = (c: number[], n: number[], penalty: number, seenCodes?: number[]) => {
+        const set = seenCodes ? new SeenCodes(3) : undefined;
+        for (const code of seenCodes ?? []) set!.add(code);
+        return sampler.sample(Float32Array.from(c), Float32Array.from(n), { cfg: 1, temperature: 0, topK: 3, topP: 1, repetitionPenalty: penalty }, 0.5, set);
+      };
+      // 2 / 1.5 < 1.5: the seen best code loses to the next.
+      expect(greedy([2, 1.5, 0], [0, 0, 0], 1.5, [0])).toBe(1);
+      expect(greedy([2, 1.5, 0], [0, 0, 0], 1, [0])).toBe(0);
+      expect(greedy([2, 1.5, 0], [0, 0, 0], 1.5)).toBe(0);
+      // Negative: −1 · 1.5 < −1.2, so code 1 now beats it.
+      expect(greedy([-5, -1.2, -1], [0, 0, 0], 1.5, [2])).toBe(1);
+      // A penalty below 1 favours seen codes.
+      expect(greedy([2, 1.5, 0], [0, 0, 0], 0.5, [1])).toBe(1);
+      // cfg 2 on a seen code: s = u + 2·(c/p − u) with the negative logit as it is.
+      const s = (c: number, n: number) => n + 2 * (c - n);
+      const sampler2 = new CpuSampler(2);
+      const set = new SeenCodes(2);
+      set.add(0);
+      // Unpenalised: 0 wins (s = 2·3 − 1 = 5 against 2·2 − 0 = 4); penalised c0 = 2: s = 3 < 4.
+      expect(s(3, 1)).toBeGreaterThan(s(2, 0));
+      expect(s(3 / 1.5, 1)).toBeLessThan(s(2, 0));
+      expect(sampler2.sample(Float32Array.of(3, 2), Float32Array.of(1, 0), { cfg: 2, temperature: 0, topK: 2, topP: 1, repetitionPenalty: 1.5 }, 0, set)).toBe(1);
+      expect(sampler2.sample(Float32Array.of(3, 2), Float32Array.of(1, 0), { cfg: 2, temperature: 0, topK: 2, topP: 1 }, 0, set)).toBe(0);
+    });
+
+    it('SeenCodes keeps one bit per visual code; a prompt contributes only its ids in the visual range', () => {
+      const seenCodes = SeenCodes.ofTokens([3, 99, 100, 131, 132, 400], 100, 33);
+      expect([...Array(33).keys()].filter((c) => seenCodes.has(c))).toEqual([0, 31, 32]);
+      expect(seenCodes.words.length).toBe(2);
+    });
   });
 
   it('top-k 1 always returns the best token whatever the uniform', () => {

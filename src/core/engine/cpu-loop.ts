@@ -3,6 +3,7 @@
 import type { LmSpec } from '../base/model-spec.ts';
 import { LmRunner, type LmRunnerOptions } from '../runtime/lm-runner.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
+import { SeenCodes } from '../sampling/repetition.ts';
 import { runCpuSjd } from './cpu-sjd.ts';
 import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
@@ -34,10 +35,13 @@ export class CpuTokenLoop implements TokenLoop {
     let logits = await this.runner.prefill([req.cond, req.uncond]);
     progress.prefilled();
     let runs = 0;
+    // The conditional stream's ids so far, for the repetition penalty: its prompt, then each code.
+    const seen = SeenCodes.ofTokens(req.cond, this.spec.visualOffset, V);
     for (let step = 0; step < req.steps; step++) {
       throwIfAborted(req.signal);
-      const code = this.sampler.sample(logits.subarray(0, V), logits.subarray(V, 2 * V), req.sampling, req.uniforms[step]!);
+      const code = this.sampler.sample(logits.subarray(0, V), logits.subarray(V, 2 * V), req.sampling, req.uniforms[step]!, seen);
       codes[step] = code;
+      seen.add(code);
       progress.sampled(codes, step + 1);
       if (step + 1 === req.steps) break;
       const id = code + this.spec.visualOffset;

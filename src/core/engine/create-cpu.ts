@@ -117,5 +117,17 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
     preallocateOutputs: backend === 'cpu',
     kvCache,
   });
-  return new SimpleAREngine({ backend, modelName: model.name, lm: model.lm, tokenizer: model.tokenizer, loop, ort, decoder, maxPromptTokens, maxLatentSide, oneShot: options.oneShot === true });
+  return new SimpleAREngine({
+    backend,
+    modelName: model.name,
+    lm: model.lm,
+    tokenizer: model.tokenizer,
+    loop,
+    ort,
+    decoder,
+    maxPromptTokens,
+    maxLatentSide,
+    oneShot: options.oneShot === true,
+    repetitionPenalty: model.generation?.repetitionPenalty ?? 1,
+  });
 }

@@ -84,5 +84,6 @@ export async function createWebGpuEngine(
     decoder,
     maxPromptTokens,
     maxLatentSide,
+    repetitionPenalty: model.generation?.repetitionPenalty ?? 1,
   });
 }

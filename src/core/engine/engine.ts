@@ -45,6 +45,9 @@ export interface EngineParts {
   oneShot?: boolean;
   maxPromptTokens?: number;
   maxLatentSide?: number;
+  /** The checkpoint's repetition penalty (generation_config.json; 1 where it has none): the
+   * default of a request that sets none. */
+  repetitionPenalty?: number;
 }
 
 export class SimpleAREngine implements Engine {
@@ -62,7 +65,9 @@ export class SimpleAREngine implements Engine {
   /** Generations run one at a time, in call order. */
   generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
     // Validate before queueing: bad input fails at once, before any work.
-    const settings = resolveSettings({ ...request, seed: request.seed ?? randomSeed() });
+    const resolved = resolveSettings({ ...request, seed: request.seed ?? randomSeed() });
+    // The result reports the penalty used, the checkpoint's where the request set none.
+    const settings = { ...resolved, repetitionPenalty: resolved.repetitionPenalty ?? this.parts.repetitionPenalty ?? 1 };
     const side = latentSide(settings.size);
     const maxSide = this.parts.maxLatentSide ?? MAX_LATENT_SIDE;
     if (side > maxSide) {

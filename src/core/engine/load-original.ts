@@ -20,7 +20,7 @@ export interface LoadOriginalOptions {
 export async function loadOriginalModel(model: FileFolder, vq: FileFolder, options: LoadOriginalOptions = {}): Promise<EngineModel> {
   const { signal } = options;
   const tokenizer = await loadTokenizer(model, signal);
-  const { lm } = await readModelConfig(model, tokenizer.length, signal);
+  const { lm, generation } = await readModelConfig(model, tokenizer.length, signal);
   const lmWeights = await collectLmWeights(await openSafetensors(model, signal), lm, { weights: options.weights ?? 'q4', signal });
   const jit = await openTorchScript(vq.open('decoder.jit'), signal);
   const decoder = await describeDecoderFile(jit, {}, signal);
@@ -28,5 +28,5 @@ export async function loadOriginalModel(model: FileFolder, vq: FileFolder, optio
   for await (const t of convertDecoderWeights(jit, { dtype: options.decoderDtype ?? 'f16', spec: decoder, signal })) {
     decoderWeights.set(t.name, t);
   }
-  return { name: options.name ?? model.base, lm, tokenizer, lmWeights, decoder, decoderWeights };
+  return { name: options.name ?? model.base, lm, tokenizer, lmWeights, decoder, decoderWeights, generation };
 }

@@ -15,6 +15,12 @@ export interface GenerationSettings {
   /** Image side in pixels: a multiple of 16 (one token per 16×16 block). */
   size: number;
   cfg: number;
+  /**
+   * Transformers' repetition penalty on the conditional stream (sampling/repetition.ts); 1 = off.
+   * Undefined = the checkpoint's `generation_config.json` value (1 where it has none): the engine
+   * fills it in, and its result reports the value used.
+   */
+  repetitionPenalty?: number;
   temperature: number;
   topK: number;
   topP: number;
@@ -33,6 +39,8 @@ export const DEFAULT_SETTINGS = {
 } as const;
 
 export const SIZE_LIMITS = { min: 16, max: 2048 } as const;
+/** Transformers only requires a positive penalty; beyond 10 every seen code is all but banned. */
+export const REPETITION_PENALTY_LIMITS = { min: 0, max: 10 } as const;
 /** SJD drafts per run: a run covers window + 1 tokens, and the WebGPU EP's attention is only right
  * for calls of at most 31 new tokens (runtime/lm-runner.ts prefillSchedule), hence 30. */
 export const SJD_WINDOW_LIMITS = { min: 1, max: 30 } as const;
@@ -49,6 +57,13 @@ export function resolveSettings(input: Partial<GenerationSettings> & { prompt: s
     throw invalid('size', `must be a multiple of 16 between ${SIZE_LIMITS.min} and ${SIZE_LIMITS.max} pixels (got ${s.size})`);
   }
   if (!Number.isFinite(s.cfg) || s.cfg < 0 || s.cfg > 50) throw invalid('cfg', `must be between 0 and 50 (got ${s.cfg}); 6 is the reference`);
+  if (s.repetitionPenalty !== undefined) {
+    const { min, max } = REPETITION_PENALTY_LIMITS;
+    const p = s.repetitionPenalty;
+    if (typeof p !== 'number' || !Number.isFinite(p) || p <= min || p > max) {
+      throw invalid('repetitionPenalty', `must be above ${min} and at most ${max} (got ${String(p)}); 1 = off`);
+    }
+  }
   if (!Number.isFinite(s.temperature) || s.temperature < 0 || s.temperature > 10) {
     throw invalid('temperature', `must be between 0 (greedy) and 10 (got ${s.temperature})`);
   }

@@ -10,6 +10,7 @@
 import type { LmSpec } from '../base/model-spec.ts';
 import { speculativeJacobiDecode, type WindowVerifier } from '../sampling/jacobi.ts';
 import type { CpuSampler, SamplingParams } from '../sampling/sampler.ts';
+import { SeenCodes } from '../sampling/repetition.ts';
 import { LoopProgress } from './loop-progress.ts';
 import { throwIfAborted, type SjdLoopOptions, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
@@ -63,6 +64,10 @@ class StreamsVerifier implements WindowVerifier {
   /** Two banks of window + 1 rows: one iteration's rows are the next one's proposals. */
   private readonly banks: Float32Array[][];
   private bank = 0;
+  /** The drafts of the latest verify: commit() moves the accepted ones into `committed`. */
+  private drafts = new Int32Array(0);
+  /** Row i's seen codes: the committed ones and drafts 1 … i (its own prefix). */
+  private readonly rowSeen: SeenCodes;
 
   constructor(
     private readonly runner: CfgRunner,
@@ -70,9 +75,12 @@ class StreamsVerifier implements WindowVerifier {
     private readonly spec: LmSpec,
     private readonly sampling: SamplingParams,
     window: number,
+    /** The conditional stream's codes so far (the repetition penalty's), the prompt's and the first code. */
+    private readonly committed: SeenCodes,
   ) {
     const V = spec.visualCount;
     this.banks = [0, 1].map(() => Array.from({ length: window + 1 }, () => new Float32Array(V)));
+    this.rowSeen = new SeenCodes(V);
   }
 
   async verify(last: number, drafts: Int32Array): Promise<readonly Float32Array[]> {
@@ -81,11 +89,21 @@ class StreamsVerifier implements WindowVerifier {
     const { cond: c, uncond: u } = await this.runner.runWindow(ids);
     this.bank ^= 1;
     const rows = this.banks[this.bank]!.slice(0, ids.length);
-    rows.forEach((out, i) => this.sampler.probabilities(c.subarray(i * V, (i + 1) * V), u.subarray(i * V, (i + 1) * V), this.sampling, out));
+    // Each target is the plain sampler's distribution for its own prefix, penalty included: row i
+    // follows `last` and drafts 1 … i.
+    this.committed.add(last);
+    this.drafts = drafts.slice();
+    const seen = this.committed.copyTo(this.rowSeen);
+    rows.forEach((out, i) => {
+      if (i > 0) seen.add(drafts[i - 1]!);
+      this.sampler.probabilities(c.subarray(i * V, (i + 1) * V), u.subarray(i * V, (i + 1) * V), this.sampling, out, seen);
+    });
     return rows;
   }
 
   commit(count: number): void {
+    // `last` (already in) and the count − 1 accepted drafts.
+    for (let i = 0; i < count - 1; i++) this.committed.add(this.drafts[i]!);
     this.runner.advance(count);
   }
 }
@@ -101,9 +119,10 @@ export async function runSjdLoop(
   const progress = new LoopProgress(req);
   throwIfAborted(req.signal);
   const { cond: c, uncond: u } = await streams.runner.prefill(req.cond, req.uncond);
-  const first = sampler.probabilities(c.subarray(0, V), u.subarray(0, V), req.sampling, new Float32Array(V));
+  const seen = SeenCodes.ofTokens(req.cond, spec.visualOffset, V);
+  const first = sampler.probabilities(c.subarray(0, V), u.subarray(0, V), req.sampling, new Float32Array(V), seen);
   progress.prefilled();
-  const verifier = new StreamsVerifier(streams.runner, sampler, spec, req.sampling, sjd.window);
+  const verifier = new StreamsVerifier(streams.runner, sampler, spec, req.sampling, sjd.window, seen);
   let reports = 0;
   const out = await speculativeJacobiDecode({
     first,

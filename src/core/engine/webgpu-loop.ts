@@ -28,6 +28,7 @@ import { GpuResources, inPlaceFetches, storageUsage } from './webgpu-resources.t
 import { WebGpuSjd } from './webgpu-sjd.ts';
 import { holdOrtBufferRegistrations } from './ort-capture-workaround.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
+import { SeenCodes, seenWords } from '../sampling/repetition.ts';
 
 /**
  * Longest prefill call. ORT Web's WebGPU attention gives wrong results for calls of 32 tokens
@@ -89,8 +90,9 @@ export class WebGpuTokenLoop implements TokenLoop {
     device.queue.writeBuffer(logitsIndex, 0, Int32Array.of(0, 1));
     this.logits = gpu.buffer(2 * V * 4, STORAGE, 'logits');
     this.scratch = gpu.buffer(V * 4, STORAGE, 'sampler-scratch');
+    // Step counter, codes, uniforms (sampler-wgsl.ts), then the repetition penalty's seen codes.
     const stateBytes = (1 + 2 * options.maxSteps) * 4;
-    this.state = gpu.buffer(stateBytes, STORAGE, 'sampler-state');
+    this.state = gpu.buffer(stateBytes + seenWords(V) * 4, STORAGE, 'sampler-state');
     this.staging = gpu.buffer(stateBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'codes-readback');
     this.params = gpu.buffer(SAMPLER_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'sampler-params');
 
@@ -138,15 +140,20 @@ export class WebGpuTokenLoop implements TokenLoop {
     const N = req.uncond.length;
     if (Math.max(P, N) + req.steps > options.capacity) throw new Error('KV cache too small for this request');
 
-    // Per generation: the sampler's settings, the step counter and draws, the streams' lengths.
+    // Per generation: the sampler's settings, the step counter and draws, the streams' lengths,
+    // and the conditional prompt's seen codes (the shader adds each code it draws).
     const drawsOffset = 1 + options.maxSteps;
+    const seenOffset = 1 + 2 * options.maxSteps;
     device.queue.writeBuffer(
       this.params,
       0,
-      packSamplerParams({ ...req.sampling, vocab: spec.visualCount, visualOffset: spec.visualOffset, drawsOffset, uncondOffset: spec.visualCount, rows: 2 }),
+      packSamplerParams({ ...req.sampling, vocab: spec.visualCount, visualOffset: spec.visualOffset, drawsOffset, uncondOffset: spec.visualCount, rows: 2, seenOffset }),
     );
     device.queue.writeBuffer(this.state, 0, Uint32Array.of(0));
     device.queue.writeBuffer(this.state, drawsOffset * 4, Float32Array.from(req.uniforms.subarray(0, req.steps)));
+    if ((req.sampling.repetitionPenalty ?? 1) !== 1) {
+      device.queue.writeBuffer(this.state, seenOffset * 4, SeenCodes.ofTokens(req.cond, spec.visualOffset, spec.visualCount).words);
+    }
 
     const progress = new LoopProgress(req);
     throwIfAborted(req.signal);

@@ -103,6 +103,7 @@ export class ModelBundle {
       decoder: this.decoder,
       decoderWeights: part(all, DECODER_PREFIX),
       ...(this.preview ? { preview: this.preview.map } : {}),
+      ...(this.generation ? { generation: this.generation } : {}),
     };
   }
 

@@ -2,6 +2,7 @@
 // the original checkpoints converted in memory): specs, tokenizer and the converted weights.
 import type { LmSpec, NamedTensor } from '../base/model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
+import type { GenerationSettings } from '../formats/model-config.ts';
 import type { CosmosDecoderSpec } from '../model/decoder-spec.ts';
 import type { PreviewMap } from '../model/preview.ts';
 import { buildLmGraph, buildLmGraphWithExternalData, type KvCacheMode, type LmGraphOptions, type QuantizedLinear, type QuantizedLookup } from '../model/lm-graph.ts';
@@ -17,6 +18,9 @@ export interface EngineModel {
   /** Converted decoder weights by name (model/decoder-weights.ts). */
   decoderWeights: ReadonlyMap<string, NamedTensor>;
   preview?: PreviewMap;
+  /** What the checkpoint's generation_config.json says (its repetition penalty is the engine's
+   * default); absent from bundles converted before it was recorded. */
+  generation?: GenerationSettings;
 }
 
 export type Activations = 'f32' | 'f16';

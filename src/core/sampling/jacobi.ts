@@ -13,7 +13,9 @@
 // after the emitted ones (Jacobi: the model's guesses for later positions, from a context with
 // possibly wrong drafts); slots beyond them use the last row. Any known q keeps the rule exact;
 // better q only raises the acceptance. With temperature 0 every p and q is a point mass, so SJD
-// reproduces greedy decoding token for token.
+// reproduces greedy decoding token for token. Each p_i is the plain sampler's whole processed
+// distribution for its own prefix, repetition penalty included (the committed codes and drafts
+// 1 … i are that row's seen codes; engine/sjd-loop.ts), so the rule stays exact with a penalty.
 import { Pcg32 } from './prng.ts';
 
 /** One model run over the window: target distributions for each of drafts.length + 1 rows. */

@@ -2,7 +2,9 @@
 // reads the step's conditional and negative logits where ONNX Runtime left them, draws the token
 // with this step's uniform, and writes it straight into the next step's int32 input_ids (and bumps
 // both streams' lengths), so the decode loop never reads logits back. The f32 arithmetic and
-// summation order mirror CpuSampler.
+// summation order mirror CpuSampler. The repetition penalty's seen codes (repetition.ts) live in
+// the state buffer as the same bitmask: the host writes the prompt's, the shader adds each drawn
+// code, so they stay on the GPU too.
 import { SAMPLER_THREADS } from './sampler.ts';
 
 /** Byte layout of the params uniform buffer (16-byte aligned). */
@@ -22,6 +24,10 @@ export interface SamplerParamsData {
   uncondOffset: number;
   /** Rows of input_ids / seqlens_k to feed (2: both CFG streams get the same token). */
   rows: number;
+  /** 1 or undefined = off. */
+  repetitionPenalty?: number;
+  /** Offset (in u32 words) of the seen-codes bitmask in the state buffer; needed with a penalty. */
+  seenOffset?: number;
 }
 
 export function packSamplerParams(p: SamplerParamsData): ArrayBuffer {
@@ -38,6 +44,10 @@ export function packSamplerParams(p: SamplerParamsData): ArrayBuffer {
   u[7] = p.drawsOffset;
   u[8] = p.uncondOffset;
   u[9] = p.rows;
+  const penalty = p.repetitionPenalty ?? 1;
+  if (penalty !== 1 && p.seenOffset === undefined) throw new Error('a repetition penalty needs the seen codes (seenOffset)');
+  f[10] = penalty;
+  u[11] = p.seenOffset ?? 0;
   return buf;
 }
 
@@ -55,13 +65,15 @@ struct Params {
   draws_offset: u32,
   uncond_offset: u32,
   rows: u32,
-  _pad0: u32, _pad1: u32,
+  penalty: f32,
+  seen_offset: u32,
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> scratch: array<f32>;
-// [0] = step counter, [1..] = generated codes, [draws_offset..] = the per-step uniforms (f32 bits)
+// [0] = step counter, [1..] = generated codes, [draws_offset..] = the per-step uniforms (f32 bits),
+// [seen_offset..] = the conditional stream's seen codes, one bit each (with a penalty only)
 @group(0) @binding(3) var<storage, read_write> state: array<u32>;
 // int32 input_ids [rows, 1] and seqlens_k [rows] of the next step: every row gets the same token
 @group(0) @binding(4) var<storage, read_write> input_ids: array<u32>;
@@ -86,6 +98,15 @@ fn chunk_bounds(t: u32) -> vec2<u32> {
 
 fn kept(w: f32, floor: f32) -> bool { return w >= floor && w > 0.0; }
 
+// The conditional logit of code i after the repetition penalty (CpuSampler: penalisedLogit).
+fn penalised_cond(i: u32) -> f32 {
+  let c = logits[i];
+  if (params.penalty == 1.0) { return c; }
+  if (((state[params.seen_offset + (i >> 5u)] >> (i & 31u)) & 1u) == 0u) { return c; }
+  if (c < 0.0) { return c * params.penalty; }
+  return c / params.penalty;
+}
+
 // Chunk sums of weights >= floor into red_f; thread 0 returns the sequential total in shared_f[0].
 fn mass_above(t: u32, floor: f32) {
   let b = chunk_bounds(t);
@@ -109,11 +130,11 @@ fn main(@builtin(local_invocation_index) t: u32) {
   let V = params.vocab;
   let step = state[0];
 
-  // 1. CFG scores (before temperature) and their maximum / first argmax.
+  // 1. Penalty, CFG scores (before temperature) and their maximum / first argmax.
   var best = bitcast<f32>(0xff7fffffu); // -FLT_MAX
   var best_i = 0xffffffffu;
   for (var i = t; i < V; i += THREADS) {
-    let c = logits[i];
+    let c = penalised_cond(i);
     let n = logits[params.uncond_offset + i];
     var s = n + params.cfg * (c - n);
     if (params.greedy == 0u) { s = s * params.inv_temp; }
@@ -233,9 +254,13 @@ fn main(@builtin(local_invocation_index) t: u32) {
     token = shared_u[2];
   }
 
-  // 6. Feed the token to the next step of both streams.
+  // 6. Feed the token to the next step of both streams; the conditional stream has now seen it.
   if (t == 0u) {
     state[1u + step] = token;
+    if (params.penalty != 1.0) {
+      let w = params.seen_offset + (token >> 5u);
+      state[w] = state[w] | (1u << (token & 31u));
+    }
     state[0] = step + 1u;
     for (var r = 0u; r < params.rows; r++) {
       input_ids[r] = token + params.visual_offset;

@@ -1,4 +1,4 @@
-// CFG + temperature + top-k + top-p + the draw, for one step, on the CPU.
+// Repetition penalty + CFG + temperature + top-k + top-p + the draw, for one step, on the CPU.
 //
 // This is the reference for the WebGPU sampler (sampler-wgsl.ts): both do the same f32 arithmetic
 // in the same order (chunked sums over SAMPLER_THREADS contiguous slices, then a sequential sum of
@@ -8,7 +8,14 @@
 // (docs/model.md#cfg). Only the visual rows are sampled (docs/model.md#deviations: a deliberate
 // deviation).
 
+import { penalisedLogit, type SeenCodes } from './repetition.ts';
+
 export interface SamplingParams {
+  /**
+   * Transformers' repetition penalty on the conditional stream (repetition.ts); 1 or undefined =
+   * off. Needs the stream's seen codes.
+   */
+  repetitionPenalty?: number;
   /** Guidance scale; 1 = conditional logits only. */
   cfg: number;
   /** 0 = greedy (argmax). */
@@ -53,10 +60,11 @@ export class CpuSampler {
 
   /**
    * Picks a visual code from the conditional and negative logits of one step.
-   * `u` is this step's uniform in [0, 1). Returns an index in [0, vocab).
+   * `u` is this step's uniform in [0, 1). `seen`: the conditional stream's codes so far, for
+   * the repetition penalty (none: nothing is penalised). Returns an index in [0, vocab).
    */
-  sample(cond: Float32Array, uncond: Float32Array, p: SamplingParams, u: number): number {
-    const weighed = this.weigh(cond, uncond, p);
+  sample(cond: Float32Array, uncond: Float32Array, p: SamplingParams, u: number, seen?: SeenCodes): number {
+    const weighed = this.weigh(cond, uncond, p, seen);
     return weighed.greedy !== undefined ? weighed.greedy : this.draw(weighed.floor, u);
   }
 
@@ -65,8 +73,8 @@ export class CpuSampler {
    * weights over their total; temperature 0 gives a point mass on the argmax. Speculative
    * decoding verifies drafts against exactly this.
    */
-  probabilities(cond: Float32Array, uncond: Float32Array, p: SamplingParams, out: Float32Array): Float32Array {
-    const weighed = this.weigh(cond, uncond, p);
+  probabilities(cond: Float32Array, uncond: Float32Array, p: SamplingParams, out: Float32Array, seen?: SeenCodes): Float32Array {
+    const weighed = this.weigh(cond, uncond, p, seen);
     if (weighed.greedy !== undefined) {
       out.fill(0);
       out[weighed.greedy] = 1;
@@ -79,12 +87,14 @@ export class CpuSampler {
     return out;
   }
 
-  /** CFG, temperature, top-k and top-p into `weights`; the nucleus floor (or the greedy pick). */
-  private weigh(cond: Float32Array, uncond: Float32Array, p: SamplingParams): { floor: number; greedy?: number } {
+  /** Penalty, CFG, temperature, top-k and top-p into `weights`; the nucleus floor (or the greedy pick). */
+  private weigh(cond: Float32Array, uncond: Float32Array, p: SamplingParams, seen: SeenCodes | undefined): { floor: number; greedy?: number } {
     const { scores: s, vocab: V } = this;
     const cfg = f(p.cfg);
+    const penalty = p.repetitionPenalty ?? 1;
+    const penalised = penalty !== 1 && seen !== undefined ? seen : undefined;
     for (let i = 0; i < V; i++) {
-      const c = cond[i]!;
+      const c = penalised?.has(i) ? penalisedLogit(cond[i]!, penalty) : cond[i]!;
       const n = uncond[i]!;
       s[i] = f(n + f(cfg * f(c - n)));
     }
