@@ -66,6 +66,26 @@ describe('WebGPU engine in Chromium', () => {
     expect(maxDiff).toBeLessThanOrEqual(1);
   });
 
+  it("a repetition penalty: the WGSL sampler's seen codes stay on the GPU and give Node's CPU tokens, greedy and sampled", async () => {
+    const requests = [
+      { prompt: 'a red cat', size: 64, seed: 1, temperature: 0, repetitionPenalty: 1.3 },
+      { prompt: 'a small house by a lake', size: 64, seed: 4242, topK: 2000, temperature: 0.9, repetitionPenalty: 1.3 },
+    ];
+    const gpu = await session.page.evaluate((reqs) => Promise.all(reqs.map((req) => simplear.client.generate(req))), requests);
+    const cpuEngine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 8 });
+    for (const [i, req] of requests.entries()) {
+      const cpu = await cpuEngine.generate(req);
+      const unpenalised = await cpuEngine.generate({ ...req, repetitionPenalty: 1 });
+      // The penalty changes these tokens, so equal tokens are evidence.
+      expect(Array.from(cpu.codes)).not.toEqual(Array.from(unpenalised.codes));
+      expect(Array.from(gpu[i]!.codes), `request ${i}`).toEqual(Array.from(cpu.codes));
+      expect(gpu[i]!.settings.repetitionPenalty).toBe(1.3);
+      expect(gpu[i]!.stats).toMatchObject({ readbacks: 4, steadyStateAllocations: 0 });
+    }
+    await cpuEngine.dispose();
+    session.console.assertClean();
+  });
+
   it('cancel stops within a step, rejects with AbortError, and 20 cycles leave GPU memory flat', async () => {
     // A short negative prompt keeps the prefill to one run, so 20 cycles fit on SwiftShader.
     const base = { prompt: 'a tree', negativePrompt: 'blurry', size: 32 };
