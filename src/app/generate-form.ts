@@ -5,8 +5,9 @@
 import { SimpleARError } from '../core/base/errors.ts';
 import { DEFAULT_SETTINGS, resolveSettings, type GenerationSettings } from '../core/engine/settings.ts';
 import { h } from './dom.ts';
+import { negativeFieldText, negativePromptFromField } from './negative-field.ts';
 
-export type SettingsField = 'prompt' | 'negativePrompt' | 'size' | 'cfg' | 'temperature' | 'topK' | 'topP' | 'seed' | 'sjd';
+export type SettingsField = 'prompt' | 'negativePrompt' | 'size' | 'cfg' | 'repetitionPenalty' | 'temperature' | 'topK' | 'topP' | 'seed' | 'sjd';
 
 export interface GenerateFormHandlers {
   onGenerate(settings: GenerationSettings): void;
@@ -44,15 +45,17 @@ export class GenerateForm {
     const number = (name: SettingsField, attrs: Record<string, string | number>) =>
       h('input', { id: `setting-${name}`, name, type: 'number', inputmode: 'decimal', 'aria-describedby': `${name}-error`, ...attrs });
     this.#fields = {
-      negativePrompt: h('textarea', { id: 'setting-negativePrompt', name: 'negativePrompt', rows: 2, placeholder: 'empty: SimpleAR’s own negative prompt', 'aria-describedby': 'negativePrompt-error' }),
+      negativePrompt: h('textarea', { id: 'setting-negativePrompt', name: 'negativePrompt', rows: 2, 'aria-describedby': 'negativePrompt-hint negativePrompt-error' }),
       size: number('size', { min: 16, max: MAX_SIZE, step: 16, value: DEFAULT_SETTINGS.size }),
       cfg: number('cfg', { min: 0, max: 50, step: 0.5, value: DEFAULT_SETTINGS.cfg }),
+      repetitionPenalty: number('repetitionPenalty', { min: 0.05, max: 10, step: 0.05, placeholder: 'the model’s' }),
       temperature: number('temperature', { min: 0, max: 10, step: 0.05, value: DEFAULT_SETTINGS.temperature }),
       topK: number('topK', { min: 1, max: DEFAULT_SETTINGS.topK, step: 1, value: DEFAULT_SETTINGS.topK }),
       topP: number('topP', { min: 0.01, max: 1, step: 0.01, value: DEFAULT_SETTINGS.topP }),
       seed: h('input', { id: 'setting-seed', name: 'seed', type: 'text', inputmode: 'numeric', autocomplete: 'off', placeholder: 'random', 'aria-describedby': 'seed-hint seed-error' }),
       sjd: h('input', { id: 'setting-sjd', name: 'sjd', type: 'checkbox', 'aria-describedby': 'sjd-hint sjd-error' }),
     };
+    this.#fields.negativePrompt.value = negativeFieldText(undefined);
     const error = (name: SettingsField) => {
       const el = h('p', { id: `${name}-error`, class: 'field-error', hidden: true });
       this.#errors.set(name, el);
@@ -70,9 +73,10 @@ export class GenerateForm {
     this.#advanced = h('details', { class: 'advanced' },
       h('summary', {}, 'Advanced settings'),
       h('div', { class: 'advanced-grid' },
-        row('negativePrompt', 'Negative prompt'),
+        row('negativePrompt', 'Negative prompt', 'SimpleAR’s own to start with; empty = the null condition (plain CFG)'),
         row('size', 'Size (px, square)', 'multiple of 16; 1024 is the model’s native size'),
         row('cfg', 'Guidance (CFG)', '6 is the reference'),
+        row('repetitionPenalty', 'Repetition penalty', 'empty = the model’s own (its generation_config.json; usually 1 = off)'),
         row('temperature', 'Temperature', '0 = greedy'),
         row('topK', 'Top-k', `${DEFAULT_SETTINGS.topK} = off`),
         row('topP', 'Top-p', '1 = off'),
@@ -104,13 +108,15 @@ export class GenerateForm {
     const f = this.#fields;
     const num = (el: HTMLInputElement | HTMLTextAreaElement) => (el.value.trim() === '' ? NaN : Number(el.value));
     const seedText = f.seed.value.trim();
-    const negative = f.negativePrompt.value.trim();
+    const negative = negativePromptFromField(f.negativePrompt.value);
+    const penalty = f.repetitionPenalty.value.trim();
     try {
       return resolveSettings({
         prompt: this.prompt.value,
-        ...(negative ? { negativePrompt: negative } : {}),
+        ...(negative !== undefined ? { negativePrompt: negative } : {}),
         size: num(f.size),
         cfg: num(f.cfg),
+        ...(penalty !== '' ? { repetitionPenalty: num(f.repetitionPenalty) } : {}),
         temperature: num(f.temperature),
         topK: num(f.topK),
         topP: num(f.topP),
@@ -150,7 +156,8 @@ export class GenerateForm {
   fill(s: GenerationSettings): void {
     const f = this.#fields;
     this.prompt.value = s.prompt;
-    f.negativePrompt.value = s.negativePrompt ?? '';
+    f.negativePrompt.value = negativeFieldText(s.negativePrompt);
+    f.repetitionPenalty.value = s.repetitionPenalty === undefined ? '' : String(s.repetitionPenalty);
     f.size.value = String(s.size);
     f.cfg.value = String(s.cfg);
     f.temperature.value = String(s.temperature);

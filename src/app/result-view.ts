@@ -51,8 +51,8 @@ export class ResultView {
       ['prompt', 'Prompt', s.prompt],
       ['seed', 'Seed', String(s.seed)],
       ['size', 'Size', `${s.size} × ${s.size}`],
-      ['sampling', 'Sampling', `CFG ${s.cfg}, temperature ${s.temperature}, top-k ${s.topK}, top-p ${s.topP}${s.sjd ? `, SJD window ${s.sjd.window}` : ''}`],
-      ['negative', 'Negative prompt', s.negativePrompt ?? 'SimpleAR’s default'],
+      ['sampling', 'Sampling', `CFG ${s.cfg}, temperature ${s.temperature}, top-k ${s.topK}, top-p ${s.topP}${s.repetitionPenalty !== undefined && s.repetitionPenalty !== 1 ? `, repetition penalty ${s.repetitionPenalty}` : ''}${s.sjd ? `, SJD window ${s.sjd.window}` : ''}`],
+      ['negative', 'Negative prompt', s.negativePrompt === undefined ? 'SimpleAR’s default' : s.negativePrompt === '' ? 'none (the null condition)' : s.negativePrompt],
       ['time', 'Time taken', `${formatDuration(image.timings.totalMs)} (prompt ${formatDuration(image.timings.prefillMs)}, tokens ${formatDuration(image.timings.decodeMs)}, pixels ${formatDuration(image.timings.vqMs)})`],
       ...(s.sjd && image.acceptedPerRun !== undefined
         ? [['sjd', 'SJD', `${image.acceptedPerRun.toFixed(2)} tokens accepted per run (window ${s.sjd.window})`] as [string, string, string]]

@@ -31,7 +31,7 @@ export interface MountOptions {
   /** VQ decoder precision (default: the widget's). */
   decoder?: 'f16' | 'f32';
   /** Defaults for requests that leave them out. */
-  defaults?: Partial<Pick<GenerateParams, 'size' | 'cfg' | 'temperature' | 'topK' | 'topP'>>;
+  defaults?: Partial<Pick<GenerateParams, 'size' | 'cfg' | 'repetitionPenalty' | 'temperature' | 'topK' | 'topP'>>;
   /** Largest image side the engine is sized for (GPU memory grows with it). Default 1024. */
   maxSize?: number;
   theme?: 'auto' | 'light' | 'dark';

@@ -14,10 +14,15 @@ export type RequestId = string | number;
 /** Settings a host may send; anything left out takes the widget's default (query string). */
 export interface GenerateParams {
   prompt: string;
+  /** Left out: SimpleAR's own negative prompt. "" is the null condition (plain CFG), as in the
+   * engine's API and the CLI; any other text is used as written. */
   negativePrompt?: string;
   /** Image side in pixels, a multiple of 16. */
   size?: number;
   cfg?: number;
+  /** Transformers' repetition penalty, (0, 10], 1 = off; left out: the model's own
+   * (generation_config.json, else 1). */
+  repetitionPenalty?: number;
   temperature?: number;
   topK?: number;
   topP?: number;

@@ -2,14 +2,15 @@
 //   origins=  host origins allowed to drive it (comma-separated; none: only its own UI)
 //   model= vq= bundle=   model sources, as on the app's page
 //   weights= decoder=    what to prepare (q4|q8|f16|f32; f16|f32)
-//   size= cfg= temperature= topK= topP=   defaults for requests that leave them out
+//   size= cfg= repetitionPenalty= temperature= topK= topP=   defaults for requests that leave them
+//            out (repetitionPenalty left out: the model's own)
 //   maxSize=  largest side the engine is sized for; theme=auto|light|dark; hidePrompt=1
 import { sourceFromQuery } from '../client/model-source.ts';
 import type { LoadModelOptions, ModelSource } from '../client/protocol.ts';
 import { SimpleARError } from '../core/base/errors.ts';
 import { DEFAULT_SETTINGS, resolveSettings, SIZE_LIMITS, type GenerationSettings } from '../core/engine/settings.ts';
 
-export type WidgetDefaults = Pick<GenerationSettings, 'size' | 'cfg' | 'temperature' | 'topK' | 'topP'>;
+export type WidgetDefaults = Pick<GenerationSettings, 'size' | 'cfg' | 'repetitionPenalty' | 'temperature' | 'topK' | 'topP'>;
 
 export interface WidgetConfig {
   /** Normalized origins (scheme://host:port) whose messages the widget answers. */
@@ -72,13 +73,21 @@ export function parseWidgetConfig(search: string, baseUrl: string): WidgetConfig
   const given = {
     size: numberParam(params, 'size'),
     cfg: numberParam(params, 'cfg'),
+    repetitionPenalty: numberParam(params, 'repetitionPenalty'),
     temperature: numberParam(params, 'temperature'),
     topK: numberParam(params, 'topK'),
     topP: numberParam(params, 'topP'),
   };
   // The engine's own checks, on a placeholder prompt and seed.
   const checked = resolveSettings({ ...DEFAULT_SETTINGS, ...stripUndefined(given), prompt: 'x', seed: 0 });
-  const defaults: WidgetDefaults = { size: checked.size, cfg: checked.cfg, temperature: checked.temperature, topK: checked.topK, topP: checked.topP };
+  const defaults: WidgetDefaults = {
+    size: checked.size,
+    cfg: checked.cfg,
+    ...(checked.repetitionPenalty !== undefined ? { repetitionPenalty: checked.repetitionPenalty } : {}),
+    temperature: checked.temperature,
+    topK: checked.topK,
+    topP: checked.topP,
+  };
   const maxSize = numberParam(params, 'maxSize') ?? Math.max(DEFAULT_MAX_SIZE, defaults.size);
   if (!Number.isInteger(maxSize) || maxSize % 16 !== 0 || maxSize < SIZE_LIMITS.min || maxSize > SIZE_LIMITS.max) {
     throw invalid('maxSize', `must be a multiple of 16 between ${SIZE_LIMITS.min} and ${SIZE_LIMITS.max}`);

@@ -12,7 +12,7 @@ export interface MalformedMessage {
 }
 
 const isId = (v: unknown): v is RequestId => (typeof v === 'string' && v.length > 0 && v.length <= 200) || (typeof v === 'number' && Number.isFinite(v));
-const NUMBER_FIELDS = ['size', 'cfg', 'temperature', 'topK', 'topP', 'seed'] as const;
+const NUMBER_FIELDS = ['size', 'cfg', 'repetitionPenalty', 'temperature', 'topK', 'topP', 'seed'] as const;
 
 /** null: not ours (other scripts use postMessage too); else a valid message or what is wrong with it. */
 export function readHostMessage(data: unknown): HostMessage | MalformedMessage | null {

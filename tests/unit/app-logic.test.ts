@@ -9,6 +9,8 @@ import { encodeImagePng, imageFileName } from '../../src/app/image-export.ts';
 import { formatDuration, formatRate } from '../../src/app/format.ts';
 import { decodePng } from '../../src/core/image/png.ts';
 import { resolveSettings } from '../../src/core/engine/settings.ts';
+import { negativeFieldText, negativePromptFromField } from '../../src/app/negative-field.ts';
+import { DEFAULT_NEGATIVE_TEXT, negativeText } from '../../src/core/model/prompt.ts';
 
 function gpu(limit: number): DeviceFacts {
   return {
@@ -101,4 +103,26 @@ test('the downloaded PNG carries the settings in its text chunks, and its name s
   expect(Array.from(png.data)).toEqual(Array.from(rgba).filter((_, i) => i % 4 !== 3));
   expect(png.text).toMatchObject({ prompt: 'A red fox, in the snow!', seed: '77', cfg: '4.5', size: '32x32', model: 'tiny', Software: 'simplear-web' });
   expect(imageFileName(settings)).toBe('simplear-a-red-fox-in-the-snow-77.png');
+});
+
+test('the page’s negative-prompt field means what the CLI, the widget and the API mean: "" is the null condition, the default text is the default', () => {
+  // The field starts with SimpleAR's own negative prompt, which reads as "the default" (absent).
+  expect(negativeFieldText(undefined)).toBe(DEFAULT_NEGATIVE_TEXT);
+  expect(negativePromptFromField(negativeFieldText(undefined))).toBeUndefined();
+  expect(negativePromptFromField(` ${DEFAULT_NEGATIVE_TEXT}\n`)).toBeUndefined();
+  // Cleared: "", which the engine encodes as <|t2i|><|soi|> (prompt.ts), as it does the API's "".
+  expect(negativePromptFromField('')).toBe('');
+  expect(negativePromptFromField('   ')).toBe('');
+  expect(negativeText(negativePromptFromField(''))).toBe('<|t2i|><|soi|>');
+  expect(resolveSettings({ prompt: 'x', seed: 1, negativePrompt: negativePromptFromField('') }).negativePrompt).toBe('');
+  expect(negativePromptFromField(' blurry ')).toBe('blurry');
+  // A re-run fills the field back with what the image used.
+  expect(negativeFieldText('')).toBe('');
+  expect(negativeFieldText('blurry')).toBe('blurry');
+});
+
+test('the PNG records the repetition penalty the engine used', () => {
+  const settings = resolveSettings({ prompt: 'x', seed: 1, size: 32, repetitionPenalty: 1.3 });
+  const png = decodePng(encodeImagePng(new Uint8Array(2 * 2 * 4), 2, 2, settings, 'tiny'));
+  expect(png.text).toMatchObject({ 'repetition penalty': '1.3' });
 });

@@ -10,6 +10,9 @@ import { runCli } from '../../src/cli/cli.ts';
 import { decodePng } from '../../src/core/image/png.ts';
 import { Capture } from '../helpers/capture.ts';
 import { pngTextChunks } from '../helpers/png-text.ts';
+import * as ort from 'onnxruntime-node';
+import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
+import { loadFixtureModel } from '../helpers/fixture-model.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden/golden.json'), 'utf8')) as {
@@ -64,6 +67,30 @@ describe('simplear generate', () => {
     });
     expect(text.seed).toMatch(/^\d+$/);
     expect(text['negative prompt']).toBeDefined();
+    // The checkpoint's generation_config.json has no penalty: 1, recorded.
+    expect(text['repetition penalty']).toBe('1');
+  });
+
+  it('--repetition-penalty and --negative "" reach the engine: the API\'s tokens for the same settings (the null condition for "")', async () => {
+    const ref = golden.lm.find((c) => c.checkpoint === 'tiny-simplear')!;
+    const engine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 4 });
+    const greedy = { prompt: ref.prompt, size: 64, temperature: 0, seed: 1 };
+    const run = async (name: string, ...args: string[]) => {
+      const png = join(dir, `${name}.png`);
+      const tokens = join(dir, `${name}.json`);
+      const r = await cli('generate', '-b', bundle, '-p', ref.prompt, '--size', '64', '--temperature', '0', '-s', '1', '-o', png, '--tokens-out', tokens, '-q', ...args);
+      expect(r.code, r.stderr).toBe(0);
+      return { codes: JSON.parse(await readFile(tokens, 'utf8')) as number[], text: pngTextChunks(new Uint8Array(await readFile(png))) };
+    };
+    const penalised = await run('penalty', '--repetition-penalty', '1.3');
+    expect(penalised.codes).toEqual(Array.from((await engine.generate({ ...greedy, repetitionPenalty: 1.3 })).codes));
+    expect(penalised.codes).not.toEqual(ref.greedy.codes);
+    expect(penalised.text['repetition penalty']).toBe('1.3');
+    const nullCondition = await run('null-negative', '--negative', '');
+    expect(nullCondition.codes).toEqual(Array.from((await engine.generate({ ...greedy, negativePrompt: '' })).codes));
+    expect(nullCondition.codes).not.toEqual(ref.greedy.codes);
+    expect(nullCondition.text['negative prompt']).toBe('');
+    await engine.dispose();
   });
 
   it('--sjd: greedy speculative Jacobi decoding gives the reference tokens and reports accepted tokens per run', async () => {
@@ -105,6 +132,8 @@ describe('simplear generate', () => {
       [['--temperature=-1'], 'temperature: must be between 0'],
       [['--top-k', '0'], 'topK: must be a whole number >= 1'],
       [['--top-p', '1.5'], 'topP: must be in (0, 1]'],
+      [['--repetition-penalty', '0'], 'repetitionPenalty: must be above 0 and at most 10'],
+      [['--repetition-penalty', 'x'], 'repetitionPenalty: must be above 0'],
       [['--seed', 'x'], 'seed: must be a whole number'],
       [['--sjd', '0'], 'sjd: window must be a whole number from 1 to 30'],
       [['--sjd', 'wide'], 'sjd: window must be a whole number'],

@@ -2,7 +2,8 @@
 // validation of host messages, which decides what is answered and what is ignored.
 import { describe, expect, test } from 'vitest';
 import { DEFAULT_MODEL_SOURCE } from '../../src/client/model-source.ts';
-import { DEFAULT_SETTINGS } from '../../src/core/engine/settings.ts';
+import { DEFAULT_SETTINGS, resolveSettings } from '../../src/core/engine/settings.ts';
+import type { GenerateParams } from '../../src/embed/protocol.ts';
 import { parseOrigins, parseWidgetConfig } from '../../src/widget/config.ts';
 import { readHostMessage } from '../../src/widget/host-channel.ts';
 import { toFailure, WidgetRunner } from '../../src/widget/runner.ts';
@@ -49,6 +50,12 @@ describe('widget query string', () => {
     expect(() => parseWidgetConfig('?weights=q3', BASE)).toThrow(/q4, q8, f16, f32/);
     expect(() => parseWidgetConfig('?theme=pink', BASE)).toThrow(/theme/);
   });
+
+  test('repetitionPenalty= is a default only when given (else the model’s own), checked by the engine’s rule', () => {
+    expect(parseWidgetConfig('', BASE).defaults.repetitionPenalty).toBeUndefined();
+    expect(parseWidgetConfig('?repetitionPenalty=1.3', BASE).defaults.repetitionPenalty).toBe(1.3);
+    expect(() => parseWidgetConfig('?repetitionPenalty=0', BASE)).toThrow(/repetitionPenalty: must be above 0/);
+  });
 });
 
 describe('host messages', () => {
@@ -65,6 +72,15 @@ describe('host messages', () => {
       seed: 5,
     });
     expect(readHostMessage({ type: 'simplear:cancel', id: 3 })).toEqual({ type: 'simplear:cancel', id: 3 });
+    // An empty negative prompt is kept as "" (the null condition), and the penalty is read.
+    expect(readHostMessage({ type: 'simplear:generate', id: 'b', prompt: 'fox', negativePrompt: '', repetitionPenalty: 1.3 })).toEqual({
+      type: 'simplear:generate',
+      id: 'b',
+      prompt: 'fox',
+      negativePrompt: '',
+      repetitionPenalty: 1.3,
+    });
+    expect(readHostMessage({ type: 'simplear:generate', id: 1, prompt: 'x', repetitionPenalty: '2' })).toEqual({ malformed: 'repetitionPenalty must be a number', id: 1 });
   });
 
   test('malformed messages of the protocol say what is wrong (answered only when they carry an id)', () => {
@@ -99,5 +115,24 @@ describe('widget runner', () => {
     await expect(runner.run('d', { prompt: 'fox', cfg: -1 }, progress)).rejects.toMatchObject({ code: 'InvalidSettings', message: /cfg/ });
     expect(started).toBe(0);
     expect(runner.busy).toBe(false);
+    await expect(runner.run('e', { prompt: 'fox', repetitionPenalty: 11 }, progress)).rejects.toMatchObject({ code: 'InvalidSettings', message: /repetitionPenalty/ });
+  });
+
+  test('the engine gets "" as the null condition, an absent negative prompt as absent, and the penalty as sent', async () => {
+    const sent: GenerateParams[] = [];
+    const client = {
+      prepareModel: async () => undefined,
+      generate: async (params: GenerateParams) => {
+        sent.push(params);
+        const settings = resolveSettings({ ...params, seed: params.seed ?? 7 });
+        return { settings, width: 16, height: 16, rgba: new Uint8Array(16 * 16 * 4), model: 'stub' };
+      },
+    } as unknown as EngineClient;
+    const runner = new WidgetRunner(client, parseWidgetConfig('?size=16&maxSize=16', BASE), { storageAvailable: true });
+    await runner.run('a', { prompt: 'fox', negativePrompt: '', repetitionPenalty: 1.3 }, () => {});
+    await runner.run('b', { prompt: 'fox' }, () => {});
+    expect(sent[0]).toMatchObject({ negativePrompt: '', repetitionPenalty: 1.3 });
+    expect(sent[1]!.negativePrompt).toBeUndefined();
+    expect(sent[1]!.repetitionPenalty).toBeUndefined();
   });
 });

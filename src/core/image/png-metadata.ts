@@ -12,6 +12,7 @@ export function pngText(s: GenerationSettings, model: string): Record<string, st
     seed: String(s.seed),
     size: `${s.size}x${s.size}`,
     cfg: String(s.cfg),
+    ...(s.repetitionPenalty !== undefined ? { 'repetition penalty': String(s.repetitionPenalty) } : {}),
     temperature: String(s.temperature),
     'top-k': String(s.topK),
     'top-p': String(s.topP),
