@@ -196,6 +196,23 @@ async function writeReference(): Promise<string> {
 }
 
 /**
+ * d and f: the page's backend decodes the 64×64 latent within one level of Node's decoder, with no
+ * request to the mirror and no long task since `since` (the long tasks' log label).
+ */
+async function decoderMatchesNode(backend: string, since: string): Promise<void> {
+  await nodeDecode();
+  const image = await time(`${backend} decoder 64×64 (round trip)`, decodeInPage);
+  console.log(`full-size: ${backend} decoder ${image.ms} ms in the worker${image.fallback ? `, f32 rerun: ${image.fallback}` : ''}`);
+  expect([image.width, image.height, image.length]).toEqual([DECODE_SIDE * 16, DECODE_SIDE * 16, DECODE_SIDE * DECODE_SIDE * 256 * 4]);
+  console.log(`full-size: ${backend} decoder vs Node: max difference ${image.maxDiff} levels`);
+  expect(image.maxDiff).toBeLessThanOrEqual(1);
+  expect(files.requests).toEqual([]);
+  const blocked = await collectLongTasks(since);
+  assertClean();
+  expect(blocked).toEqual([]);
+}
+
+/**
  * Opens the app with the mirror's checkpoint in a Chromium on the shared profile (on disk: an
  * incognito-like context refuses to store 1.7 GB), with or without WebGPU.
  */
@@ -342,18 +359,8 @@ describe('full-size SimpleAR-0.5B in Chromium', () => {
     assertClean();
   });
 
-  it('d. the full-width decoder on a 64×64 latent on wasm, within one level of Node’s', { timeout: 300_000 }, async () => {
-    await nodeDecode();
-    const wasm = await time('wasm decoder 64×64 (round trip)', decodeInPage);
-    console.log(`full-size: wasm decoder ${wasm.ms} ms in the worker${wasm.fallback ? `, f32 rerun: ${wasm.fallback}` : ''}`);
-    expect([wasm.width, wasm.height, wasm.length]).toEqual([DECODE_SIDE * 16, DECODE_SIDE * 16, DECODE_SIDE * DECODE_SIDE * 256 * 4]);
-    console.log(`full-size: wasm decoder vs Node: max difference ${wasm.maxDiff} levels`);
-    expect(wasm.maxDiff).toBeLessThanOrEqual(1);
-    expect(files.requests).toEqual([]);
-    const blocked = await collectLongTasks('since the reload (wasm): generation, decode');
-    assertClean();
-    expect(blocked).toEqual([]);
-  });
+  it('d. the full-width decoder on a 64×64 latent on wasm, within one level of Node’s', { timeout: 300_000 }, () =>
+    decoderMatchesNode('wasm', 'since the reload (wasm): generation, decode'));
 
   it('e. with WebGPU, on the same profile: ready from storage with no request, and a short greedy q4 generation gives Node’s tokens', { timeout: 540_000 }, async () => {
     files.reset();
@@ -372,16 +379,6 @@ describe('full-size SimpleAR-0.5B in Chromium', () => {
     assertClean();
   });
 
-  it('f. the full-width decoder on a 64×64 latent on WebGPU, within one level of Node’s', { timeout: 900_000 }, async () => {
-    await nodeDecode();
-    const gpu = await time('WebGPU decoder 64×64 (round trip)', decodeInPage);
-    console.log(`full-size: WebGPU decoder ${gpu.ms} ms in the worker${gpu.fallback ? `, f32 rerun: ${gpu.fallback}` : ''}`);
-    expect([gpu.width, gpu.height, gpu.length]).toEqual([DECODE_SIDE * 16, DECODE_SIDE * 16, DECODE_SIDE * DECODE_SIDE * 256 * 4]);
-    console.log(`full-size: WebGPU decoder vs Node: max difference ${gpu.maxDiff} levels`);
-    expect(gpu.maxDiff).toBeLessThanOrEqual(1);
-    expect(files.requests).toEqual([]);
-    const blocked = await collectLongTasks('WebGPU browser: load, generation, decode');
-    assertClean();
-    expect(blocked).toEqual([]);
-  });
+  it('f. the full-width decoder on a 64×64 latent on WebGPU, within one level of Node’s', { timeout: 900_000 }, () =>
+    decoderMatchesNode('WebGPU', 'WebGPU browser: load, generation, decode'));
 });
