@@ -3,6 +3,10 @@
 import type { LoadModelOptions, ModelSource } from '../client/protocol.ts';
 import type { DeviceFacts } from '../core/runtime/device.ts';
 import { DEFAULT_VQ_URL, sourceFromQuery } from '../client/model-source.ts';
+import { SIMPLEAR_05B, type LmSpec } from '../core/base/model-spec.ts';
+import { SimpleARError } from '../core/base/errors.ts';
+import { lmRuntimeBytes, planBackend } from '../core/engine/capabilities.ts';
+import type { LmWeightFormat } from '../core/model/quantize.ts';
 
 const HUB = 'https://huggingface.co';
 
@@ -13,13 +17,16 @@ export interface CatalogEntry {
   repo: string;
   /** Parameters of the language model (Qwen2.5 + 64,000 visual embedding rows), approximate. */
   parameters: number;
-  /** Rows × width of the tied embedding / visual head: the engine's largest single weight. */
-  embedding: { rows: number; width: number };
+  /** The LM's shapes (its config.json), which size every weight the engine will hold. */
+  lm: LmSpec;
   note: string;
 }
 
-/** Visual (64,000) + text (151,672) rows of SimpleAR's tied embedding. */
-const VOCAB_ROWS = 215_672;
+/** SimpleAR-1.5B: Qwen2.5-1.5B's shapes with the same vocabulary as the 0.5B. */
+/** NVIDIA's DV8x16x16 decoder (the same for every model here). */
+const DECODER_PARAMS = 66_148_080;
+
+const SIMPLEAR_15B: LmSpec = { ...SIMPLEAR_05B, hiddenSize: 1536, numLayers: 28, numHeads: 12, numKvHeads: 2, headDim: 128, intermediateSize: 8960 };
 
 export const CATALOG: readonly CatalogEntry[] = [
   {
@@ -27,7 +34,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     label: 'SimpleAR-0.5B-RL',
     repo: 'Daniel0724/SimpleAR-0.5B-RL',
     parameters: 0.55e9,
-    embedding: { rows: VOCAB_ROWS, width: 896 },
+    lm: SIMPLEAR_05B,
     note: 'the default: tuned with reinforcement learning, the best images of the 0.5B models',
   },
   {
@@ -35,7 +42,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     label: 'SimpleAR-0.5B-SFT',
     repo: 'Daniel0724/SimpleAR-0.5B-SFT',
     parameters: 0.55e9,
-    embedding: { rows: VOCAB_ROWS, width: 896 },
+    lm: SIMPLEAR_05B,
     note: 'the same model before reinforcement learning',
   },
   {
@@ -43,7 +50,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     label: 'SimpleAR-1.5B-RL',
     repo: 'Daniel0724/SimpleAR-1.5B-RL',
     parameters: 1.64e9,
-    embedding: { rows: VOCAB_ROWS, width: 1536 },
+    lm: SIMPLEAR_15B,
     note: 'larger and slower; needs a GPU with more memory',
   },
   {
@@ -51,19 +58,21 @@ export const CATALOG: readonly CatalogEntry[] = [
     label: 'SimpleAR-1.5B-SFT',
     repo: 'Daniel0724/SimpleAR-1.5B-SFT',
     parameters: 1.64e9,
-    embedding: { rows: VOCAB_ROWS, width: 1536 },
+    lm: SIMPLEAR_15B,
     note: 'the 1.5B model before reinforcement learning',
   },
 ];
 
 export const DEFAULT_MODEL_ID = 'simplear-0.5b-rl';
 
-/** 4-bit blocks of 32 with one f16 scale each: 0.5 + 2/32 bytes per weight. */
-const Q4_BYTES_PER_WEIGHT = 0.5 + 2 / 32;
-
-/** Estimated bytes of the engine's largest single GPU buffer (the embedding, 4-bit). */
-export function largestWeightBytes(entry: CatalogEntry): number {
-  return Math.ceil(entry.embedding.rows * entry.embedding.width * Q4_BYTES_PER_WEIGHT);
+/**
+ * Bytes of the engine's largest single GPU buffer with `weights`: the converted model splits the
+ * tied embedding into the text table (151,672 rows) and the visual head (64,000 rows), so the
+ * larger of the two, the text table, in the chosen format (capabilities.ts holds the same rule).
+ */
+export function largestWeightBytes(entry: CatalogEntry, weights: LmWeightFormat, activations: 'f16' | 'f32'): number {
+  const table = (rows: number) => lmRuntimeBytes({ ...entry.lm, numLayers: 0, visualOffset: rows, visualCount: 0 }, weights, activations);
+  return Math.max(table(entry.lm.visualOffset), table(entry.lm.visualCount));
 }
 
 export function sourceOf(entry: CatalogEntry): ModelSource {
@@ -73,22 +82,24 @@ export function sourceOf(entry: CatalogEntry): ModelSource {
 export type Suitability = { ok: true } | { ok: false; reason: string };
 
 /**
- * Whether this device can hold `entry`: the largest weight must fit one storage binding and one
- * buffer; the 1.5B models also want a device that reports at least 8 GB of memory
+ * Whether this device can hold `entry` with `weights` (the page's choice, q4 unless the URL says
+ * otherwise): the engine's own plan (capabilities.ts planBackend) must accept it, i.e. the text
+ * table must fit one storage binding and one buffer, the LM one ONNX model, and on the CPU the
+ * wasm heap; the 1.5B models also want a device that reports at least 8 GB of memory
  * (navigator.deviceMemory, where the browser tells). Without WebGPU only the 0.5B models.
  */
-export function suitability(entry: CatalogEntry, device: DeviceFacts, deviceMemoryGB?: number): Suitability {
-  const largest = largestWeightBytes(entry);
+export function suitability(entry: CatalogEntry, device: DeviceFacts, deviceMemoryGB?: number, weights: LmWeightFormat = 'q4'): Suitability {
   const large = entry.parameters > 1e9;
-  if (!device.ok) {
-    return large ? { ok: false, reason: 'without WebGPU only the 0.5B models are offered: on the CPU they are already slow, and the 1.5B ones are about three times larger' } : { ok: true };
+  if (!device.ok && large) {
+    return { ok: false, reason: 'without WebGPU only the 0.5B models are offered: on the CPU they are already slow, and the 1.5B ones are about three times larger' };
   }
-  const { maxBufferSize, maxStorageBufferBindingSize } = device.limits;
-  const limit = Math.min(maxBufferSize, maxStorageBufferBindingSize);
-  if (limit < largest) {
-    const mb = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
-    return { ok: false, reason: `its largest weight (about ${mb(largest)}) exceeds this GPU’s buffer limit (${mb(limit)})` };
+  try {
+    planBackend({ lm: entry.lm, weights, decoderParams: DECODER_PARAMS }, { backend: 'auto' }, device);
+  } catch (e) {
+    if (e instanceof SimpleARError && e.code === 'BackendUnsupported') return { ok: false, reason: e.message };
+    throw e;
   }
+  if (!device.ok) return { ok: true };
   if (large && deviceMemoryGB !== undefined && deviceMemoryGB < 8) {
     return { ok: false, reason: `this device reports ${deviceMemoryGB} GB of memory; the 1.5B models need about 8 GB` };
   }

@@ -35,8 +35,9 @@ export function modelChoices(params: URLSearchParams, base: string, device: Devi
   const fromUrl = sourceFromUrl(params, base);
   const choices: ModelChoice[] = [];
   if (fromUrl && 'source' in fromUrl) choices.push({ key: 'url', label: fromUrl.label, source: fromUrl.source });
+  const weights = optionsFromUrl(params).weights ?? 'q4';
   for (const entry of CATALOG) {
-    const fit = suitability(entry, device, deviceMemoryGB);
+    const fit = suitability(entry, device, deviceMemoryGB, weights);
     choices.push({ key: entry.id, label: entry.label, source: sourceOf(entry), ...(fit.ok ? {} : { unavailable: fit.reason }) });
   }
   return fromUrl && 'error' in fromUrl ? { choices, urlError: fromUrl.error } : { choices };

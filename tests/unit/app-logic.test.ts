@@ -3,6 +3,8 @@
 import { describe, expect, test } from 'vitest';
 import type { DeviceFacts } from '../../src/core/runtime/device.ts';
 import { CATALOG, largestWeightBytes, optionsFromUrl, sourceFromUrl, suitability } from '../../src/app/model-catalog.ts';
+import { modelChoices } from '../../src/app/model-loader.ts';
+import { planBackend } from '../../src/core/engine/capabilities.ts';
 import { describeGeneration, describePrepare } from '../../src/app/progress-text.ts';
 import { estimateMs, estimateText } from '../../src/app/cpu-estimate.ts';
 import { encodeImagePng, imageFileName } from '../../src/app/image-export.ts';
@@ -42,15 +44,40 @@ describe('model catalog', () => {
   test('the 1.5B models are offered only when their largest weight fits one binding, and the reason is given', () => {
     const big = byId('simplear-1.5b-rl');
     const small = byId('simplear-0.5b-rl');
-    const between = Math.floor((largestWeightBytes(small) + largestWeightBytes(big)) / 2);
+    const between = Math.floor((largestWeightBytes(small, 'q4', 'f16') + largestWeightBytes(big, 'q4', 'f16')) / 2);
     expect(suitability(small, gpu(between), 16)).toEqual({ ok: true });
     const refused = suitability(big, gpu(between), 16);
     expect(refused.ok).toBe(false);
-    expect(!refused.ok && refused.reason).toMatch(/largest weight .* exceeds this GPU’s buffer limit/);
+    expect(!refused.ok && refused.reason).toMatch(/largest weight .* exceeds this GPU's buffer limit/);
     expect(suitability(big, gpu(2 ** 31), 16)).toEqual({ ok: true });
     expect(suitability(big, gpu(2 ** 31), 4).ok).toBe(false);
     expect(suitability(big, noGpu).ok).toBe(false);
     expect(suitability(small, noGpu).ok).toBe(true);
+  });
+
+  test('the estimate is the engine’s: the chosen weight format, and the text table (not the whole tied embedding) as the largest buffer', () => {
+    const small = byId('simplear-0.5b-rl');
+    // The text table of the split embedding: 151,672 rows × 896, 4-bit with an f16 scale per 32.
+    expect(largestWeightBytes(small, 'q4', 'f16')).toBe(151_672 * 896 * (0.5 + 2 / 32) + 896 * 4);
+    expect(largestWeightBytes(small, 'f16', 'f16')).toBe(151_672 * 896 * 2 + 896 * 4);
+    // A limit the whole embedding (215,672 rows) would exceed but the text table fits: offered,
+    // and the engine's plan takes it.
+    const wholeEmbedding = 215_672 * 896 * (0.5 + 2 / 32);
+    const limit = Math.floor((largestWeightBytes(small, 'q4', 'f16') + wholeEmbedding) / 2);
+    expect(suitability(small, gpu(limit), 16, 'q4')).toEqual({ ok: true });
+    expect(() => planBackend({ lm: small.lm, weights: 'q4', decoderParams: 0 }, { backend: 'auto' }, gpu(limit))).not.toThrow();
+    // f16 weights do not fit that GPU's buffers, so with ?weights=f16 the model is not offered,
+    // for the reason the engine would give.
+    const f16 = suitability(small, gpu(limit), 16, 'f16');
+    expect(f16.ok).toBe(false);
+    expect(() => planBackend({ lm: small.lm, weights: 'f16', decoderParams: 0 }, { backend: 'auto' }, gpu(limit))).toThrow(!f16.ok ? f16.reason.slice(0, 40) : '');
+    const { choices } = modelChoices(new URLSearchParams('weights=f16'), 'http://localhost/', gpu(limit), 16);
+    expect(choices.find((c) => c.key === small.id)!.unavailable).toMatch(/f16 weights/);
+    expect(modelChoices(new URLSearchParams(''), 'http://localhost/', gpu(limit), 16).choices.find((c) => c.key === small.id)!.unavailable).toBeUndefined();
+    // Past ONNX's 2 GiB per model: the 1.5B with f16 weights is refused even on a large GPU.
+    expect(suitability(byId('simplear-1.5b-rl'), gpu(2 ** 31), 16, 'f16')).toMatchObject({ ok: false, reason: expect.stringMatching(/2 GiB/) });
+    // Without WebGPU, the wasm heap decides: f32 weights of the 0.5B do not fit 4 GiB.
+    expect(suitability(small, noGpu, 16, 'f32')).toMatchObject({ ok: false, reason: expect.stringMatching(/WebAssembly/) });
   });
 
   test('?model=&vq= and ?bundle= name mirrors (relative URLs resolved, folders end in /); bad ones explain', () => {
