@@ -18,6 +18,7 @@ import type { BundleManifest } from '../../src/core/bundle/index.ts';
 import { DecoderRunner } from '../../src/core/runtime/decoder-runner.ts';
 import { rgbaToRgb } from '../../src/core/image/png.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
+import { goldenRepetitionPenalty } from '../helpers/fixture-model.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const FIXTURES = join(ROOT, 'tests/fixtures');
@@ -154,6 +155,19 @@ describe('acceptance: held-out checkpoint → CLI convert --weights f32 → CLI 
     const side = Math.sqrt(lmCase.greedy.steps);
     const result = await engine.generate({ prompt: lmCase.prompt, size: side * 16, temperature: 0, seed: 1 });
     expect(Array.from(result.codes)).toEqual(lmCase.greedy.codes);
+    await engine.dispose();
+  });
+
+  it("the bundle's LM with a repetition penalty: the reference's greedy tokens (make_penalty_golden.py)", async () => {
+    const penalty = goldenRepetitionPenalty();
+    expect(penalty.checkpoint).toBe('tiny-simplear-b');
+    const side = penalty.grid[0];
+    const model = await bundle.loadModel();
+    // The bundle carries the checkpoint's generation_config.json, whose penalty (none: 1) is the default.
+    expect(model.generation).toMatchObject({ repetitionPenalty: 1, source: 'generation_config.json' });
+    const engine = await createCpuEngine(ort, model, { maxLatentSide: side });
+    const result = await engine.generate({ prompt: penalty.prompt, size: side * 16, temperature: 0, seed: 1, repetitionPenalty: penalty.repetition_penalty });
+    expect(Array.from(result.codes)).toEqual(penalty.codes);
     await engine.dispose();
   });
 
