@@ -98,7 +98,8 @@ fn chunk_bounds(t: u32) -> vec2<u32> {
 
 fn kept(w: f32, floor: f32) -> bool { return w >= floor && w > 0.0; }
 
-// The conditional logit of code i after the repetition penalty (CpuSampler: penalisedLogit).
+// The conditional logit of code i after the repetition penalty (CpuSampler: penalisedLogit; WGSL
+// lets f32 division be 2.5 ULP off, so a near-tie could differ from the CPU, as exp() can).
 fn penalised_cond(i: u32) -> f32 {
   let c = logits[i];
   if (params.penalty == 1.0) { return c; }
@@ -257,6 +258,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
   // 6. Feed the token to the next step of both streams; the conditional stream has now seen it.
   if (t == 0u) {
     state[1u + step] = token;
+    // Every thread read the seen bits in step 1, before the barriers since: the next step sees it.
     if (params.penalty != 1.0) {
       let w = params.seen_offset + (token >> 5u);
       state[w] = state[w] | (1u << (token & 31u));
