@@ -58,3 +58,29 @@ export interface GoldenPenaltyCase {
 export function goldenRepetitionPenalty(): GoldenPenaltyCase {
   return JSON.parse(readFileSync(join(FIXTURES, 'golden/repetition-penalty.json'), 'utf8')) as GoldenPenaltyCase;
 }
+
+/** golden/keep-rows.json (tools/fixtures/make_keep_golden.py): greedy codes below a kept prefix of rows. */
+export interface GoldenKeepRows {
+  checkpoint: string;
+  prompt: string;
+  cond_ids: number[];
+  uncond_ids: number[];
+  grid: [number, number];
+  /** The grid whose top rows are kept (the plain greedy image's rows, reversed). */
+  kept_grid: number[];
+  /** The plain greedy image (nothing kept, penalty 1). */
+  codes_own_greedy: number[];
+  cases: {
+    keep_rows: number;
+    repetition_penalty: number;
+    /** The kept codes, then the reference's greedy ones. */
+    codes: number[];
+    min_top2_gap: number;
+    /** With a penalty: what the draw would be if the kept codes were left out of the penalised set. */
+    codes_if_kept_not_penalised?: number[];
+  }[];
+}
+
+export function goldenKeepRows(): GoldenKeepRows {
+  return JSON.parse(readFileSync(join(FIXTURES, 'golden/keep-rows.json'), 'utf8')) as GoldenKeepRows;
+}

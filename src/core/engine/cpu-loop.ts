@@ -7,7 +7,7 @@ import { SeenCodes } from '../sampling/repetition.ts';
 import { runCpuSjd } from './cpu-sjd.ts';
 import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
-import { throwIfAborted, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+import { codesWithKept, firstSampledStep, throwIfAborted, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 export class CpuTokenLoop implements TokenLoop {
   /** The CFG pair's runner, which holds the KV cache: dropped by dispose() so it can be freed
@@ -29,15 +29,16 @@ export class CpuTokenLoop implements TokenLoop {
 
   async runPlain(req: TokenLoopRequest): Promise<TokenLoopResult> {
     const V = this.spec.visualCount;
-    const codes = new Int32Array(req.steps);
+    const codes = codesWithKept(req);
     const progress = new LoopProgress(req);
     throwIfAborted(req.signal);
     let logits = await this.runner.prefill([req.cond, req.uncond]);
     progress.prefilled();
     let runs = 0;
-    // The conditional stream's ids so far, for the repetition penalty: its prompt, then each code.
+    // The conditional stream's ids so far, for the repetition penalty: its prompt (and the kept
+    // codes' ids after it), then each code.
     const seen = SeenCodes.ofTokens(req.cond, this.spec.visualOffset, V);
-    for (let step = 0; step < req.steps; step++) {
+    for (let step = firstSampledStep(req); step < req.steps; step++) {
       throwIfAborted(req.signal);
       const code = this.sampler.sample(logits.subarray(0, V), logits.subarray(V, 2 * V), req.sampling, req.uniforms[step]!, seen);
       codes[step] = code;

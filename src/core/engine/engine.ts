@@ -3,7 +3,7 @@
 import type { LmSpec } from '../base/model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
 import { encodePrompt } from '../model/prompt.ts';
-import { latentSide, resolveSettings, type GenerationSettings } from './settings.ts';
+import { latentSide, resolveKeep, resolveSettings, type GenerationSettings } from './settings.ts';
 import { SimpleARError } from '../base/errors.ts';
 import { randomSeed, stepUniforms } from '../sampling/prng.ts';
 import { sjdUniforms } from '../sampling/jacobi.ts';
@@ -73,13 +73,14 @@ export class SimpleAREngine implements Engine {
     if (side > maxSide) {
       throw new SimpleARError('InvalidSettings', `size: at most ${maxSide * 16} px on this engine (got ${settings.size})`, { field: 'size' });
     }
+    const kept = resolveKeep(request.keep, side, this.parts.lm.visualCount);
     const prompts = encodePrompt(this.parts.tokenizer, settings.prompt, {
       negative: settings.negativePrompt,
       maxTokens: this.parts.maxPromptTokens ?? MAX_PROMPT_TOKENS,
     });
     if (this.spent) throw new SimpleARError('InvalidSettings', 'this engine makes one image only (oneShot); create another', {});
     if (this.parts.oneShot) this.spent = true;
-    const run = this.queue.then(() => this.run(settings, prompts, options));
+    const run = this.queue.then(() => this.run(settings, prompts, kept, options));
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -87,6 +88,8 @@ export class SimpleAREngine implements Engine {
   private async run(
     settings: GenerationSettings,
     prompts: { cond: number[]; uncond: number[] },
+    /** Kept codes (rows × side), fed after both prompts; empty for a plain generation. */
+    kept: Int32Array,
     { onProgress, signal, progressIntervalMs = PROGRESS_INTERVAL_MS }: GenerateOptions,
   ): Promise<GenerationResult> {
     throwIfAborted(signal);
@@ -108,13 +111,17 @@ export class SimpleAREngine implements Engine {
     let decodeStart = start;
     const decodeRate = (count: number) => {
       const elapsed = (performance.now() - decodeStart) / 1000;
-      const rate = elapsed > 0 ? count / elapsed : undefined;
+      const rate = elapsed > 0 ? (count - kept.length) / elapsed : undefined; // kept codes cost no step
       return { tokensPerSecond: rate, etaMs: rate ? ((steps - count) / rate) * 1000 : undefined };
     };
+    // Redraw below a row: both streams get the kept codes' ids after their own prompt, as the
+    // reference's sequences would hold them, in the one prefill; sampling starts below them.
+    const keptIds = Array.from(kept, (code) => code + this.parts.lm.visualOffset);
     const request: TokenLoopRequest = {
-      cond: prompts.cond,
-      uncond: prompts.uncond,
+      cond: [...prompts.cond, ...keptIds],
+      uncond: [...prompts.uncond, ...keptIds],
       steps,
+      ...(kept.length > 0 ? { kept } : {}),
       rowLength: side,
       sampling: settings,
       uniforms: stepUniforms(settings.seed, steps),
@@ -124,7 +131,8 @@ export class SimpleAREngine implements Engine {
       },
       onPrefilled: () => {
         decodeStart = performance.now();
-        report({ phase: 'decode', done: 0, total: steps });
+        // Progress starts at the kept rows, shown with their codes.
+        report({ phase: 'decode', done: kept.length, total: steps, ...(kept.length > 0 ? { codes: kept.slice() } : {}) });
       },
       onStep: (count) => {
         if (due()) report({ phase: 'decode', done: count, total: steps, ...decodeRate(count) });
@@ -152,10 +160,11 @@ export class SimpleAREngine implements Engine {
       height: side * 16,
       rgba,
       model: this.parts.modelName,
+      ...(kept.length > 0 ? { keptRows: kept.length / side } : {}),
       timings: { prefillMs: loop.prefillMs, decodeMs: loop.decodeMs, vqMs: end - vqStart, totalMs: end - start },
       stats: {
         backend: this.backend,
-        steps,
+        steps: steps - kept.length,
         runs: loop.runs,
         prefillRuns: loop.prefillRuns,
         readbacks: loop.readbacks,

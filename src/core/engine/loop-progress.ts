@@ -1,7 +1,7 @@
 // Progress and result of one token-loop run, the same for every backend and strategy: one row
 // report (onRow, with the codes) per completed latent row and at the end, step reports (onStep)
 // between rows that never go backwards, and the prefill and decode times of the result.
-import type { TokenLoopRequest, TokenLoopResult } from './token-loop.ts';
+import { firstSampledStep, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 /** What a loop counted: the result less the codes and times; acceptedPerRun is 1 unless given. */
 export type LoopCounts = Omit<TokenLoopResult, 'codes' | 'prefillMs' | 'decodeMs' | 'acceptedPerRun'> & { acceptedPerRun?: number };
@@ -10,11 +10,15 @@ export class LoopProgress {
   /** Created as the run starts: the prefill time counts from here. */
   private readonly start = performance.now();
   private prefilledAt: number | undefined;
-  private rowsReported = 0;
+  private rowsReported: number;
   /** Codes last reported (row or step). */
-  private shown = 0;
+  private shown: number;
 
-  constructor(private readonly req: Pick<TokenLoopRequest, 'steps' | 'rowLength' | 'onRow' | 'onStep' | 'onPrefilled'>) {}
+  constructor(private readonly req: Pick<TokenLoopRequest, 'steps' | 'rowLength' | 'onRow' | 'onStep' | 'onPrefilled' | 'kept'>) {
+    // Kept rows were given, not sampled: the reports start below them.
+    this.shown = firstSampledStep(req);
+    this.rowsReported = Math.floor(this.shown / req.rowLength);
+  }
 
   /** The prefill is done: the request hears it, and the decode time counts from here. */
   prefilled(): void {

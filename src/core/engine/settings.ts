@@ -83,6 +83,40 @@ export function resolveSettings(input: Partial<GenerationSettings> & { prompt: s
   return s;
 }
 
+/**
+ * "Redraw below a row": a previous image's codes (raster order, side²) and how many of its latent
+ * rows to keep. The kept rows are fed after each stream's prompt as given (one prefill) and the
+ * rest is sampled (docs/model.md#kept-rows).
+ */
+export interface KeptRows {
+  codes: Int32Array | readonly number[];
+  /** Latent rows kept from the top: 0 … side − 1 (0 = nothing kept, a plain generation). */
+  rows: number;
+}
+
+/**
+ * Checks a kept prefix against the image's latent side and the model's visual codes; returns the
+ * kept codes (rows × side, a copy), empty when nothing is kept. Throws InvalidSettings naming `keep`.
+ */
+export function resolveKeep(keep: KeptRows | undefined, side: number, visualCount: number): Int32Array {
+  if (keep === undefined || keep === null) return new Int32Array(0);
+  const { rows, codes } = keep;
+  if (typeof rows !== 'number' || !Number.isInteger(rows) || rows < 0 || rows > side - 1) {
+    throw invalid('keep', `rows must be a whole number from 0 to ${side - 1} for a ${side}×${side} latent grid (got ${String(rows)})`);
+  }
+  if (!codes || typeof codes.length !== 'number') throw invalid('keep', 'codes must be an array of visual codes');
+  if (codes.length !== side * side) {
+    throw invalid('keep', `the tokens are for another size: ${codes.length} codes, and a ${side * 16} px image has ${side * side} (${side}×${side})`);
+  }
+  for (let i = 0; i < codes.length; i++) {
+    const c = codes[i]!;
+    if (!Number.isInteger(c) || c < 0 || c >= visualCount) {
+      throw invalid('keep', `code ${i} is ${String(c)}: visual codes are whole numbers from 0 to ${visualCount - 1}`);
+    }
+  }
+  return Int32Array.from({ length: rows * side }, (_, i) => codes[i]!);
+}
+
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

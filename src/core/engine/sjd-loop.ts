@@ -119,6 +119,7 @@ export async function runSjdLoop(
   const progress = new LoopProgress(req);
   throwIfAborted(req.signal);
   const { cond: c, uncond: u } = await streams.runner.prefill(req.cond, req.uncond);
+  // The conditional stream's seen codes: its prompt's, and the kept codes' ids that follow it.
   const seen = SeenCodes.ofTokens(req.cond, spec.visualOffset, V);
   const first = sampler.probabilities(c.subarray(0, V), u.subarray(0, V), req.sampling, new Float32Array(V), seen);
   progress.prefilled();
@@ -127,6 +128,7 @@ export async function runSjdLoop(
   const out = await speculativeJacobiDecode({
     first,
     steps: req.steps,
+    ...(req.kept ? { kept: req.kept } : {}),
     window: sjd.window,
     verifier,
     uniforms: sjd.uniforms,

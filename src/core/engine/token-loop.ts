@@ -16,14 +16,21 @@ export interface SjdLoopOptions {
 }
 
 export interface TokenLoopRequest {
+  /** Each stream's prompt ids, followed by the ids of the `kept` codes when there are any. */
   cond: readonly number[];
   uncond: readonly number[];
-  /** Codes to sample (latent side²). */
+  /** Codes of the image (latent side²), the kept ones included. */
   steps: number;
+  /**
+   * Redraw below a row: the image's first codes, given (their ids already end `cond` and
+   * `uncond`, so the one prefill feeds them). The loop samples from step kept.length on; the
+   * result's codes start with them. Absent or empty: everything is sampled.
+   */
+  kept?: Int32Array;
   /** Codes per latent row: progress is reported once per row. */
   rowLength: number;
   sampling: SamplingParams;
-  /** One uniform per step, from the seed. */
+  /** One uniform per step, from the seed, keyed on the absolute step (kept steps' go unused). */
   uniforms: Float32Array;
   signal?: AbortSignal;
   /** Called after each completed row (and at the end) with the codes so far. */
@@ -79,6 +86,18 @@ export interface TokenLoop {
 /** The rejection of a cancelled generation: a DOMException named AbortError, as fetch() uses. */
 export function abortError(): DOMException {
   return new DOMException('Generation cancelled', 'AbortError');
+}
+
+/** The step the loop's sampling starts at: the number of kept codes. */
+export function firstSampledStep(req: Pick<TokenLoopRequest, 'kept'>): number {
+  return req.kept?.length ?? 0;
+}
+
+/** The loop's codes array: `steps` codes, the kept ones already in. */
+export function codesWithKept(req: Pick<TokenLoopRequest, 'kept' | 'steps'>): Int32Array {
+  const codes = new Int32Array(req.steps);
+  if (req.kept) codes.set(req.kept);
+  return codes;
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -1,10 +1,10 @@
 // The one engine API: the Node CLI, the tests and the worker drive the same `Engine`; the page
 // holds a client with the same shape over Comlink.
-import type { GenerationSettings } from './settings.ts';
+import type { GenerationSettings, KeptRows } from './settings.ts';
 import type { SjdStats } from './token-loop.ts';
 import type { DecodedImage } from '../runtime/decoder-runner.ts';
 
-export type { SjdStats };
+export type { SjdStats, KeptRows };
 
 export type GenerationPhase = 'prefill' | 'decode' | 'vq-decode';
 
@@ -42,7 +42,7 @@ export interface GenerationTimings {
 /** What the decode loop did, counted: the evidence that the loop stays on the GPU. */
 export interface GenerationStats {
   backend: EngineBackendKind;
-  /** Tokens sampled (= latent side²). */
+  /** Tokens sampled (latent side², less the kept rows' codes). */
   steps: number;
   /**
    * session.run calls of the LM in the decode loop (one per step after the first token); with
@@ -84,6 +84,8 @@ export interface GenerationResult {
   timings: GenerationTimings;
   stats: GenerationStats;
   model: string;
+  /** Latent rows kept from the request's `keep` (their codes head `codes`); absent when none. */
+  keptRows?: number;
 }
 
 export type EngineBackendKind = 'webgpu' | 'cpu' | 'wasm';
@@ -97,4 +99,8 @@ export interface Engine {
   dispose(): Promise<void>;
 }
 
-export type GenerateRequest = Partial<GenerationSettings> & { prompt: string };
+export type GenerateRequest = Partial<GenerationSettings> & {
+  prompt: string;
+  /** Redraw below a row: keep the top `rows` latent rows of `codes` and sample the rest. */
+  keep?: KeptRows;
+};

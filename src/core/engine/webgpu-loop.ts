@@ -21,7 +21,7 @@ import { prefillSchedule } from '../runtime/lm-runner.ts';
 import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampling/sampler-wgsl.ts';
 import type { InferenceSession, OrtModule, Tensor } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
-import { throwIfAborted, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+import { codesWithKept, firstSampledStep, throwIfAborted, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
 import { QueueFences } from './webgpu-queue-fences.ts';
 import { GpuResources, inPlaceFetches, storageUsage } from './webgpu-resources.ts';
@@ -138,7 +138,9 @@ export class WebGpuTokenLoop implements TokenLoop {
     if (req.steps > options.maxSteps) throw new Error(`${req.steps} steps > ${options.maxSteps}`);
     const P = req.cond.length;
     const N = req.uncond.length;
-    if (Math.max(P, N) + req.steps > options.capacity) throw new Error('KV cache too small for this request');
+    // Kept codes are in the prompts (P, N count them) and are not sampled.
+    const start = firstSampledStep(req);
+    if (Math.max(P, N) + req.steps - start > options.capacity) throw new Error('KV cache too small for this request');
 
     // Per generation: the sampler's settings, the step counter and draws, the streams' lengths,
     // and the conditional prompt's seen codes (the shader adds each code it draws).
@@ -149,7 +151,10 @@ export class WebGpuTokenLoop implements TokenLoop {
       0,
       packSamplerParams({ ...req.sampling, vocab: spec.visualCount, visualOffset: spec.visualOffset, drawsOffset, uncondOffset: spec.visualCount, rows: 2, seenOffset }),
     );
-    device.queue.writeBuffer(this.state, 0, Uint32Array.of(0));
+    // The step counter starts at the first code to sample, after the kept ones (which the
+    // row reads copy back with the rest); the draws stay keyed on the absolute step.
+    device.queue.writeBuffer(this.state, 0, Uint32Array.of(start));
+    if (start > 0) device.queue.writeBuffer(this.state, 4, Int32Array.from(req.kept!));
     device.queue.writeBuffer(this.state, drawsOffset * 4, Float32Array.from(req.uniforms.subarray(0, req.steps)));
     if ((req.sampling.repetitionPenalty ?? 1) !== 1) {
       device.queue.writeBuffer(this.state, seenOffset * 4, SeenCodes.ofTokens(req.cond, spec.visualOffset, spec.visualCount).words);
@@ -168,14 +173,14 @@ export class WebGpuTokenLoop implements TokenLoop {
 
     let readbacks = 0;
     let allocationsAtWarmup = -1;
-    const codes = new Int32Array(req.steps);
+    const codes = codesWithKept(req);
     const longest = Math.max(P, N);
-    // Fence i marks the sampling of code i + 2 (code 1 was sampled after the prefill). A row's
+    // Fence i marks the sampling of code start + i + 2 (code start + 1 was sampled after the prefill). A row's
     // readback waits for all queued work, so fences retired after it may count fewer codes than
     // the row reported (progress.step ignores those).
     const fences = new QueueFences(device.queue);
     const dispatchesBefore = this.allocations.dispatches;
-    for (let step = 1; step <= req.steps; step++) {
+    for (let step = start + 1; step <= req.steps; step++) {
       if (progress.completesRow(step)) {
         readbacks++;
         await this.readCodes(codes, step);
@@ -184,14 +189,14 @@ export class WebGpuTokenLoop implements TokenLoop {
       }
       if (step === req.steps) break;
       throwIfAborted(req.signal);
-      // Step `step` feeds code step−1 (already in input_ids); the rows then hold len + step tokens.
+      // Step `step` feeds code step−1 (already in input_ids); the rows then hold len + step − start tokens.
       const feeds = this.options.graphCapture
         ? this.decodeFeeds
-        : { ...this.decodeFeeds, total_sequence_length: this.gpu.cpuTensor(Int32Array.of(longest + step), []) };
+        : { ...this.decodeFeeds, total_sequence_length: this.gpu.cpuTensor(Int32Array.of(longest + step - start), []) };
       await this.session.run(feeds, this.fetches);
       runs++;
       this.sample();
-      progress.step((await fences.mark()) + 1);
+      progress.step(start + (await fences.mark()) + 1);
     }
     await fences.drain();
     const dispatches = this.allocations.dispatches - dispatchesBefore;

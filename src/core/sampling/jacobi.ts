@@ -57,7 +57,10 @@ export const exactAcceptance: AcceptRule = (_slot, p, q, u) => u * q < p;
 export interface SjdRequest {
   /** Distribution of the first token (after the prefill): drawn plainly, no drafts yet. */
   first: Float32Array;
+  /** Codes of the image, `kept` included. */
   steps: number;
+  /** Codes given before the first drawn one (a kept prefix of rows): the draws start after them. */
+  kept?: Int32Array;
   /** Drafts per run (the run covers window + 1 tokens). */
   window: number;
   verifier: WindowVerifier;
@@ -83,9 +86,11 @@ export async function speculativeJacobiDecode(req: SjdRequest): Promise<SjdResul
   const { steps, window, verifier, uniforms } = req;
   const rule = req.rule ?? exactAcceptance;
   const codes = new Int32Array(steps);
-  if (steps === 0) return { codes, iterations: 0, draftsProposed: 0, draftsAccepted: 0, acceptedPerRun: 0 };
-  codes[0] = drawFrom(req.first, uniforms.emit());
-  let n = 1;
+  const start = req.kept?.length ?? 0;
+  if (req.kept) codes.set(req.kept);
+  if (steps <= start) return { codes, iterations: 0, draftsProposed: 0, draftsAccepted: 0, acceptedPerRun: 0 };
+  codes[start] = drawFrom(req.first, uniforms.emit());
+  let n = start + 1;
   req.onTokens?.(codes, n);
   let proposals: readonly Float32Array[] = [];
   let fallback = req.first;
@@ -124,7 +129,7 @@ export async function speculativeJacobiDecode(req: SjdRequest): Promise<SjdResul
     fallback = rows[D]!;
     req.onTokens?.(codes, n);
   }
-  return { codes, iterations, draftsProposed: proposed, draftsAccepted: accepted, acceptedPerRun: iterations ? (steps - 1) / iterations : 0 };
+  return { codes, iterations, draftsProposed: proposed, draftsAccepted: accepted, acceptedPerRun: iterations ? (steps - start - 1) / iterations : 0 };
 }
 
 /** Inverse-CDF draw from normalised probabilities (index order); u in [0, 1). */
