@@ -11,7 +11,7 @@ import { pngText, SOFTWARE } from '../core/image/png-metadata.ts';
 import { openModelBundle } from '../core/runtime/model-bundle.ts';
 import { encodePrompt } from '../core/model/prompt.ts';
 import { randomSeed } from '../core/sampling/prng.ts';
-import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings } from '../core/engine/settings.ts';
+import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings, type KeptRows } from '../core/engine/settings.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import type { GenerationProgress, GenerationResult } from '../core/engine/types.ts';
 import { removeStaleTemps, writeFileAtomic, writeTextIfChanged } from './atomic-file.ts';
@@ -19,6 +19,7 @@ import { missingTargets, promptFileJob, resumedSeed, singlePromptJob, type Promp
 import { COUNT_LIMITS, generateImageSet } from './image-set.ts';
 import { tempModelFiles } from './model-files.ts';
 import { createNodeEngineHost } from './node-host.ts';
+import { keptRowsFromOptions } from './kept-tokens.ts';
 import { readPromptFile } from './prompt-file.ts';
 import { resolveLocation, UsageError, type CommandModule, type OptionValues } from './command.ts';
 import { formatSeconds, ProgressBar } from './progress.ts';
@@ -81,7 +82,7 @@ function checkOutputOptions(values: OptionValues): void {
   if (given('prompt') && given('prompts')) throw new UsageError('give --prompt <text> or --prompts <file>, not both');
   if (given('prompts')) {
     if (!given('out-dir')) throw new UsageError('--prompts needs --out-dir <dir> (the images go to <dir>/<index>/samples/)');
-    for (const name of ['out', 'tokens-out']) if (given(name)) throw new UsageError(`--${name} is for one --prompt; with --prompts the files go to --out-dir`);
+    for (const name of ['out', 'tokens-out', 'keep-rows', 'from']) if (given(name)) throw new UsageError(`--${name} is for one --prompt; with --prompts the files go to --out-dir`);
     return;
   }
   if (!given('prompt')) throw new UsageError('--prompt <text> or --prompts <file> is required');
@@ -100,8 +101,9 @@ async function promptFileJobs(values: OptionValues, count: number): Promise<Prom
 /** "wrote cat.png: 64×64, seed 3, 16 tokens (prefill …), 2.1 s in all" and the notes that follow it. */
 function reportImage(out: string, result: GenerationResult, took: string): string {
   const t = result.timings;
+  const kept = result.keptRows ? ` below ${result.keptRows} kept rows` : '';
   const lines = [
-    `wrote ${out}: ${result.width}×${result.height}, seed ${result.settings.seed}, ${result.stats.steps} tokens ` +
+    `wrote ${out}: ${result.width}×${result.height}, seed ${result.settings.seed}, ${result.stats.steps} tokens${kept} ` +
       `(prefill ${formatSeconds(t.prefillMs)}, decode ${formatSeconds(t.decodeMs)}, ` +
       `${((result.stats.steps / t.decodeMs) * 1000).toFixed(1)} tokens/s, pixels ${formatSeconds(t.vqMs)}), ${took}`,
   ];
@@ -141,6 +143,9 @@ const command: CommandModule = {
     '',
     `--count N (${COUNT_LIMITS.min}..${COUNT_LIMITS.max}) makes N images per prompt, image i with seed s+i; with one --prompt`,
     'they go to <out stem>-<i>.png (and <tokens-out stem>-<i>.json), i from 0.',
+    '--keep-rows K --from <tokens.json> redraws below a row of an earlier image: its first K latent',
+    'rows (of size/16) are kept as --tokens-out wrote them and the rest is sampled (with --count, each',
+    'image redraws the same rows; give another --seed for another image below them).',
     '--prompts <file> runs every prompt of a file: plain text (one prompt per line) or JSONL (objects',
     'with a "prompt" field, as GenEval\'s evaluation_metadata.jsonl), in GenEval\'s layout:',
     '<dir>/<5-digit index>/metadata.jsonl and <dir>/<index>/samples/<4-digit i>.png. Each file is',
@@ -173,12 +178,15 @@ const command: CommandModule = {
     out: { type: 'string', short: 'o', arg: '<image.png>', description: 'the PNG to write (with --prompt)' },
     'out-dir': { type: 'string', arg: '<dir>', description: 'the folder of a --prompts run (GenEval layout)' },
     'tokens-out': { type: 'string', arg: '<tokens.json>', description: 'also write the visual codes (JSON array, raster order)' },
+    'keep-rows': { type: 'string', arg: '<K>', description: 'keep the top K latent rows of --from and sample the rest, 0..size/16-1 (with one --prompt)' },
+    from: { type: 'string', arg: '<tokens.json>', description: 'the codes whose rows --keep-rows keeps (a --tokens-out file of the same size)' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress on stderr' },
   },
   epilog: [
     'examples:',
     '  npm run cli -- generate --bundle simplear-q4 --prompt "a red cat on a sofa" --size 512 --out cat.png',
     '  npm run cli -- generate --bundle simplear-q4 --prompts evaluation_metadata.jsonl --out-dir geneval --count 4 --seed 0',
+    '  npm run cli -- generate --bundle simplear-q4 --prompt "a red cat on a sofa" --size 512 --keep-rows 12 --from cat.json --seed 7 --out cat-below.png',
   ].join('\n'),
 
   async run(values, io) {
@@ -187,10 +195,12 @@ const command: CommandModule = {
     const count = parseCount(values.count);
     const fromFile = values.prompts !== undefined;
     let jobs: PromptJob[];
+    let keep: KeptRows | undefined;
     if (fromFile) {
       jobs = await promptFileJobs(values, count);
     } else {
       const settings = settingsFromOptions(values);
+      keep = await keptRowsFromOptions(values['keep-rows'], values.from, settings.size);
       if (values.seed === undefined) io.stderr.write(`seed: ${settings.seed}\n`);
       jobs = [singlePromptJob(settings, count, values.out as string, values['tokens-out'] as string | undefined)];
     }
@@ -268,7 +278,7 @@ const command: CommandModule = {
             io.stdout.write(reportImage(target.png, result, `${formatSeconds(single ? performance.now() - started : result.timings.totalMs)}${single ? ' in all' : ''}`));
             run?.imageDone();
           },
-          { ...(io.signal ? { signal: io.signal } : {}), ...(onProgress ? { onProgress } : {}) },
+          { ...(io.signal ? { signal: io.signal } : {}), ...(onProgress ? { onProgress } : {}), ...(keep ? { keep } : {}) },
         );
       }
     } catch (e) {

@@ -2,7 +2,7 @@
 // where `--count` becomes engine work: today one engine call per image, one after another on the
 // same engine; a batched engine pass will replace the loop here and nothing around it.
 import { SimpleARError } from '../core/base/errors.ts';
-import type { GenerationSettings } from '../core/engine/settings.ts';
+import type { GenerationSettings, KeptRows } from '../core/engine/settings.ts';
 import type { GenerationProgress, GenerationResult } from '../core/engine/types.ts';
 import type { EngineApi } from '../core/host/api.ts';
 
@@ -18,6 +18,8 @@ export interface ImageSetOptions {
   signal?: AbortSignal;
   /** Progress of image i. */
   onProgress?: (i: number, p: GenerationProgress) => void;
+  /** Rows kept from an earlier image (--keep-rows, --from): every image redraws below them. */
+  keep?: KeptRows;
 }
 
 /**
@@ -30,14 +32,14 @@ export async function generateImageSet(
   settings: GenerationSettings,
   which: readonly number[],
   onImage: (i: number, result: GenerationResult) => Promise<void>,
-  { signal, onProgress }: ImageSetOptions = {},
+  { signal, onProgress, keep }: ImageSetOptions = {},
 ): Promise<void> {
   for (const i of which) {
     if (signal?.aborted) throw new SimpleARError('Aborted', 'generation cancelled');
     let result: GenerationResult;
     try {
       result = await host.generate(
-        { ...settings, seed: imageSeed(settings.seed, i) },
+        { ...settings, seed: imageSeed(settings.seed, i), ...(keep ? { keep } : {}) },
         { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress: (p: GenerationProgress) => onProgress(i, p) } : {}) },
       );
     } catch (e) {
