@@ -17,6 +17,10 @@ export interface GalleryEntry {
   backend: string;
   /** With SJD: tokens accepted per window verification. */
   acceptedPerRun?: number;
+  /** The visual codes (raster order), for "Redraw below"; images kept before they were stored lack them. */
+  codes?: Int32Array;
+  /** Latent rows kept from an earlier image ("Redraw below"). */
+  keptRows?: number;
 }
 
 export class GalleryStore {

@@ -4,7 +4,8 @@
 // is loaded again from storage, and the next Generate works.
 import type { EngineClient, GenerationResult, PreparedModelInfo } from '../client/engine-client.ts';
 import { SimpleARError } from '../core/base/errors.ts';
-import type { GenerationSettings } from '../core/engine/settings.ts';
+import type { GenerationSettings, KeptRows } from '../core/engine/settings.ts';
+import { randomSeed } from '../core/sampling/prng.ts';
 import { estimateText, measureSpeed } from './cpu-estimate.ts';
 import { h, messageOf } from './dom.ts';
 import { formatDuration } from './format.ts';
@@ -15,7 +16,8 @@ import { PngEncoder } from './png-encoder.ts';
 import { PreviewCanvas } from './preview-canvas.ts';
 import { describeGeneration } from './progress-text.ts';
 import { ProgressView } from './progress-view.ts';
-import { ResultView } from './result-view.ts';
+import { ResultView, type ShownImage } from './result-view.ts';
+import { RowPicker } from './row-picker.ts';
 import type { StatusLine } from './status-line.ts';
 
 export interface GenerationHandlers {
@@ -31,6 +33,8 @@ export class GenerationController {
   readonly #form: GenerateForm;
   readonly #progress = new ProgressView('Generation progress');
   readonly #preview = new PreviewCanvas();
+  /** The row line over the image, for "Redraw below". */
+  readonly #rowPicker = new RowPicker(this.#preview.frame);
   readonly #result: ResultView;
   readonly #notice: HTMLElement;
   readonly #pngEncoder = new PngEncoder();
@@ -44,7 +48,7 @@ export class GenerationController {
     private readonly handlers: GenerationHandlers,
   ) {
     this.#form = new GenerateForm({ onGenerate: (s) => void this.generate(s), onCancel: () => this.cancel() });
-    this.#result = new ResultView({ onRerun: (s) => this.rerun(s) });
+    this.#result = new ResultView({ onRerun: (s) => this.rerun(s), onRedrawBelow: (image) => this.redrawBelow(image) });
     this.#notice = h('p', { class: 'engine-notice', hidden: true });
     this.element = h('section', { id: 'create', class: 'panel', 'aria-labelledby': 'create-title' },
       h('h2', { id: 'create-title' }, 'Create'),
@@ -85,20 +89,44 @@ export class GenerationController {
   async open(entry: GalleryEntry): Promise<void> {
     this.#form.fill(entry.settings);
     await this.#preview.showBlob(entry.png, entry.settings.prompt);
-    this.#result.show({ png: entry.png, settings: entry.settings, timings: entry.timings, model: entry.model, backend: entry.backend, acceptedPerRun: entry.acceptedPerRun });
+    this.#result.show({
+      png: entry.png,
+      settings: entry.settings,
+      timings: entry.timings,
+      model: entry.model,
+      backend: entry.backend,
+      acceptedPerRun: entry.acceptedPerRun,
+      ...(entry.codes ? { codes: entry.codes } : {}),
+      ...(entry.keptRows ? { keptRows: entry.keptRows } : {}),
+    });
+    this.#showRowLine(entry.settings.size, entry.codes);
     this.#preview.element.scrollIntoView({ block: 'nearest' });
   }
 
-  async generate(settings: GenerationSettings): Promise<void> {
+  /**
+   * Redraw below a row: the image's rows above the row line are kept (fed as given) and the rest
+   * is drawn again with a new seed; the kept part stays on screen while the rest forms.
+   */
+  redrawBelow(image: ShownImage & { codes: Int32Array }): void {
+    const rows = this.#rowPicker.rows;
+    if (!this.#rowPicker.visible || rows < 1) return;
+    const settings = { ...image.settings, seed: randomSeed() };
+    this.#form.fill(settings);
+    void this.generate(settings, { codes: image.codes, rows });
+  }
+
+  async generate(settings: GenerationSettings, keep?: KeptRows): Promise<void> {
     if (!this.#model || this.#running) return;
     const running = new AbortController();
     this.#running = running;
     this.#form.setBusy(true);
     this.#result.hide();
-    this.#preview.start(settings.size / 16);
-    this.status.show('Generating…', 'busy');
+    this.#rowPicker.hide();
+    if (keep) this.#preview.startBelow(settings.size / 16, keep.rows);
+    else this.#preview.start(settings.size / 16);
+    this.status.show(keep ? `Redrawing below row ${keep.rows}…` : 'Generating…', 'busy');
     try {
-      const result = await this.client.generate(settings, {
+      const result = await this.client.generate(keep ? { ...settings, keep } : settings, {
         signal: running.signal,
         onProgress: (p) => {
           if (running.signal.aborted) return;
@@ -127,8 +155,11 @@ export class GenerationController {
       backend: r.stats.backend,
       ...(r.stats.sjd ? { acceptedPerRun: r.stats.acceptedPerRun } : {}),
       ...(r.stats.decoderFallback ? { decoderFallback: r.stats.decoderFallback.reason } : {}),
+      codes: r.codes,
+      ...(r.keptRows ? { keptRows: r.keptRows } : {}),
     };
     this.#result.show(shown);
+    this.#showRowLine(r.settings.size, r.codes);
     this.status.show(`Done in ${formatDuration(r.timings.totalMs)} (seed ${r.settings.seed}).`, 'ok');
     try {
       const entry = await this.gallery.add({ ...shown, backend: r.stats.backend, width: r.width, height: r.height, createdAt: Date.now() });
@@ -136,6 +167,13 @@ export class GenerationController {
     } catch (e) {
       this.status.show(`Done, but the image could not be kept in the gallery: ${messageOf(e)}`, 'warning');
     }
+  }
+
+  /** The row line over an image whose codes are known (a grid of size/16 rows), else none. */
+  #showRowLine(size: number, codes: Int32Array | undefined): void {
+    const side = size / 16;
+    if (codes && codes.length === side * side) this.#rowPicker.show(side);
+    else this.#rowPicker.hide();
   }
 
   async #failed(e: unknown, cancelled: boolean): Promise<void> {

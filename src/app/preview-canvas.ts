@@ -12,15 +12,22 @@ export type CanvasState = 'empty' | 'preview' | 'image';
 export class PreviewCanvas {
   readonly element: HTMLElement;
   readonly canvas: HTMLCanvasElement;
+  /** The box the canvas fills: overlays (the row line) are placed in it. */
+  readonly frame: HTMLElement;
   readonly #caption: HTMLElement;
   #palette: Uint8ClampedArray | undefined;
   #fitted = false;
   #pixels: ImageData | undefined;
+  /** Redraw below a row: latent rows kept from the image on screen, and the token grid drawn
+   * scaled below them (the canvas is at image resolution then). */
+  #keptRows = 0;
+  #tokens: HTMLCanvasElement | undefined;
 
   constructor() {
     this.canvas = h('canvas', { class: 'stage-canvas', width: 1, height: 1, role: 'img', 'aria-label': 'No image yet' });
     this.#caption = h('p', { class: 'stage-caption' });
-    this.element = h('figure', { class: 'stage', 'data-state': 'empty' }, this.canvas, this.#caption);
+    this.frame = h('div', { class: 'stage-frame' }, this.canvas);
+    this.element = h('figure', { class: 'stage', 'data-state': 'empty' }, this.frame, this.#caption);
   }
 
   get state(): CanvasState {
@@ -39,15 +46,46 @@ export class PreviewCanvas {
     this.canvas.width = side;
     this.canvas.height = side;
     this.#pixels = new ImageData(side, side);
+    this.#keptRows = 0;
     this.#setState('preview', 'Image forming, row by row', this.#fitted ? 'Live preview' : 'Live preview (rough colours: this model has no fitted colour map)');
     this.canvas.getContext('2d')!.clearRect(0, 0, side, side);
+  }
+
+  /**
+   * Starts a live preview of a side × side grid below `rows` kept latent rows: the image on screen
+   * (at 16 px per token) keeps its top rows, and the tokens below are painted as 16 × 16 blocks.
+   */
+  startBelow(side: number, rows: number): void {
+    this.#palette ??= previewPalette(ROUGH_MAP);
+    const width = side * 16;
+    const context = this.canvas.getContext('2d')!;
+    const kept = this.state === 'image' && this.canvas.width === width && rows > 0 ? context.getImageData(0, 0, width, rows * 16) : undefined;
+    this.canvas.width = width; // clears the canvas
+    this.canvas.height = width;
+    if (kept) context.putImageData(kept, 0, 0);
+    this.#pixels = new ImageData(side, side);
+    this.#keptRows = rows;
+    this.#tokens ??= document.createElement('canvas');
+    this.#tokens.width = side;
+    this.#tokens.height = side;
+    this.#setState('preview', 'Image forming below the kept rows', this.#fitted ? 'Live preview below the kept rows' : 'Live preview below the kept rows (rough colours)');
   }
 
   /** Paints the first `count` codes (raster order). */
   paint(codes: ArrayLike<number>, count: number): void {
     if (!this.#pixels || !this.#palette) return;
     paintTokens(codes, Math.min(count, this.#pixels.width * this.#pixels.height), this.#palette, this.#pixels.data);
-    this.canvas.getContext('2d')!.putImageData(this.#pixels, 0, 0);
+    if (this.#keptRows === 0 || !this.#tokens) {
+      this.canvas.getContext('2d')!.putImageData(this.#pixels, 0, 0);
+      return;
+    }
+    // Below kept rows: the token grid scaled up under the kept part of the image.
+    const side = this.#pixels.width;
+    const k = this.#keptRows;
+    this.#tokens.getContext('2d')!.putImageData(this.#pixels, 0, 0);
+    const context = this.canvas.getContext('2d')!;
+    context.imageSmoothingEnabled = false;
+    context.drawImage(this.#tokens, 0, k, side, side - k, 0, k * 16, side * 16, (side - k) * 16);
   }
 
   /** Shows a decoded image (RGBA bytes). */

@@ -1,5 +1,6 @@
 // What is known about the image on screen: its settings (the seed always), the time it took, and
-// what to do with it: download as PNG (settings inside), copy the settings, re-run them.
+// what to do with it: download as PNG (settings inside), copy the settings, re-run them, or
+// redraw it below the row line (when its tokens are known).
 import type { GenerationSettings } from '../core/engine/settings.ts';
 import type { GenerationTimings } from '../core/engine/types.ts';
 import { h } from './dom.ts';
@@ -16,10 +17,16 @@ export interface ShownImage {
   acceptedPerRun?: number;
   /** Why the f16 decoder's result was discarded and the image decoded again in f32. */
   decoderFallback?: string;
+  /** Its visual codes (raster order): needed to redraw below a row. Older gallery images lack them. */
+  codes?: Int32Array;
+  /** Latent rows it kept from the image it was redrawn from. */
+  keptRows?: number;
 }
 
 export interface ResultViewHandlers {
   onRerun(settings: GenerationSettings): void;
+  /** Redraw the image below the row line, with a new seed. */
+  onRedrawBelow(image: ShownImage & { codes: Int32Array }): void;
 }
 
 export class ResultView {
@@ -27,6 +34,7 @@ export class ResultView {
   readonly #facts: HTMLElement;
   readonly #download: HTMLAnchorElement;
   readonly #copied: HTMLElement;
+  readonly #redraw: HTMLButtonElement;
   #url: string | undefined;
   #shown: ShownImage | undefined;
 
@@ -36,8 +44,17 @@ export class ResultView {
     this.#copied = h('span', { class: 'copied', role: 'status' });
     const copy = h('button', { type: 'button', class: 'copy-settings secondary', onclick: () => void this.#copy() }, 'Copy settings');
     const rerun = h('button', { type: 'button', class: 'rerun secondary', onclick: () => this.#shown && handlers.onRerun(this.#shown.settings) }, 'Re-run');
+    this.#redraw = h('button', {
+      type: 'button',
+      class: 'redraw-below secondary',
+      title: 'Keeps the image above the line on the image and draws the rest again with a new seed',
+      onclick: () => {
+        const shown = this.#shown;
+        if (shown?.codes) handlers.onRedrawBelow({ ...shown, codes: shown.codes });
+      },
+    }, 'Redraw below');
     this.element = h('section', { class: 'result', hidden: true, 'aria-label': 'The image’s settings' },
-      this.#facts, h('div', { class: 'actions' }, this.#download, copy, rerun, this.#copied));
+      this.#facts, h('div', { class: 'actions' }, this.#download, copy, rerun, this.#redraw, this.#copied));
   }
 
   show(image: ShownImage): void {
@@ -50,6 +67,7 @@ export class ResultView {
     const rows: [string, string, string][] = [
       ['prompt', 'Prompt', s.prompt],
       ['seed', 'Seed', String(s.seed)],
+      ...(image.keptRows ? [['kept', 'Kept rows', `the top ${image.keptRows} of ${s.size / 16} rows, from an earlier image`] as [string, string, string]] : []),
       ['size', 'Size', `${s.size} × ${s.size}`],
       ['sampling', 'Sampling', `CFG ${s.cfg}, temperature ${s.temperature}, top-k ${s.topK}, top-p ${s.topP}${s.repetitionPenalty !== undefined && s.repetitionPenalty !== 1 ? `, repetition penalty ${s.repetitionPenalty}` : ''}${s.sjd ? `, SJD window ${s.sjd.window}` : ''}`],
       ['negative', 'Negative prompt', s.negativePrompt === undefined ? 'SimpleAR’s default' : s.negativePrompt === '' ? 'none (the null condition)' : s.negativePrompt],
@@ -64,6 +82,7 @@ export class ResultView {
     ];
     this.#facts.replaceChildren(...rows.map(([key, label, value]) => h('div', { 'data-result': key }, h('dt', {}, label), h('dd', {}, value))));
     this.#copied.textContent = '';
+    this.#redraw.hidden = !image.codes;
     this.element.hidden = false;
   }
 
