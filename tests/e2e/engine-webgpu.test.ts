@@ -2,6 +2,7 @@
 // fixture checkpoints over HTTP, converts them, and generates with the GPU-resident loop.
 //  - greedy tokens equal the PyTorch reference; sampled tokens equal Node's CPU engine (same seed);
 //  - the decode loop's counters: one run per step, one readback per latent row, no allocations;
+//  - kept rows (redraw below a row): the tokens below them equal Node's CPU engine's;
 //  - cancel rejects with AbortError and 20 cancel/generate cycles leave GPU memory flat.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
@@ -81,6 +82,41 @@ describe('WebGPU engine in Chromium', () => {
       expect(Array.from(gpu[i]!.codes), `request ${i}`).toEqual(Array.from(cpu.codes));
       expect(gpu[i]!.settings.repetitionPenalty).toBe(1.3);
       expect(gpu[i]!.stats).toMatchObject({ readbacks: 4, steadyStateAllocations: 0 });
+    }
+    await cpuEngine.dispose();
+    session.console.assertClean();
+  });
+
+  it("kept rows: the GPU sampler starts below them (step counter and kept codes in its state) and gives Node's CPU tokens", async () => {
+    const cpuEngine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 8 });
+    // Another seed's image supplies the kept rows, so the rows below differ from both plain images.
+    const donor = await cpuEngine.generate({ prompt: 'a red cat', size: 64, seed: 7, topK: 2000, temperature: 0.9 });
+    const keep = { codes: Array.from(donor.codes), rows: 2 };
+    const requests = [
+      { prompt: 'a small house by a lake', size: 64, seed: 1, temperature: 0, keep },
+      { prompt: 'a small house by a lake', size: 64, seed: 4242, topK: 2000, temperature: 0.9, repetitionPenalty: 1.3, keep },
+    ];
+    const gpu = await session.page.evaluate(
+      (reqs) =>
+        Promise.all(
+          reqs.map(async (req) => {
+            const firstDecode: number[] = [];
+            const r = await simplear.client.generate(req, { onProgress: (p) => p.phase === 'decode' && firstDecode.push(p.done) });
+            return { ...r, firstDone: firstDecode[0] };
+          }),
+        ),
+      requests,
+    );
+    for (const [i, req] of requests.entries()) {
+      const cpu = await cpuEngine.generate(req);
+      const unkept = await cpuEngine.generate({ ...req, keep: undefined });
+      expect(Array.from(cpu.codes.slice(0, 8))).toEqual(keep.codes.slice(0, 8));
+      expect(Array.from(cpu.codes.slice(8))).not.toEqual(Array.from(unkept.codes.slice(8)));
+      expect(Array.from(gpu[i]!.codes), `request ${i}`).toEqual(Array.from(cpu.codes));
+      expect(gpu[i]!.keptRows).toBe(2);
+      expect(gpu[i]!.firstDone).toBe(8);
+      // 8 codes sampled: 7 LM runs, one readback per row below the kept ones.
+      expect(gpu[i]!.stats).toMatchObject({ steps: 8, runs: 7, readbacks: 2, steadyStateAllocations: 0 });
     }
     await cpuEngine.dispose();
     session.console.assertClean();
