@@ -58,11 +58,16 @@ export class PreviewCanvas {
   startBelow(side: number, rows: number): void {
     this.#palette ??= previewPalette(ROUGH_MAP);
     const width = side * 16;
-    const context = this.canvas.getContext('2d')!;
-    const kept = this.state === 'image' && this.canvas.width === width && rows > 0 ? context.getImageData(0, 0, width, rows * 16) : undefined;
+    // The kept part is copied canvas to canvas (no readback to the CPU) before the resize clears it.
+    let kept: HTMLCanvasElement | undefined;
+    if (this.state === 'image' && this.canvas.width === width && rows > 0) {
+      kept = h('canvas', { width, height: rows * 16 });
+      kept.getContext('2d')!.drawImage(this.canvas, 0, 0);
+    }
     this.canvas.width = width; // clears the canvas
     this.canvas.height = width;
-    if (kept) context.putImageData(kept, 0, 0);
+    const context = this.canvas.getContext('2d')!;
+    if (kept) context.drawImage(kept, 0, 0);
     this.#pixels = new ImageData(side, side);
     this.#keptRows = rows;
     this.#tokens ??= document.createElement('canvas');

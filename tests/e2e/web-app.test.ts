@@ -221,6 +221,41 @@ describe('web app, first-time user with a mirror', () => {
     watch.assertClean();
   });
 
+  it('Redraw below: the row line is dragged over the image, the part above it stays while the rest forms, with a new seed', async () => {
+    // The top `rows` latent rows of the canvas as a PNG data URL (equal strings ⇔ equal pixels).
+    const top = (rows: number) =>
+      page.locator('.stage-canvas').evaluate((c, rows) => {
+        const canvas = c as HTMLCanvasElement;
+        const crop = document.createElement('canvas');
+        crop.width = canvas.width;
+        crop.height = rows * 16;
+        crop.getContext('2d')!.drawImage(canvas, 0, 0);
+        return crop.toDataURL('image/png');
+      }, rows);
+    const line = page.locator('.row-line');
+    await line.waitFor(); // the last result (48 px: 3 rows) has its codes
+    const seed = await shownSeed();
+    // Drag the line from its start to the boundary under row 1.
+    const frame = (await page.locator('.stage-frame').boundingBox())!;
+    await page.mouse.move(frame.x + frame.width / 2, frame.y + frame.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(frame.x + frame.width / 2, frame.y + frame.height * 0.4, { steps: 4 });
+    await page.mouse.up();
+    expect(await line.getAttribute('aria-valuenow')).toBe('1');
+    expect(await line.textContent()).toBe('keep 1 of 3 rows');
+    const before = await top(1);
+    const images = await page.locator('.gallery-item').count();
+    await page.locator('button.redraw-below').click();
+    await page.locator('.stage[data-state="preview"]').waitFor();
+    // While the rest forms, the kept row is the image's own pixels, at the image's resolution.
+    expect(await top(1)).toEqual(before);
+    await page.locator('.gallery-item').nth(images).waitFor({ timeout: 120_000 });
+    expect(await page.locator('[data-result="kept"] dd').textContent()).toBe('the top 1 of 3 rows, from an earlier image');
+    expect(await shownSeed()).not.toBe(seed);
+    expect(await page.locator('#status').textContent()).toMatch(/^Done in /);
+    watch.assertClean();
+  });
+
   it('deleting from the gallery and the stored model sticks across a reload', async () => {
     const kept = (await page.locator('.gallery-item').count()) - 1;
     const deleted = await page.locator('.gallery-item').first().getAttribute('data-id');
