@@ -146,7 +146,7 @@ export class GenerationController {
 
   async #finish(r: GenerationResult): Promise<void> {
     this.#preview.showImage(r.rgba, r.width, r.height, r.settings.prompt); // copies the pixels
-    const png = pngBlob(await this.#pngEncoder.encode(r.rgba, r.width, r.height, r.settings, r.model));
+    const png = pngBlob(await this.#pngEncoder.encode(r.rgba, r.width, r.height, r.settings, r.model, r.keptRows));
     const shown = {
       png,
       settings: r.settings,

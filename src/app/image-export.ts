@@ -4,9 +4,9 @@ import { encodePng, rgbaToRgb } from '../core/image/png.ts';
 import { pngText } from '../core/image/png-metadata.ts';
 import type { GenerationSettings } from '../core/engine/settings.ts';
 
-export function encodeImagePng(rgba: Uint8Array, width: number, height: number, settings: GenerationSettings, model: string): Uint8Array {
+export function encodeImagePng(rgba: Uint8Array, width: number, height: number, settings: GenerationSettings, model: string, keptRows?: number): Uint8Array {
   // Level 1: a 1024² image encodes in a fraction of the time, for a slightly larger file.
-  return encodePng({ width, height, channels: 3, data: rgbaToRgb(rgba) }, { text: pngText(settings, model), level: 1 });
+  return encodePng({ width, height, channels: 3, data: rgbaToRgb(rgba) }, { text: pngText(settings, model, keptRows), level: 1 });
 }
 
 export function pngBlob(bytes: Uint8Array): Blob {

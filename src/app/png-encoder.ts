@@ -16,16 +16,16 @@ export class PngEncoder {
   #broken = false;
 
   /** PNG bytes of `rgba` (copied to the worker, left intact here) with the settings as text chunks. */
-  async encode(rgba: Uint8Array, width: number, height: number, settings: GenerationSettings, model: string): Promise<Uint8Array> {
+  async encode(rgba: Uint8Array, width: number, height: number, settings: GenerationSettings, model: string, keptRows?: number): Promise<Uint8Array> {
     if (!this.#broken) {
       try {
         const { remote, failed } = this.#connect();
-        return await Promise.race([remote.encode(rgba, width, height, settings, model), failed]);
+        return await Promise.race([remote.encode(rgba, width, height, settings, model, keptRows), failed]);
       } catch {
         this.#broken = true;
       }
     }
-    return encodeImagePng(rgba, width, height, settings, model);
+    return encodeImagePng(rgba, width, height, settings, model, keptRows);
   }
 
   #connect(): Connection {

@@ -5,8 +5,8 @@ import type { GenerationSettings } from '../core/engine/settings.ts';
 import { encodeImagePng } from './image-export.ts';
 
 const api = {
-  encode(rgba: Uint8Array, width: number, height: number, settings: GenerationSettings, model: string): Uint8Array {
-    const png = encodeImagePng(rgba, width, height, settings, model);
+  encode(rgba: Uint8Array, width: number, height: number, settings: GenerationSettings, model: string, keptRows?: number): Uint8Array {
+    const png = encodeImagePng(rgba, width, height, settings, model, keptRows);
     return Comlink.transfer(png, [png.buffer as ArrayBuffer]);
   },
 };

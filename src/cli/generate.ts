@@ -269,7 +269,7 @@ const command: CommandModule = {
             const target = byNumber.get(i)!;
             const png = encodePng(
               { width: result.width, height: result.height, channels: 3, data: rgbaToRgb(result.rgba) },
-              { text: pngText(result.settings, result.model) },
+              { text: pngText(result.settings, result.model, result.keptRows) },
             );
             // The image's files are complete before the PNG appears: the PNG marks it done.
             if (target.tokens) await writeFileAtomic(target.tokens, `${JSON.stringify(Array.from(result.codes))}\n`);

@@ -10,6 +10,7 @@ import { runCli } from '../../src/cli/cli.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
 import { Capture } from '../helpers/capture.ts';
 import { FIXTURES, loadFixtureModel } from '../helpers/fixture-model.ts';
+import { pngTextChunks } from '../helpers/png-text.ts';
 
 async function cli(...argv: string[]) {
   const stdout = new Capture();
@@ -51,6 +52,8 @@ describe('generate --keep-rows --from', () => {
     const below = await readCodes(join(dir, 'below.json'));
     expect(below.slice(0, 8)).toEqual(codes.slice(0, 8));
     expect(below).toEqual(Array.from((await engine.generate({ ...sampled, seed: 11, keep })).codes));
+    expect(pngTextChunks(new Uint8Array(await readFile(join(dir, 'below.png'))))).toMatchObject({ seed: '11', 'kept rows': '2' });
+    expect(pngTextChunks(new Uint8Array(await readFile(join(dir, 'donor.png'))))['kept rows']).toBeUndefined();
     // The kept rows changed what follows: not the plain image of the same seed.
     expect(below).not.toEqual(Array.from((await engine.generate({ ...sampled, seed: 11 })).codes));
 

@@ -4,8 +4,8 @@ import type { GenerationSettings } from '../engine/settings.ts';
 
 export const SOFTWARE = 'simplear-web';
 
-/** The PNG text chunks of a generated image. */
-export function pngText(s: GenerationSettings, model: string): Record<string, string> {
+/** The PNG text chunks of a generated image; `keptRows`: the latent rows it kept from an earlier image (redraw below a row). */
+export function pngText(s: GenerationSettings, model: string, keptRows?: number): Record<string, string> {
   return {
     prompt: s.prompt,
     'negative prompt': s.negativePrompt ?? '(default)',
@@ -17,6 +17,7 @@ export function pngText(s: GenerationSettings, model: string): Record<string, st
     'top-k': String(s.topK),
     'top-p': String(s.topP),
     ...(s.sjd ? { sjd: `window ${s.sjd.window}` } : {}),
+    ...(keptRows ? { 'kept rows': String(keptRows) } : {}),
     model,
     Software: SOFTWARE,
   };
