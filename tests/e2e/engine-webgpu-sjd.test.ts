@@ -1,7 +1,7 @@
 // Speculative Jacobi decoding on the WebGPU engine in a real Chromium (SwiftShader here), through
 // the worker and client: greedy SJD gives exactly the reference tokens; a seed gives the same
 // tokens as Node's CPU engine with SJD; cancel mid-SJD leaves the engine ready; the SJD buffers
-// are allocated once (GPU memory flat across generations). SwiftShader takes seconds per window
+// are allocated once (GPU memory flat across generations); kept rows give Node's tokens below them. SwiftShader takes seconds per window
 // run, so this stays small; the distribution and the windows are tested in Node (engine-sjd).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
@@ -66,6 +66,31 @@ describe('speculative Jacobi decoding on the WebGPU engine in Chromium', () => {
     expect(result.b).toEqual(result.a);
     console.log(`webgpu sjd sampled: ${JSON.stringify(result.stats)}; GPU memory (bytes): ${result.memory.join(', ')}`);
     expect(result.memory.at(-1)).toBe(result.memory[0]);
+    session.console.assertClean();
+  });
+
+  it("kept rows: SJD's windows start below them and give Node's CPU tokens, greedy and sampled", async () => {
+    const cpuEngine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 8 });
+    // Another seed's image supplies the kept rows, so the rows below differ from the plain image's.
+    const donor = await cpuEngine.generate({ prompt: 'a red cat', size: 64, seed: 7, topK: 2000, temperature: 0.9 });
+    const keep = { codes: Array.from(donor.codes), rows: 2 };
+    const requests = [
+      { prompt: 'a small house by a lake', size: 64, seed: 1, temperature: 0, sjd: { window: 3 }, keep },
+      { prompt: 'a small house by a lake', size: 64, seed: 4242, topK: 50, temperature: 0.9, sjd: { window: 4 }, keep },
+    ];
+    const gpu = await session.page.evaluate((reqs) => Promise.all(reqs.map((req) => simplear.client.generate(req))), requests);
+    for (const [i, req] of requests.entries()) {
+      const cpu = await cpuEngine.generate(req);
+      expect(Array.from(cpu.codes.slice(0, 8))).toEqual(keep.codes.slice(0, 8));
+      expect(Array.from(gpu[i]!.codes), `request ${i}`).toEqual(Array.from(cpu.codes));
+      expect(gpu[i]!.stats.runs + gpu[i]!.stats.sjd!.draftsAccepted).toBe(7); // 8 codes sampled, the first from the prefill
+    }
+    // Greedy SJD below kept rows is plain greedy below them.
+    const plain = await cpuEngine.generate({ ...requests[0]!, sjd: null });
+    expect(Array.from(gpu[0]!.codes)).toEqual(Array.from(plain.codes));
+    const unkept = await cpuEngine.generate({ ...requests[0]!, keep: undefined });
+    expect(Array.from(plain.codes.slice(8))).not.toEqual(Array.from(unkept.codes.slice(8)));
+    await cpuEngine.dispose();
     session.console.assertClean();
   });
 });
