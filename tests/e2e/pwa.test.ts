@@ -90,6 +90,9 @@ describe('PWA', () => {
 
       await session.page.reload();
       expect(await waitForReady(session.page)).toMatch(/^Ready/);
+      // The reloaded document can read navigator.onLine before the context's offline emulation
+      // reaches it (seen once under load): wait for it, so the check is of the app, not the race.
+      await session.page.waitForFunction(() => !navigator.onLine, undefined, { timeout: 10_000 }).catch(() => {});
       expect(await session.page.evaluate(() => ({ isolated: crossOriginIsolated, online: navigator.onLine }))).toEqual({ isolated: true, online: false });
       const offline = await session.page.evaluate(async ([s, o]) => {
         const info = await simplear.client.prepareModel(s, o);
