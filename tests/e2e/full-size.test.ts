@@ -172,8 +172,8 @@ function nodeDecode(): Promise<Uint8Array> {
  * fetches from `reference` (a local server): only the figures cross back to the test, since
  * returning 4 MB of pixels through page.evaluate serialises them on the page's main thread.
  */
-async function decodeInPage(): Promise<{ ms: number; width: number; height: number; fallback: string | null; length: number; maxDiff: number }> {
-  const url = `${reference.url}/${await writeReference()}`;
+async function decodeInPage(): Promise<{ ms: number; width: number; height: number; fallback: string | null; length: number; expectedLength: number; maxDiff: number }> {
+  const url = new URL(await writeReference(), reference.url).href;
   return page.evaluate(
     async ([codes, side, url]) => {
       const [image, expected] = await Promise.all([
@@ -182,7 +182,7 @@ async function decodeInPage(): Promise<{ ms: number; width: number; height: numb
       ]);
       let maxDiff = image.rgba.length === expected.length ? 0 : Infinity;
       for (let i = 0; i < image.rgba.length && maxDiff !== Infinity; i++) maxDiff = Math.max(maxDiff, Math.abs(image.rgba[i]! - expected[i]!));
-      return { ms: image.ms, width: image.width, height: image.height, fallback: image.fallback?.reason ?? null, length: image.rgba.length, maxDiff };
+      return { ms: image.ms, width: image.width, height: image.height, fallback: image.fallback?.reason ?? null, length: image.rgba.length, expectedLength: expected.length, maxDiff };
     },
     [Array.from(decodeCodes), DECODE_SIDE, url] as const,
   );
@@ -203,7 +203,8 @@ async function decoderMatchesNode(backend: string, since: string): Promise<void>
   await nodeDecode();
   const image = await time(`${backend} decoder 64×64 (round trip)`, decodeInPage);
   console.log(`full-size: ${backend} decoder ${image.ms} ms in the worker${image.fallback ? `, f32 rerun: ${image.fallback}` : ''}`);
-  expect([image.width, image.height, image.length]).toEqual([DECODE_SIDE * 16, DECODE_SIDE * 16, DECODE_SIDE * DECODE_SIDE * 256 * 4]);
+  // Node's image reached the page whole (a wrong URL or a short read would show here, not as a difference).
+  expect([image.width, image.height, image.length, image.expectedLength]).toEqual([DECODE_SIDE * 16, DECODE_SIDE * 16, DECODE_SIDE * DECODE_SIDE * 256 * 4, DECODE_SIDE * DECODE_SIDE * 256 * 4]);
   console.log(`full-size: ${backend} decoder vs Node: max difference ${image.maxDiff} levels`);
   expect(image.maxDiff).toBeLessThanOrEqual(1);
   expect(files.requests).toEqual([]);
