@@ -46,9 +46,10 @@ export function exposeEngine(api: EngineApi, endpoint?: Comlink.Endpoint): void 
         };
         const invoke = api[method] as (...a: unknown[]) => Promise<unknown>;
         const result = await invoke.apply(api, [...args.slice(0, -1), options]);
-        // Images (generate, decode) move to the page instead of being copied.
-        const rgba = (result as { rgba?: unknown } | null)?.rgba;
-        return rgba instanceof Uint8Array ? Comlink.transfer(result, [rgba.buffer as ArrayBuffer]) : result;
+        // Images (generate, generateImages, decode) move to the page instead of being copied.
+        const images = (Array.isArray(result) ? result : [result]) as ({ rgba?: unknown } | null)[];
+        const buffers = images.flatMap((r) => (r?.rgba instanceof Uint8Array ? [r.rgba.buffer as ArrayBuffer] : []));
+        return buffers.length > 0 ? Comlink.transfer(result, buffers) : result;
       } finally {
         running.delete(id);
       }

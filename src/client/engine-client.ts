@@ -12,6 +12,7 @@ import type {
   CheckpointPart,
   DecodeResult,
   EngineApi,
+  GenerateCallOptions,
   GenerateRequest,
   GenerationProgress,
   GenerationResult,
@@ -146,10 +147,16 @@ export class EngineClient implements EngineApi {
    * Generates one image. Aborting `signal` cancels the generation in the worker (within one
    * step) and rejects with an AbortError; the engine stays ready for the next call.
    */
-  async generate(
-    request: GenerateRequest,
-    options: { onProgress?: (p: GenerationProgress) => void; signal?: AbortSignal } = {},
-  ): Promise<GenerationResult> {
+  generate(request: GenerateRequest, options: GenerateCallOptions = {}): Promise<GenerationResult> {
+    return this.#generate('generate', request, options);
+  }
+
+  /** `request.count` images (image i: seed + i), in one batched pass where the backend has one. */
+  generateImages(request: GenerateRequest, options: GenerateCallOptions = {}): Promise<GenerationResult[]> {
+    return this.#generate('generateImages', request, options);
+  }
+
+  async #generate<K extends 'generate' | 'generateImages'>(method: K, request: GenerateRequest, options: GenerateCallOptions): Promise<EngineResult<K>> {
     const { signal } = options;
     if (this.#reloadPending && this.#reload) {
       // The last GPU failure ended the old worker: load the model again (from storage) first.
@@ -157,7 +164,7 @@ export class EngineClient implements EngineApi {
       await this.#gpuCall(() => this.#call((api) => reload(api), signal));
       this.#reloadPending = false;
     }
-    return this.#gpuCall(() => this.#cancellable(signal, (id, api) => callOverWire(api, id, 'generate', [request], options)));
+    return this.#gpuCall(() => this.#cancellable(signal, (id, api) => callOverWire(api, id, method, [request] as LeadingArgs<K>, options)));
   }
 
   /** The loaded model's VQ decoder alone on `codes`, a side × side latent (raster order). */

@@ -7,7 +7,7 @@ import { SeenCodes } from '../sampling/repetition.ts';
 import { runCpuSjd } from './cpu-sjd.ts';
 import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
-import { codesWithKept, firstSampledStep, throwIfAborted, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+import { codesWithKept, firstSampledStep, throwIfAborted, type BatchLoopRequest, type BatchLoopResult, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 export class CpuTokenLoop implements TokenLoop {
   /** The CFG pair's runner, which holds the KV cache: dropped by dispose() so it can be freed
@@ -28,29 +28,54 @@ export class CpuTokenLoop implements TokenLoop {
   }
 
   async runPlain(req: TokenLoopRequest): Promise<TokenLoopResult> {
+    const { uniforms, onRow, ...rest } = req;
+    const batch = await this.runPlainBatch({ ...rest, uniforms: [uniforms], ...(onRow ? { onRow: (_image, codes, count) => onRow(codes, count) } : {}) });
+    return { ...batch, codes: batch.codes[0]! };
+  }
+
+  /**
+   * N images in one pass: one prefill of the CFG pair, its cache repeated N times, then 2N rows
+   * per step (image i's pair is rows 2i, 2i + 1), so the weights are read once per step for all.
+   */
+  async runPlainBatch(req: BatchLoopRequest): Promise<BatchLoopResult> {
     const V = this.spec.visualCount;
-    const codes = codesWithKept(req);
-    const progress = new LoopProgress(req);
+    const n = req.uniforms.length;
+    const codes = Array.from({ length: n }, () => codesWithKept(req));
+    // Rows complete in step for every image: one LoopProgress, whose row reports fan out.
+    const progress = new LoopProgress({ ...req, onRow: (_codes, count) => codes.forEach((c, i) => req.onRow?.(i, c, count)) });
     throwIfAborted(req.signal);
-    let logits = await this.runner.prefill([req.cond, req.uncond]);
+    const runner = this.runner;
+    let logits = await runner.prefill([req.cond, req.uncond]);
+    if (n > 1) {
+      // Every image starts from the same prompts (and kept codes): one prefill serves them all.
+      runner.repeatRows(n);
+      const pair = logits;
+      logits = new Float32Array(2 * n * V);
+      for (let i = 0; i < n; i++) logits.set(pair, 2 * i * V);
+    }
     progress.prefilled();
     let runs = 0;
-    // The conditional stream's ids so far, for the repetition penalty: its prompt (and the kept
+    // Each conditional stream's ids so far, for the repetition penalty: its prompt (and the kept
     // codes' ids after it), then each code.
-    const seen = SeenCodes.ofTokens(req.cond, this.spec.visualOffset, V);
+    const seen = Array.from({ length: n }, () => SeenCodes.ofTokens(req.cond, this.spec.visualOffset, V));
+    const ids = new Array<number>(2 * n);
     for (let step = firstSampledStep(req); step < req.steps; step++) {
       throwIfAborted(req.signal);
-      const code = this.sampler.sample(logits.subarray(0, V), logits.subarray(V, 2 * V), req.sampling, req.uniforms[step]!, seen);
-      codes[step] = code;
-      seen.add(code);
-      progress.sampled(codes, step + 1);
+      for (let i = 0; i < n; i++) {
+        const at = 2 * i * V;
+        const code = this.sampler.sample(logits.subarray(at, at + V), logits.subarray(at + V, at + 2 * V), req.sampling, req.uniforms[i]![step]!, seen[i]);
+        codes[i]![step] = code;
+        seen[i]!.add(code);
+        ids[2 * i] = ids[2 * i + 1] = code + this.spec.visualOffset;
+      }
+      progress.sampled(codes[0]!, step + 1);
       if (step + 1 === req.steps) break;
-      const id = code + this.spec.visualOffset;
-      logits = await this.runner.step([id, id]);
+      logits = await runner.step(ids);
       runs++;
     }
     // Every CPU run hands its logits to JS.
-    return progress.result(codes, { runs, prefillRuns: 1, readbacks: runs + 1, steadyStateAllocations: 0, graphCapture: false });
+    const { codes: _first, ...counts } = progress.result(codes[0]!, { runs, prefillRuns: 1, readbacks: runs + 1, steadyStateAllocations: 0, graphCapture: false });
+    return { ...counts, codes };
   }
 
   runSjd(req: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult> {

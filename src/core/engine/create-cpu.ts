@@ -1,7 +1,7 @@
 // An engine on an ONNX Runtime CPU backend: onnxruntime-node (CLI, tests, benchmarks) or the
 // wasm EP of onnxruntime-web (browsers without WebGPU).
 import { CpuTokenLoop } from './cpu-loop.ts';
-import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts';
+import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine, type BatchMemory } from './engine.ts';
 import type { Activations, EngineModel } from '../runtime/model.ts';
 import { cpuLmGraphChoices, createLmSession } from '../runtime/cpu-lm-session.ts';
 import { DecoderRunner } from '../runtime/decoder-runner.ts';
@@ -40,7 +40,20 @@ export interface CpuEngineOptions {
   /** MatMulNBits accuracy_level of the LM's quantized weights. Default: cpuAccuracyLevel(). */
   accuracyLevel?: 0 | 4;
   sessionOptions?: InferenceSession.SessionOptions;
+  /**
+   * Bytes the KV cache of a batched pass (several images, 2 per image streams) may take; a count
+   * that needs more is refused (engine.ts BatchMemory). Default: WASM_BATCH_MEMORY_BYTES on the
+   * wasm EP; on onnxruntime-node none (its host passes a share of the free memory).
+   */
+  batchMemoryBytes?: number;
 }
+
+/**
+ * The wasm EP's KV-cache budget for a batched pass: its heap is one 32-bit address space (4 GiB)
+ * that also holds the weights, and each run copies its inputs (the whole cache) into it, so the
+ * cache may take a quarter. At full size a 1024² image's pair needs ≈ 203 MB (f32): five fit.
+ */
+export const WASM_BATCH_MEMORY_BYTES = 2 ** 30;
 
 /**
  * The KV cache of the LM graph on the CPU backends (model/lm-graph.ts LmGraphOptions.kvCache):
@@ -129,5 +142,12 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
     maxLatentSide,
     oneShot: options.oneShot === true,
     repetitionPenalty: model.generation?.repetitionPenalty ?? 1,
+    ...batchMemory(options.batchMemoryBytes ?? (backend === 'wasm' ? WASM_BATCH_MEMORY_BYTES : undefined), activations, backend),
   });
+}
+
+function batchMemory(budgetBytes: number | undefined, activations: Activations, backend: 'cpu' | 'wasm'): { batchMemory?: BatchMemory } {
+  if (budgetBytes === undefined) return {};
+  const limit = backend === 'wasm' ? "the wasm engine's memory" : 'the free memory';
+  return { batchMemory: { budgetBytes, bytesPerValue: activations === 'f16' ? 2 : 4, limit } };
 }

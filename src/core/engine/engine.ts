@@ -3,13 +3,13 @@
 import type { LmSpec } from '../base/model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
 import { encodePrompt } from '../model/prompt.ts';
-import { latentSide, resolveKeep, resolveSettings, type GenerationSettings } from './settings.ts';
+import { imageSeed, latentSide, resolveCount, resolveKeep, resolveSettings, type GenerationSettings } from './settings.ts';
 import { SimpleARError } from '../base/errors.ts';
 import { randomSeed, stepUniforms } from '../sampling/prng.ts';
 import { sjdUniforms } from '../sampling/jacobi.ts';
 import type { OrtModule } from '../base/ort.ts';
 import type { DecodedImage, DecoderRunner } from '../runtime/decoder-runner.ts';
-import { throwIfAborted, type TokenLoop, type TokenLoopRequest } from './token-loop.ts';
+import { throwIfAborted, type BatchLoopRequest, type BatchLoopResult, type TokenLoop } from './token-loop.ts';
 import type {
   Engine,
   EngineBackendKind,
@@ -48,6 +48,26 @@ export interface EngineParts {
   /** The checkpoint's repetition penalty (generation_config.json; 1 where it has none): the
    * default of a request that sets none. */
   repetitionPenalty?: number;
+  /**
+   * What a batched pass of several images may hold in KV cache: a count whose 2N streams need
+   * more is refused before any work. Absent: no limit is checked.
+   */
+  batchMemory?: BatchMemory;
+}
+
+/** The memory a batched pass may use for its streams' KV cache, and in what precision. */
+export interface BatchMemory {
+  /** Bytes the KV cache of all streams together may take. */
+  budgetBytes: number;
+  /** Bytes per cached value (4: f32, 2: f16). */
+  bytesPerValue: number;
+  /** What limits it, for the message ("this GPU's largest buffer", "free memory"). */
+  limit: string;
+}
+
+/** KV cache bytes of one stream holding `slots` tokens. */
+export function kvBytesPerStream(lm: Pick<LmSpec, 'numLayers' | 'numKvHeads' | 'headDim'>, slots: number, bytesPerValue: number): number {
+  return lm.numLayers * 2 * lm.numKvHeads * lm.headDim * slots * bytesPerValue;
 }
 
 export class SimpleAREngine implements Engine {
@@ -62,10 +82,19 @@ export class SimpleAREngine implements Engine {
     if (typeof parts.decoder !== 'function') this.decoder = parts.decoder;
   }
 
-  /** Generations run one at a time, in call order. */
+  /** One image; generations run one at a time, in call order. */
   generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
+    if (resolveCount(request.count) !== 1) {
+      throw new SimpleARError('InvalidSettings', 'count: generate() makes one image; generateImages() makes several', { field: 'count' });
+    }
+    return this.generateImages(request, options).then((results) => results[0]!);
+  }
+
+  /** `request.count` images (seed + i each), in one batched pass where the loop has one. */
+  generateImages(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerationResult[]> {
     // Validate before queueing: bad input fails at once, before any work.
     const resolved = resolveSettings({ ...request, seed: request.seed ?? randomSeed() });
+    const count = resolveCount(request.count);
     // The result reports the penalty used, the checkpoint's where the request set none.
     const settings = { ...resolved, repetitionPenalty: resolved.repetitionPenalty ?? this.parts.repetitionPenalty ?? 1 };
     const side = latentSide(settings.size);
@@ -78,26 +107,66 @@ export class SimpleAREngine implements Engine {
       negative: settings.negativePrompt,
       maxTokens: this.parts.maxPromptTokens ?? MAX_PROMPT_TOKENS,
     });
-    if (this.spent) throw new SimpleARError('InvalidSettings', 'this engine makes one image only (oneShot); create another', {});
+    const batched = count > 1 && this.batches(settings);
+    if (batched) this.checkBatchMemory(count, Math.max(prompts.cond.length, prompts.uncond.length) + side * side);
+    if (this.spent) throw new SimpleARError('InvalidSettings', 'this engine makes one image only (oneShot; one request of several images counts as one); create another', {});
     if (this.parts.oneShot) this.spent = true;
-    const run = this.queue.then(() => this.run(settings, prompts, kept, options));
+    const run = this.queue.then(async () => {
+      if (batched) return this.run(settings, count, prompts, kept, options);
+      // No batched path (SJD, or a loop without one): the images one after another, each its own pass.
+      const results: GenerationResult[] = [];
+      for (let i = 0; i < count; i++) {
+        const [one] = await this.run({ ...settings, seed: imageSeed(settings.seed, i) }, 1, prompts, kept, options, count > 1 ? { index: i, count } : undefined);
+        results.push(one!);
+      }
+      return results;
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
 
+  /** Whether several images of these settings can share one pass on this engine's loop. */
+  private batches(settings: GenerationSettings): boolean {
+    return !settings.sjd && this.parts.loop.runPlainBatch !== undefined;
+  }
+
+  /** Refuses a count whose 2N streams' KV cache (`slots` tokens each) would not fit. */
+  private checkBatchMemory(count: number, slots: number): void {
+    const memory = this.parts.batchMemory;
+    if (!memory) return;
+    const perImage = 2 * kvBytesPerStream(this.parts.lm, slots, memory.bytesPerValue);
+    if (count * perImage <= memory.budgetBytes) return;
+    const fits = Math.floor(memory.budgetBytes / perImage);
+    const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
+    throw new SimpleARError(
+      'InvalidSettings',
+      `count: ${count} images at once need ${mib(count * perImage)} of KV cache (${mib(perImage)} each), more than ${memory.limit} allows (${mib(memory.budgetBytes)}): ` +
+        (fits >= 1 ? `choose a count of at most ${fits}, or a smaller size` : 'choose a smaller size'),
+      { field: 'count', neededBytes: count * perImage, budgetBytes: memory.budgetBytes, maxCount: fits },
+    );
+  }
+
+  /**
+   * One pass: `count` images (seed + i each; 2 × count streams) through the token loop, then each
+   * through the decoder. `label` places a single-image pass within a larger request.
+   */
   private async run(
     settings: GenerationSettings,
+    count: number,
     prompts: { cond: number[]; uncond: number[] },
     /** Kept codes (rows × side), fed after both prompts; empty for a plain generation. */
     kept: Int32Array,
     { onProgress, signal, progressIntervalMs = PROGRESS_INTERVAL_MS }: GenerateOptions,
-  ): Promise<GenerationResult> {
+    label?: { index: number; count: number },
+  ): Promise<GenerationResult[]> {
     throwIfAborted(signal);
     const side = latentSide(settings.size);
     const steps = side * side;
     const start = performance.now();
-    const report = (p: Omit<GenerationProgress, 'elapsedMs' | 'gridSide'>) =>
-      onProgress?.({ ...p, gridSide: side, elapsedMs: performance.now() - start });
+    const requestCount = label?.count ?? count;
+    const where = (image: number): { image?: number; count?: number } => (requestCount > 1 ? { image: (label?.index ?? 0) + image, count: requestCount } : {});
+    const report = (p: Omit<GenerationProgress, 'elapsedMs' | 'gridSide'>, image = 0) =>
+      onProgress?.({ ...p, gridSide: side, elapsedMs: performance.now() - start, ...where(image) });
     report({ phase: 'prefill', done: 0, total: 1 });
     // Between rows, progress at most this often (a step can take milliseconds or seconds).
     let lastReport = performance.now();
@@ -109,22 +178,26 @@ export class SimpleAREngine implements Engine {
     };
 
     let decodeStart = start;
-    const decodeRate = (count: number) => {
+    const decodeRate = (done: number) => {
       const elapsed = (performance.now() - decodeStart) / 1000;
-      const rate = elapsed > 0 ? (count - kept.length) / elapsed : undefined; // kept codes cost no step
-      return { tokensPerSecond: rate, etaMs: rate ? ((steps - count) / rate) * 1000 : undefined };
+      const rate = elapsed > 0 ? (count * (done - kept.length)) / elapsed : undefined; // kept codes cost no step
+      return { tokensPerSecond: rate, etaMs: rate ? ((count * (steps - done)) / rate) * 1000 : undefined };
     };
     // Redraw below a row: both streams get the kept codes' ids after their own prompt, as the
     // reference's sequences would hold them, in the one prefill; sampling starts below them.
     const keptIds = Array.from(kept, (code) => code + this.parts.lm.visualOffset);
-    const request: TokenLoopRequest = {
+    const seeds = Array.from({ length: count }, (_, i) => imageSeed(settings.seed, i));
+    const onRow = (image: number, codes: Int32Array, done: number) => {
+      lastReport = performance.now();
+      report({ phase: 'decode', done, total: steps, codes: codes.slice(0, done), ...decodeRate(done) }, image);
+    };
+    const request: Omit<BatchLoopRequest, 'uniforms' | 'onRow'> = {
       cond: [...prompts.cond, ...keptIds],
       uncond: [...prompts.uncond, ...keptIds],
       steps,
       ...(kept.length > 0 ? { kept } : {}),
       rowLength: side,
       sampling: settings,
-      uniforms: stepUniforms(settings.seed, steps),
       signal,
       onPrefillRun: (done, total) => {
         if (done < total && due()) report({ phase: 'prefill', done, total });
@@ -132,50 +205,59 @@ export class SimpleAREngine implements Engine {
       onPrefilled: () => {
         decodeStart = performance.now();
         // Progress starts at the kept rows, shown with their codes.
-        report({ phase: 'decode', done: kept.length, total: steps, ...(kept.length > 0 ? { codes: kept.slice() } : {}) });
+        for (let i = 0; i < count; i++) report({ phase: 'decode', done: kept.length, total: steps, ...(kept.length > 0 ? { codes: kept.slice() } : {}) }, i);
       },
-      onStep: (count) => {
-        if (due()) report({ phase: 'decode', done: count, total: steps, ...decodeRate(count) });
-      },
-      onRow: (codes, count) => {
-        lastReport = performance.now();
-        report({ phase: 'decode', done: count, total: steps, codes: codes.slice(0, count), ...decodeRate(count) });
+      onStep: (done) => {
+        if (due()) report({ phase: 'decode', done, total: steps, ...decodeRate(done) });
       },
     };
     const { loop: tokenLoop } = this.parts;
-    const loop = settings.sjd
-      ? await tokenLoop.runSjd(request, { window: settings.sjd.window, uniforms: sjdUniforms(settings.seed) })
-      : await tokenLoop.runPlain(request);
+    let loop: BatchLoopResult;
+    if (count > 1) {
+      loop = await tokenLoop.runPlainBatch!({ ...request, uniforms: seeds.map((seed) => stepUniforms(seed, steps)), onRow });
+    } else {
+      const one = { ...request, uniforms: stepUniforms(settings.seed, steps), onRow: (codes: Int32Array, done: number) => onRow(0, codes, done) };
+      const single = settings.sjd ? await tokenLoop.runSjd(one, { window: settings.sjd.window, uniforms: sjdUniforms(settings.seed) }) : await tokenLoop.runPlain(one);
+      loop = { ...single, codes: [single.codes] };
+    }
 
     throwIfAborted(signal);
     if (this.parts.oneShot) await this.releaseLoop();
-    report({ phase: 'vq-decode', done: 0, total: 1 });
-    const vqStart = performance.now();
-    const { rgba, fallback } = await this.decode(loop.codes, side, side);
-    const end = performance.now();
-    return {
-      settings,
-      codes: loop.codes,
-      width: side * 16,
-      height: side * 16,
-      rgba,
-      model: this.parts.modelName,
-      ...(kept.length > 0 ? { keptRows: kept.length / side } : {}),
-      timings: { prefillMs: loop.prefillMs, decodeMs: loop.decodeMs, vqMs: end - vqStart, totalMs: end - start },
-      stats: {
-        backend: this.backend,
-        steps: steps - kept.length,
-        runs: loop.runs,
-        prefillRuns: loop.prefillRuns,
-        readbacks: loop.readbacks,
-        steadyStateAllocations: loop.steadyStateAllocations,
-        acceptedPerRun: loop.acceptedPerRun,
-        graphCapture: loop.graphCapture,
-        ...(loop.dispatchesPerStep !== undefined ? { dispatchesPerStep: loop.dispatchesPerStep } : {}),
-        ...(loop.sjd ? { sjd: loop.sjd } : {}),
-        ...(fallback ? { decoderFallback: { activations: 'f32', reason: fallback.reason } } : {}),
-      },
-    };
+    const results: GenerationResult[] = [];
+    for (let i = 0; i < count; i++) {
+      report({ phase: 'vq-decode', done: i, total: count }, i);
+      const vqStart = performance.now();
+      const codes = loop.codes[i]!;
+      const { rgba, fallback } = await this.decode(codes, side, side);
+      throwIfAborted(signal);
+      const end = performance.now();
+      results.push({
+        settings: { ...settings, seed: seeds[i]! },
+        codes,
+        width: side * 16,
+        height: side * 16,
+        rgba,
+        model: this.parts.modelName,
+        ...(kept.length > 0 ? { keptRows: kept.length / side } : {}),
+        ...(requestCount > 1 ? { image: { index: (label?.index ?? 0) + i, count: requestCount } } : {}),
+        timings: { prefillMs: loop.prefillMs, decodeMs: loop.decodeMs, vqMs: end - vqStart, totalMs: end - start },
+        stats: {
+          backend: this.backend,
+          steps: steps - kept.length,
+          runs: loop.runs,
+          prefillRuns: loop.prefillRuns,
+          readbacks: loop.readbacks,
+          steadyStateAllocations: loop.steadyStateAllocations,
+          acceptedPerRun: loop.acceptedPerRun,
+          graphCapture: loop.graphCapture,
+          ...(loop.dispatchesPerStep !== undefined ? { dispatchesPerStep: loop.dispatchesPerStep } : {}),
+          ...(loop.sjd ? { sjd: loop.sjd } : {}),
+          ...(count > 1 ? { imagesPerPass: count } : {}),
+          ...(fallback ? { decoderFallback: { activations: 'f32', reason: fallback.reason } } : {}),
+        },
+      });
+    }
+    return results;
   }
 
   /** Codes (raster order, h × w) → RGBA bytes through the VQ decoder (and its f32 fallback). */

@@ -121,5 +121,20 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** Most images one request may ask for (GenerateRequest.count). */
+export const MAX_IMAGES_PER_REQUEST = 8;
+
+/** Checks a request's image count (undefined: 1); throws InvalidSettings naming `count`. */
+export function resolveCount(count: number | undefined): number {
+  if (count === undefined || count === null) return 1;
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_IMAGES_PER_REQUEST) {
+    throw invalid('count', `must be a whole number from 1 to ${MAX_IMAGES_PER_REQUEST} images (got ${String(count)})`);
+  }
+  return count;
+}
+
+/** The seed of image `index` of a request seeded `seed`: seed + index, wrapping at 2³². */
+export const imageSeed = (seed: number, index: number): number => (seed + index) >>> 0;
+
 /** Latent grid side: one visual token per 16×16 pixels. */
 export const latentSide = (size: number): number => size / 16;

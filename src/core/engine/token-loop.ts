@@ -75,9 +75,31 @@ export interface SjdStats {
   acceptedPerRun: number;
 }
 
+/**
+ * Several images of one request in one pass: 2N streams (image i's CFG pair is rows 2i, 2i + 1),
+ * so each step reads the weights once for all of them. The images share the prompts and the
+ * kept codes; each has its own uniforms (its own seed) and its own codes.
+ */
+export interface BatchLoopRequest extends Omit<TokenLoopRequest, 'uniforms' | 'onRow'> {
+  /** One uniform array per image: the batch has uniforms.length images. */
+  uniforms: readonly Float32Array[];
+  /** Called after each completed row (and at the end) for every image, with that image's codes so far. */
+  onRow?: (image: number, codes: Int32Array, count: number) => void;
+}
+
+export interface BatchLoopResult extends Omit<TokenLoopResult, 'codes'> {
+  /** One codes array per image, in the order of the request's uniforms. */
+  codes: Int32Array[];
+}
+
 export interface TokenLoop {
   /** One token per LM run. */
   runPlain(request: TokenLoopRequest): Promise<TokenLoopResult>;
+  /**
+   * Several images in one pass, one token per image per LM run. Absent where the loop has no
+   * batched path: the engine then runs the images one after another.
+   */
+  runPlainBatch?(request: BatchLoopRequest): Promise<BatchLoopResult>;
   /** Speculative Jacobi decoding (sjd-loop.ts): up to window + 1 tokens per LM run. */
   runSjd(request: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult>;
   dispose(): Promise<void>;

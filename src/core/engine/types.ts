@@ -17,6 +17,10 @@ export interface GenerationProgress {
   codes?: Int32Array;
   /** Latent grid side (codes per row). */
   gridSide: number;
+  /** Which image of the request `codes` belong to (0 … count − 1); absent for a single image. */
+  image?: number;
+  /** Images in the request, when more than one. */
+  count?: number;
   elapsedMs: number;
   tokensPerSecond?: number;
   etaMs?: number;
@@ -67,6 +71,11 @@ export interface GenerationStats {
   /** WebGPU: compute dispatches per decode step (the LM's kernels + the sampler's one). */
   dispatchesPerStep?: number;
   /**
+   * Images decoded together in this image's pass (2 × that many streams; the step figures are the
+   * pass's). 1, or absent, for a pass of one image.
+   */
+  imagesPerPass?: number;
+  /**
    * Set when the f16 VQ decoder's activations overflowed (non-finite, or near f16's range) and the
    * image was decoded again with f32 activations; `reason` names the first failing point.
    */
@@ -86,6 +95,8 @@ export interface GenerationResult {
   model: string;
   /** Latent rows kept from the request's `keep` (their codes head `codes`); absent when none. */
   keptRows?: number;
+  /** Where this image sits in a request for several: its index and the request's count. */
+  image?: { index: number; count: number };
 }
 
 export type EngineBackendKind = 'webgpu' | 'cpu' | 'wasm';
@@ -94,6 +105,11 @@ export interface Engine {
   readonly backend: EngineBackendKind;
   /** Settings may omit anything but the prompt; the seed is random when missing. */
   generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerationResult>;
+  /**
+   * `request.count` images of one prompt (image i: seed + i), in one batched pass where the
+   * backend has one, else one after another; results in image order.
+   */
+  generateImages(request: GenerateRequest, options?: GenerateOptions): Promise<GenerationResult[]>;
   /** Visual codes (raster order, h × w) → RGBA through the model's VQ decoder alone. */
   decode(codes: Int32Array, h: number, w: number): Promise<DecodedImage>;
   dispose(): Promise<void>;
@@ -101,6 +117,11 @@ export interface Engine {
 
 export type GenerateRequest = Partial<GenerationSettings> & {
   prompt: string;
+  /**
+   * Images from this request (1 … MAX_IMAGES_PER_REQUEST, default 1): image i uses seed + i. Only
+   * `generateImages` takes more than one.
+   */
+  count?: number;
   /** Redraw below a row: keep the top `rows` latent rows of `codes` and sample the rest. */
   keep?: KeptRows;
 };

@@ -69,6 +69,13 @@ export interface EngineApi {
    */
   generate(request: GenerateRequest, options?: GenerateCallOptions): Promise<GenerationResult>;
   /**
+   * `request.count` images of one prompt (1–8; image i uses seed + i), results in image order: in
+   * one batched pass (2 × count streams, the weights read once per step for all) where the
+   * backend has one, else one after another. A count whose streams would not fit is refused with
+   * InvalidSettings (field `count`) before any work. Progress names the image (`image`).
+   */
+  generateImages(request: GenerateRequest, options?: GenerateCallOptions): Promise<GenerationResult[]>;
+  /**
    * Decodes `codes` (a side × side latent of visual codes 0..63999, raster order) with the loaded
    * model's VQ decoder alone, on the engine's backend: the decoder checked without a generation.
    */

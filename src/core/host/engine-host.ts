@@ -17,7 +17,7 @@ import { planBackend } from '../engine/capabilities.ts';
 import { createCpuEngine, type CpuEngineOptions } from '../engine/create-cpu.ts';
 import { createWebGpuEngine } from '../engine/create-webgpu.ts';
 import { loadOriginalModel } from '../engine/load-original.ts';
-import type { Engine, GenerateRequest, GenerationResult } from '../engine/types.ts';
+import type { Engine, GenerateOptions, GenerateRequest, GenerationResult } from '../engine/types.ts';
 import type { EngineDevice } from '../engine/webgpu-device.ts';
 import type { ModelStore, StoredBundle } from '../store/model-store.ts';
 import type { CachedModel, LoadModelOptions, ModelPlan, ModelSource, PrepareProgress } from '../store/types.ts';
@@ -217,11 +217,19 @@ export class EngineHost implements EngineApi {
   }
 
   async generate(request: GenerateRequest, options: GenerateCallOptions = {}): Promise<GenerationResult> {
+    return this.#generate(request, options, (engine, opts) => engine.generate(request, opts));
+  }
+
+  async generateImages(request: GenerateRequest, options: GenerateCallOptions = {}): Promise<GenerationResult[]> {
+    return this.#generate(request, options, (engine, opts) => engine.generateImages(request, opts));
+  }
+
+  async #generate<T>(request: GenerateRequest, options: GenerateCallOptions, call: (engine: Engine, options: GenerateOptions) => Promise<T>): Promise<T> {
     this.#gpu.check();
     const engine = this.#engine;
     if (!engine) throw new SimpleARError('ModelFileMissing', 'No model is loaded: load one before generating.');
     const { signal, onProgress } = options;
-    const run = () => engine.generate(request, { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
+    const run = () => call(engine, { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
     return engine.backend === 'webgpu' ? this.#gpu.run(run, () => signal?.aborted === true) : run();
   }
 
@@ -362,6 +370,7 @@ function decoderOnlyEngine(backend: 'wasm' | 'cpu', runner: DecoderRunner): Engi
   return {
     backend,
     generate: () => Promise.reject(new SimpleARError('ModelFileMissing', 'Only a decoder is loaded: load a model to generate.')),
+    generateImages: () => Promise.reject(new SimpleARError('ModelFileMissing', 'Only a decoder is loaded: load a model to generate.')),
     decode: (codes, h, w) => runner.decode(codes, h, w),
     dispose: () => runner.release(),
   };

@@ -361,7 +361,11 @@ export class LmRunner {
     const longest = Math.max(...prompts.map((p) => p.length));
     if (longest > this.maxCapacity) throw new Error(`KV cache overflow: ${longest} > ${this.maxCapacity}`);
     const size = grownCapacity(longest, this.growBy, this.maxCapacity);
-    if (size !== this.cache.capacity) this.cache = createKvCache(this.ort.Tensor, this.spec, this.cache.batch, size, this.dtype, this.cache.transposedValues);
+    // A batch that repeatRows grew goes back to one row per prompt.
+    if (size !== this.cache.capacity || prompts.length !== this.cache.batch) {
+      this.cache = createKvCache(this.ort.Tensor, this.spec, prompts.length, size, this.dtype, this.cache.transposedValues);
+      this.lengths.length = prompts.length;
+    }
     const out = new Float32Array(prompts.length * V);
     for (const call of prefillSchedule(prompts, maxChunk)) {
       const logits = await this.run(call.feeds);
@@ -369,6 +373,34 @@ export class LmRunner {
     }
     prompts.forEach((p, b) => (this.lengths[b] = p.length));
     return out;
+  }
+
+  /**
+   * Repeats every row's cache and length `times` over (rows [r0, r1] become [r0, r1, r0, r1, …]):
+   * one prefill of a CFG pair serves N images, whose pairs then diverge. The batch grows to
+   * B × times; feeds must match it from here on (the next prefill keeps it).
+   */
+  repeatRows(times: number): void {
+    if (!Number.isInteger(times) || times < 1) throw new Error(`repeatRows: times must be a whole number >= 1 (got ${times})`);
+    if (times === 1) return;
+    const tensors: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(this.cache.tensors)) {
+      const src = t.data as Float32Array | Uint16Array;
+      const data = new (src.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(src.length * times);
+      for (let k = 0; k < times; k++) data.set(src, k * src.length);
+      const dims = [...t.dims];
+      dims[0] = dims[0]! * times;
+      tensors[name] = new this.ort.Tensor(t.type as 'float32', data as Float32Array, dims);
+    }
+    this.cache = { ...this.cache, tensors, batch: this.cache.batch * times };
+    const lengths = this.lengths.slice();
+    this.lengths.length = 0;
+    for (let k = 0; k < times; k++) this.lengths.push(...lengths);
+  }
+
+  /** Rows the runner's cache holds (its batch). */
+  get batch(): number {
+    return this.cache.batch;
   }
 
   /**
