@@ -11,12 +11,12 @@ import { pngText, SOFTWARE } from '../core/image/png-metadata.ts';
 import { openModelBundle } from '../core/runtime/model-bundle.ts';
 import { encodePrompt } from '../core/model/prompt.ts';
 import { randomSeed } from '../core/sampling/prng.ts';
-import { latentSide, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings, type KeptRows } from '../core/engine/settings.ts';
+import { latentSide, MAX_IMAGES_PER_REQUEST, resolveSettings, SJD_WINDOW_LIMITS, type GenerationSettings, type KeptRows } from '../core/engine/settings.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS } from '../core/engine/engine.ts';
 import type { GenerationProgress, GenerationResult } from '../core/engine/types.ts';
 import { removeStaleTemps, writeFileAtomic, writeTextIfChanged } from './atomic-file.ts';
 import { missingTargets, promptFileJob, resumedSeed, singlePromptJob, type PromptJob } from './generate-plan.ts';
-import { COUNT_LIMITS, generateImageSet } from './image-set.ts';
+import { generateImageSet, imageRuns, oneImagePerCall } from './image-set.ts';
 import { tempModelFiles } from './model-files.ts';
 import { createNodeEngineHost } from './node-host.ts';
 import { keptRowsFromOptions } from './kept-tokens.ts';
@@ -66,12 +66,12 @@ export function settingsFromOptions(values: OptionValues): GenerationSettings {
   return settings;
 }
 
-/** `--count`: 1..8, else InvalidSettings naming it. */
+/** `--count`: 1..MAX_IMAGES_PER_REQUEST (one engine request's most), else InvalidSettings naming it. */
 export function parseCount(value: string | boolean | undefined): number {
   const s = value === undefined ? '1' : String(value).trim();
   const n = s === '' ? NaN : Number(s);
-  if (!Number.isInteger(n) || n < COUNT_LIMITS.min || n > COUNT_LIMITS.max) {
-    throw new SimpleARError('InvalidSettings', `count: must be a whole number from ${COUNT_LIMITS.min} to ${COUNT_LIMITS.max} (got ${s})`, { field: 'count' });
+  if (!Number.isInteger(n) || n < 1 || n > MAX_IMAGES_PER_REQUEST) {
+    throw new SimpleARError('InvalidSettings', `count: must be a whole number from 1 to ${MAX_IMAGES_PER_REQUEST} (got ${s})`, { field: 'count' });
   }
   return n;
 }
@@ -98,15 +98,31 @@ async function promptFileJobs(values: OptionValues, count: number): Promise<Prom
   return entries.map((entry) => promptFileJob(entry, settingsFromOptions({ ...values, prompt: entry.prompt }), count, outDir, file));
 }
 
-/** "wrote cat.png: 64×64, seed 3, 16 tokens (prefill …), 2.1 s in all" and the notes that follow it. */
+/**
+ * "wrote cat.png: 64×64, seed 3, 16 tokens (prefill …), 2.1 s in all" and the notes that follow it.
+ * An image of a batched pass: the pass's line first (with its first image), as
+ * "4 images in one pass (8 streams): 64 tokens (prefill 0.1 s, decode 2 s, 32.0 tokens/s)" (the
+ * decode time covers all the pass's tokens, so the rate counts them all), then per image
+ * "wrote cat-1.png: 64×64, seed 4, 16 tokens (image 2/4 of the pass, pixels 0.1 s), 2.4 s"
+ * (the time from the pass's start to this image's pixels).
+ */
 function reportImage(out: string, result: GenerationResult, took: string): string {
   const t = result.timings;
   const kept = result.keptRows ? ` below ${result.keptRows} kept rows` : '';
-  const lines = [
-    `wrote ${out}: ${result.width}×${result.height}, seed ${result.settings.seed}, ${result.stats.steps} tokens${kept} ` +
-      `(prefill ${formatSeconds(t.prefillMs)}, decode ${formatSeconds(t.decodeMs)}, ` +
-      `${((result.stats.steps / t.decodeMs) * 1000).toFixed(1)} tokens/s, pixels ${formatSeconds(t.vqMs)}), ${took}`,
-  ];
+  const rate = (tokens: number) => `${((tokens / t.decodeMs) * 1000).toFixed(1)} tokens/s`;
+  const wrote = `wrote ${out}: ${result.width}×${result.height}, seed ${result.settings.seed}, ${result.stats.steps} tokens${kept}`;
+  const perPass = result.stats.imagesPerPass ?? 1;
+  const index = result.image?.index ?? 0;
+  const lines: string[] = [];
+  if (perPass > 1) {
+    const tokens = perPass * result.stats.steps;
+    if (index === 0) {
+      lines.push(`${perPass} images in one pass (${2 * perPass} streams): ${tokens} tokens (prefill ${formatSeconds(t.prefillMs)}, decode ${formatSeconds(t.decodeMs)}, ${rate(tokens)})`);
+    }
+    lines.push(`${wrote} (image ${index + 1}/${perPass} of the pass, pixels ${formatSeconds(t.vqMs)}), ${took}`);
+  } else {
+    lines.push(`${wrote} (prefill ${formatSeconds(t.prefillMs)}, decode ${formatSeconds(t.decodeMs)}, ${rate(result.stats.steps)}, pixels ${formatSeconds(t.vqMs)}), ${took}`);
+  }
   const fallback = result.stats.decoderFallback;
   if (fallback) lines.push(`decoder: f16 activations overflowed (${fallback.reason}); decoded again in f32`);
   const sjd = result.stats.sjd;
@@ -141,8 +157,10 @@ const command: CommandModule = {
     'and the Cosmos decoder turns the tokens into pixels. The PNG is RGB and records the prompt and',
     'settings as text chunks. The seed is drawn at random (and printed) when not given.',
     '',
-    `--count N (${COUNT_LIMITS.min}..${COUNT_LIMITS.max}) makes N images per prompt, image i with seed s+i; with one --prompt`,
-    'they go to <out stem>-<i>.png (and <tokens-out stem>-<i>.json), i from 0.',
+    `--count N (1..${MAX_IMAGES_PER_REQUEST}) makes N images per prompt, image i with seed s+i, in one batched pass`,
+    '(2N CFG streams, the weights read once per step for all; with --sjd one after another); a count',
+    'whose KV cache would not fit in half the free memory is refused. With one --prompt the images',
+    'go to <out stem>-<i>.png (and <tokens-out stem>-<i>.json), i from 0.',
     '--keep-rows K --from <tokens.json> redraws below a row of an earlier image: its first K latent',
     'rows (of size/16) are kept as --tokens-out wrote them and the rest is sampled (with --count, each',
     'image redraws the same rows; give another --seed for another image below them).',
@@ -169,7 +187,7 @@ const command: CommandModule = {
     'top-k': { type: 'string', arg: '<k>', description: 'sample among the k most likely codes (64000 = off)', default: '64000' },
     'top-p': { type: 'string', arg: '<p>', description: 'nucleus sampling mass, (0, 1] (1 = off)', default: '1' },
     seed: { type: 'string', short: 's', arg: '<n>', description: 'random seed 0..4294967295 (default: random, printed)' },
-    count: { type: 'string', arg: '<n>', description: `images per prompt, ${COUNT_LIMITS.min}..${COUNT_LIMITS.max}; image i uses seed s+i`, default: '1' },
+    count: { type: 'string', arg: '<n>', description: `images per prompt, 1..${MAX_IMAGES_PER_REQUEST}, made in one pass; image i uses seed s+i`, default: '1' },
     sjd: {
       type: 'string',
       arg: '<window>',
@@ -242,11 +260,13 @@ const command: CommandModule = {
     bar?.update('loading model', undefined, '', true);
     const name = basename((values.bundle as string).replace(/[/\\]+$/, '')) || 'model';
     const size = jobs[0]!.settings.size;
-    // One image: the LM's session goes before the decoder's opens, the model's weights are not
-    // held once the sessions have them, and the sessions map their weights from files (peak
-    // memory: the larger of the two sessions, not their sum and copies). More images share one
-    // engine, so both sessions stay open (the decoder still in bands).
-    const host = createNodeEngineHost({ oneShot: toMake === 1, files: tempModelFiles, decoderBandBytes: GENERATE_DECODER_BAND_BYTES });
+    // One engine call (one image, or one --prompt's --count images in one batched pass): the LM's
+    // session goes before the decoder's opens, the model's weights are not held once the sessions
+    // have them, and the sessions map their weights from files (peak memory: the larger of the
+    // two sessions, not their sum and copies). More calls share one engine, so both sessions stay
+    // open (the decoder still in bands).
+    const calls = jobs.reduce((n, job, k) => n + imageRuns(pending[k]!.map((t) => t.i), oneImagePerCall(job.settings)).length, 0);
+    const host = createNodeEngineHost({ oneShot: calls === 1, files: tempModelFiles, decoderBandBytes: GENERATE_DECODER_BAND_BYTES });
     // A single image shows its tokens; a run of several, its images.
     const single = !fromFile && count === 1;
     const run = single ? undefined : new RunProgress(bar, total, total - toMake);

@@ -1,6 +1,7 @@
 // `simplear generate --keep-rows K --from <tokens.json>` in-process on the tiny fixture (f32
 // bundle): the rows kept from a --tokens-out file head the new codes, the rest are the API's for
-// the same keep (plain, --count and --sjd), and bad keeps exit 2 before the bundle is opened.
+// the same keep (plain, --count with --sjd, --count in one batched pass), and bad keeps exit 2
+// before the bundle is opened.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,6 +65,16 @@ describe('generate --keep-rows --from', () => {
       const api = await engine.generate({ ...sampled, seed: 20 + i, sjd: { window: 3 }, keep: { codes, rows: 1 } });
       expect(got, `image ${i}`).toEqual(Array.from(api.codes));
       expect(got.slice(0, 4)).toEqual(codes.slice(0, 4));
+    }
+
+    // Without --sjd the two images are one batched pass below the same row.
+    const batch = await cli('generate', '--bundle', bundle, ...args, '--seed', '30', '--count', '2', '--keep-rows', '1', '--from', donor, '--out', join(dir, 'batch.png'), '--tokens-out', join(dir, 'batch.json'), '--quiet');
+    expect(batch.code, batch.stderr).toBe(0);
+    expect(batch.stdout).toMatch(/^2 images in one pass \(4 streams\): 24 tokens /m);
+    expect(batch.stdout).toMatch(/^wrote .*batch-1\.png: 64×64, seed 31, 12 tokens below 1 kept rows \(image 2\/2 of the pass, /m);
+    for (const i of [0, 1]) {
+      const got = await readCodes(join(dir, `batch-${i}.json`));
+      expect(got, `image ${i}`).toEqual(Array.from((await engine.generate({ ...sampled, seed: 30 + i, keep: { codes, rows: 1 } })).codes));
     }
     await engine.dispose();
   });
