@@ -4,12 +4,14 @@
 //   import { mount } from 'https://simplear.example/embed.js';
 //   const widget = mount(document.querySelector('#art'), { model: '…', vq: '…' });
 //   const { png, seed } = await widget.generate({ prompt: 'a red fox' }, { onProgress, signal });
+//   const four = await widget.generate({ prompt: 'a red fox', count: 4 }, { onImage });  // an array
 //
 // Built on its own into one self-contained ES module (vite.config.ts), served at /embed.js.
 import {
   PROTOCOL_VERSION,
   type GenerateParams,
   type HostMessage,
+  type ResultMessage,
   type ProgressPhase,
   type RequestId,
   type WidgetCapabilities,
@@ -17,7 +19,7 @@ import {
 } from './protocol.ts';
 
 export { PROTOCOL_VERSION } from './protocol.ts';
-export type { GenerateParams, ProgressPhase, WidgetCapabilities, WidgetStorage } from './protocol.ts';
+export type { GenerateParams, KeptRowsParam, ProgressPhase, WidgetCapabilities, WidgetStorage } from './protocol.ts';
 
 export interface MountOptions {
   /** The widget page. Default: embed.html beside this script. */
@@ -32,6 +34,11 @@ export interface MountOptions {
   decoder?: 'f16' | 'f32';
   /** Defaults for requests that leave them out. */
   defaults?: Partial<Pick<GenerateParams, 'size' | 'cfg' | 'repetitionPenalty' | 'temperature' | 'topK' | 'topP'>>;
+  /**
+   * Images per generation from the widget's own prompt box, 1 … 8 (default 1). Not a default for
+   * generate(): a request makes `request.count` images, one when it leaves count out.
+   */
+  count?: number;
   /** Largest image side the engine is sized for (GPU memory grows with it). Default 1024. */
   maxSize?: number;
   theme?: 'auto' | 'light' | 'dark';
@@ -46,8 +53,19 @@ export interface MountOptions {
   readyTimeoutMs?: number;
 }
 
+export interface GenerateProgress {
+  phase: ProgressPhase;
+  done: number;
+  total: number;
+  /** For a request of several images: which one (0 … count − 1) a generation phase is about. */
+  image?: number;
+  count?: number;
+}
+
 export interface GenerateOptions {
-  onProgress?: (progress: { phase: ProgressPhase; done: number; total: number }) => void;
+  onProgress?: (progress: GenerateProgress) => void;
+  /** Each image as it arrives, in image order, before the promise resolves with all of them. */
+  onImage?: (image: EmbedResult) => void;
   /** Aborting sends `simplear:cancel`; the promise rejects with an EmbedError of code 'Aborted'. */
   signal?: AbortSignal;
 }
@@ -55,16 +73,28 @@ export interface GenerateOptions {
 export interface EmbedResult {
   /** image/png */
   png: Blob;
+  /** Image i of a request seeded s has seed s + i. */
   seed: number;
   width: number;
   height: number;
+  /** Place in the request (0 … count − 1) and the request's count. */
+  index: number;
+  count: number;
+  /** Visual codes, raster order: pass them back as `keep.codes` to redraw below a row. */
+  codes: Int32Array;
+  /** Latent rows kept from the request's `keep`; absent when none. */
+  keptRows?: number;
 }
 
 export interface EmbeddedWidget {
   readonly iframe: HTMLIFrameElement;
   /** Resolves with the widget's capabilities once it has announced itself. */
   readonly ready: Promise<WidgetCapabilities>;
-  generate(request: GenerateParams, options?: GenerateOptions): Promise<EmbedResult>;
+  /** One image: `count` left out (the call and its result as before `count` existed). */
+  generate(request: GenerateParams & { count?: undefined }, options?: GenerateOptions): Promise<EmbedResult>;
+  /** `count` images (1 … capabilities.maxCount), image i with seed + i: all of them, in image order. */
+  generate(request: GenerateParams & { count: number }, options?: GenerateOptions): Promise<EmbedResult[]>;
+  generate(request: GenerateParams, options?: GenerateOptions): Promise<EmbedResult | EmbedResult[]>;
   /** Removes the iframe; pending requests reject with code 'Destroyed'. */
   destroy(): void;
 }
@@ -74,6 +104,8 @@ export class EmbedError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** For InvalidSettings: the request field at fault ('count', 'keep', 'size', …). */
+    readonly field?: string,
   ) {
     super(message);
     this.name = 'EmbedError';
@@ -81,9 +113,18 @@ export class EmbedError extends Error {
 }
 
 interface Pending {
-  resolve(result: EmbedResult): void;
+  /** The images so far; the request is complete with the one whose index is count − 1. */
+  results: EmbedResult[];
+  resolve(results: EmbedResult[]): void;
   reject(error: EmbedError): void;
   onProgress?: GenerateOptions['onProgress'];
+  onImage?: GenerateOptions['onImage'];
+}
+
+function toResult(message: ResultMessage): EmbedResult {
+  const { png, seed, width, height, index, count, codes, keptRows } = message;
+  // A widget from before `count` sends none of index/count/codes: its one result ends the request.
+  return { png, seed, width, height, index: index ?? 0, count: count ?? 1, codes, ...(keptRows !== undefined ? { keptRows } : {}) };
 }
 
 function widgetUrl(options: MountOptions): URL {
@@ -100,6 +141,7 @@ function widgetUrl(options: MountOptions): URL {
   set('bundle', options.bundle);
   set('weights', options.weights);
   set('decoder', options.decoder);
+  set('count', options.count);
   set('maxSize', options.maxSize);
   set('theme', options.theme);
   set('hidePrompt', options.hidePrompt ? 1 : undefined);
@@ -151,13 +193,19 @@ export function mount(element: HTMLElement, options: MountOptions = {}): Embedde
     const request = pending.get(message.id);
     if (!request) return;
     if (message.type === 'simplear:progress') {
-      request.onProgress?.({ phase: message.phase, done: message.done, total: message.total });
+      const { phase, done, total, image, count } = message;
+      request.onProgress?.({ phase, done, total, ...(image !== undefined && count !== undefined ? { image, count } : {}) });
     } else if (message.type === 'simplear:result') {
-      pending.delete(message.id);
-      request.resolve({ png: message.png, seed: message.seed, width: message.width, height: message.height });
+      const result = toResult(message);
+      request.results.push(result);
+      request.onImage?.(result);
+      if (result.index >= result.count - 1) {
+        pending.delete(message.id);
+        request.resolve(request.results);
+      }
     } else if (message.type === 'simplear:error') {
       pending.delete(message.id);
-      request.reject(new EmbedError(message.code, message.message));
+      request.reject(new EmbedError(message.code, message.message, message.field));
     }
   };
   window.addEventListener('message', onMessage);
@@ -165,26 +213,35 @@ export function mount(element: HTMLElement, options: MountOptions = {}): Embedde
 
   const post = (message: HostMessage) => iframe.contentWindow?.postMessage(message, widgetOrigin);
 
+  function generate(request: GenerateParams & { count?: undefined }, options?: GenerateOptions): Promise<EmbedResult>;
+  function generate(request: GenerateParams & { count: number }, options?: GenerateOptions): Promise<EmbedResult[]>;
+  function generate(request: GenerateParams, options?: GenerateOptions): Promise<EmbedResult | EmbedResult[]>;
+  async function generate(request: GenerateParams, { onProgress, onImage, signal }: GenerateOptions = {}): Promise<EmbedResult | EmbedResult[]> {
+    if (destroyed) throw new EmbedError('Destroyed', 'This widget was destroyed.');
+    if (signal?.aborted) throw new EmbedError('Aborted', 'The generation was cancelled.');
+    await ready;
+    const id = `r${++nextId}`;
+    const results = await new Promise<EmbedResult[]>((resolve, reject) => {
+      const onAbort = () => post({ type: 'simplear:cancel', id });
+      const settle = () => signal?.removeEventListener('abort', onAbort);
+      pending.set(id, {
+        results: [],
+        resolve: (r) => (settle(), resolve(r)),
+        reject: (e) => (settle(), reject(e)),
+        ...(onProgress ? { onProgress } : {}),
+        ...(onImage ? { onImage } : {}),
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      post({ ...request, type: 'simplear:generate', id });
+    });
+    // A request that named a count gets an array, even of one; one that did not, its one image.
+    return request.count === undefined ? results[0]! : results;
+  }
+
   return {
     iframe,
     ready,
-    async generate(request, { onProgress, signal } = {}) {
-      if (destroyed) throw new EmbedError('Destroyed', 'This widget was destroyed.');
-      if (signal?.aborted) throw new EmbedError('Aborted', 'The generation was cancelled.');
-      await ready;
-      const id = `r${++nextId}`;
-      return new Promise<EmbedResult>((resolve, reject) => {
-        const onAbort = () => post({ type: 'simplear:cancel', id });
-        const settle = () => signal?.removeEventListener('abort', onAbort);
-        pending.set(id, {
-          resolve: (r) => (settle(), resolve(r)),
-          reject: (e) => (settle(), reject(e)),
-          ...(onProgress ? { onProgress } : {}),
-        });
-        signal?.addEventListener('abort', onAbort, { once: true });
-        post({ ...request, type: 'simplear:generate', id });
-      });
-    },
+    generate,
     destroy() {
       if (destroyed) return;
       destroyed = true;

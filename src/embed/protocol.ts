@@ -26,8 +26,25 @@ export interface GenerateParams {
   temperature?: number;
   topK?: number;
   topP?: number;
-  /** uint32; random when left out (the result reports the one used). */
+  /** uint32; random when left out (the result reports the one used). Image i of a request uses seed + i. */
   seed?: number;
+  /**
+   * Images of this prompt, 1 … 8 (left out: 1, whatever the widget's own `?count=`): one result
+   * message each, in image order, image i with seed + i. The widget's engine makes them in one
+   * batched pass where its backend has one, else one after another.
+   */
+  count?: number;
+  /**
+   * Redraw below a row: keep the top `rows` latent rows of an earlier image's `codes` (a result's
+   * `codes`, raster order, (size/16)² of them) and draw the rest again; 0 ≤ rows < size/16.
+   */
+  keep?: KeptRowsParam;
+}
+
+/** An earlier image's visual codes and how many of its latent rows (16 px each) to keep. */
+export interface KeptRowsParam {
+  codes: readonly number[] | Int32Array;
+  rows: number;
 }
 
 export interface GenerateMessage extends GenerateParams {
@@ -62,6 +79,10 @@ export interface WidgetCapabilities {
   storage: WidgetStorage;
   /** `simplear:cancel` is honoured. */
   cancel: true;
+  /** Most images one request may ask for (`count`); absent from widgets older than `count`. */
+  maxCount?: number;
+  /** `keep` (redraw below a row) is honoured; absent from widgets older than it. */
+  keep?: true;
   sizes: { min: number; max: number; default: number };
 }
 
@@ -84,8 +105,14 @@ export interface ProgressMessage {
   phase: ProgressPhase;
   done: number;
   total: number;
+  /** The image of a request for several (0 … count − 1) the generation phases are about; absent
+   * for one image and for the model's preparation. In a batched pass the images advance together. */
+  image?: number;
+  /** The request's count, beside `image`. */
+  count?: number;
 }
 
+/** One per image, in image order; the request is complete after the one whose index is count − 1. */
 export interface ResultMessage {
   type: 'simplear:result';
   id: RequestId;
@@ -94,6 +121,13 @@ export interface ResultMessage {
   seed: number;
   width: number;
   height: number;
+  /** This image's place in its request: 0 … count − 1, and the request's count (1 for one image). */
+  index: number;
+  count: number;
+  /** The image's visual codes, raster order, (width/16)²: what a later request's `keep` takes. */
+  codes: Int32Array;
+  /** Latent rows kept from the request's `keep`; absent when none. */
+  keptRows?: number;
 }
 
 /**
@@ -106,6 +140,8 @@ export interface ErrorMessage {
   id: RequestId;
   code: string;
   message: string;
+  /** For InvalidSettings: the request field at fault (`prompt`, `size`, `count`, `keep`, …). */
+  field?: string;
 }
 
 export type WidgetMessage = ReadyMessage | ProgressMessage | ResultMessage | ErrorMessage;

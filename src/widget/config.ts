@@ -4,11 +4,14 @@
 //   weights= decoder=    what to prepare (q4|q8|f16|f32; f16|f32)
 //   size= cfg= repetitionPenalty= temperature= topK= topP=   defaults for requests that leave them
 //            out (repetitionPenalty left out: the model's own)
+//   count=    images per generation from the widget's own prompt box (1-8, default 1; a host's
+//             request says its own count, 1 when it leaves it out, so a request alone decides how
+//             many results it gets)
 //   maxSize=  largest side the engine is sized for; theme=auto|light|dark; hidePrompt=1
 import { sourceFromQuery } from '../client/model-source.ts';
 import type { LoadModelOptions, ModelSource } from '../client/protocol.ts';
 import { SimpleARError } from '../core/base/errors.ts';
-import { DEFAULT_SETTINGS, resolveSettings, SIZE_LIMITS, type GenerationSettings } from '../core/engine/settings.ts';
+import { DEFAULT_SETTINGS, resolveCount, resolveSettings, SIZE_LIMITS, type GenerationSettings } from '../core/engine/settings.ts';
 
 export type WidgetDefaults = Pick<GenerationSettings, 'size' | 'cfg' | 'repetitionPenalty' | 'temperature' | 'topK' | 'topP'>;
 
@@ -18,6 +21,8 @@ export interface WidgetConfig {
   source: ModelSource;
   load: LoadModelOptions;
   defaults: WidgetDefaults;
+  /** Images per generation from the widget's own prompt box (not a default for host requests). */
+  count: number;
   /** Largest image side a request may ask for. */
   maxSize: number;
   theme: 'auto' | 'light' | 'dark';
@@ -101,6 +106,7 @@ export function parseWidgetConfig(search: string, baseUrl: string): WidgetConfig
     source: sourceFromQuery(search, baseUrl),
     load,
     defaults,
+    count: resolveCount(numberParam(params, 'count')),
     maxSize,
     theme: oneOf('theme', params.get('theme'), THEMES) ?? 'auto',
     hidePrompt: params.get('hidePrompt') === '1',

@@ -12,7 +12,9 @@ export interface MalformedMessage {
 }
 
 const isId = (v: unknown): v is RequestId => (typeof v === 'string' && v.length > 0 && v.length <= 200) || (typeof v === 'number' && Number.isFinite(v));
-const NUMBER_FIELDS = ['size', 'cfg', 'repetitionPenalty', 'temperature', 'topK', 'topP', 'seed'] as const;
+const NUMBER_FIELDS = ['size', 'cfg', 'repetitionPenalty', 'temperature', 'topK', 'topP', 'seed', 'count'] as const;
+/** `keep.codes` as structured clone delivers it: an array, or an Int32Array (a result's `codes`). */
+const isCodes = (v: unknown): v is readonly number[] | Int32Array => Array.isArray(v) || v instanceof Int32Array;
 
 /** null: not ours (other scripts use postMessage too); else a valid message or what is wrong with it. */
 export function readHostMessage(data: unknown): HostMessage | MalformedMessage | null {
@@ -33,6 +35,15 @@ export function readHostMessage(data: unknown): HostMessage | MalformedMessage |
     if (value === undefined) continue;
     if (typeof value !== 'number') return bad(`${field} must be a number`);
     message[field] = value;
+  }
+  // Only the shape here (a wrong type is a malformed request); the values (rows in range, codes
+  // that fit the size and the model) are the engine's resolveKeep's, answered as InvalidSettings.
+  if (m.keep !== undefined) {
+    const keep = m.keep as { codes?: unknown; rows?: unknown } | null;
+    if (typeof keep !== 'object' || keep === null || !isCodes(keep.codes) || typeof keep.rows !== 'number') {
+      return bad('keep must be {codes: an array (or Int32Array) of visual codes, rows: a number}');
+    }
+    message.keep = { codes: keep.codes, rows: keep.rows };
   }
   return message;
 }

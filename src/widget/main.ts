@@ -3,10 +3,10 @@
 import './widget.css';
 import { EngineClient } from '../client/engine-client.ts';
 import { PROTOCOL_VERSION, type GenerateParams, type ProgressPhase, type WidgetCapabilities } from '../embed/protocol.ts';
-import { SIZE_LIMITS } from '../core/engine/settings.ts';
+import { MAX_IMAGES_PER_REQUEST, SIZE_LIMITS } from '../core/engine/settings.ts';
 import { parseWidgetConfig, type WidgetConfig } from './config.ts';
 import { openHostChannel } from './host-channel.ts';
-import { toFailure, WidgetRunner, type WidgetFailure, type WidgetImage } from './runner.ts';
+import { toFailure, WidgetRunner, type ImageOf, type WidgetFailure, type WidgetImage } from './runner.ts';
 import { detectStorage, requestStorageAccess } from './storage-access.ts';
 import { WidgetView } from './view.ts';
 
@@ -19,7 +19,8 @@ const UNAVAILABLE_NOTICE =
   'cannot be kept: it is downloaded again each time this page is opened.';
 
 interface Job {
-  onProgress(phase: ProgressPhase, done: number, total: number): void;
+  onProgress(phase: ProgressPhase, done: number, total: number, of?: ImageOf): void;
+  /** Called once per image, in image order, after the request's last image is made. */
   onResult(image: WidgetImage): void;
   onError(failure: WidgetFailure): void;
 }
@@ -29,15 +30,20 @@ function start(runner: WidgetRunner, view: WidgetView, key: string, params: Gene
   // The view shows the latest request; the cancel button stops that one.
   view.cancelButton.onclick = () => runner.cancel(key);
   runner
-    .run(key, params, (phase, done, total) => {
-      view.progress(phase, done, total);
-      job.onProgress(phase, done, total);
+    .run(key, params, (phase, done, total, of) => {
+      view.progress(phase, done, total, of);
+      job.onProgress(phase, done, total, of);
     })
     .then(
-      (image) => {
-        view.image(image.png, `${image.prompt} (seed ${image.seed})`);
-        view.status(`Done: ${image.width}×${image.height}, seed ${image.seed}.`);
-        job.onResult(image);
+      (images) => {
+        const first = images[0]!;
+        const seeds = images.length === 1 ? `seed ${first.seed}` : `seeds ${first.seed}–${images[images.length - 1]!.seed}`;
+        view.images(
+          images.map((image) => ({ png: image.png, caption: `${image.prompt} (seed ${image.seed})` })),
+          `${first.prompt} (${seeds})`,
+        );
+        view.status(images.length === 1 ? `Done: ${first.width}×${first.height}, ${seeds}.` : `Done: ${images.length} images, ${first.width}×${first.height}, ${seeds}.`);
+        for (const image of images) job.onResult(image);
       },
       (error: unknown) => {
         const failure = toFailure(error);
@@ -85,7 +91,7 @@ async function main(): Promise<void> {
   view.form.addEventListener('submit', (event) => {
     event.preventDefault();
     const prompt = view.prompt.value.trim();
-    if (prompt) start(runner, view, `local ${Date.now()}`, { prompt }, quiet);
+    if (prompt) start(runner, view, `local ${Date.now()}`, { prompt, count: config.count }, quiet);
   });
   view.generateButton.disabled = false;
 
@@ -103,9 +109,10 @@ async function main(): Promise<void> {
     }
     const { type: _type, id: _id, ...params } = message;
     start(runner, view, key, params, {
-      onProgress: (phase, done, total) => reply({ type: 'simplear:progress', id, phase, done, total }),
-      onResult: ({ png, seed, width, height }) => reply({ type: 'simplear:result', id, png, seed, width, height }),
-      onError: ({ code, message: text }) => reply({ type: 'simplear:error', id, code, message: text }),
+      onProgress: (phase, done, total, of) => reply({ type: 'simplear:progress', id, phase, done, total, ...(of ? { image: of.image, count: of.count } : {}) }),
+      onResult: ({ png, seed, width, height, index, count, codes, keptRows }) =>
+        reply({ type: 'simplear:result', id, png, seed, width, height, index, count, codes, ...(keptRows !== undefined ? { keptRows } : {}) }),
+      onError: ({ code, message: text, field }) => reply({ type: 'simplear:error', id, code, message: text, ...(field !== undefined ? { field } : {}) }),
     });
   });
 
@@ -114,6 +121,8 @@ async function main(): Promise<void> {
     crossOriginIsolated: self.crossOriginIsolated,
     storage: storage.storage,
     cancel: true,
+    maxCount: MAX_IMAGES_PER_REQUEST,
+    keep: true,
     sizes: { min: SIZE_LIMITS.min, max: config.maxSize, default: config.defaults.size },
   };
   view.status(device?.ok ? 'Ready.' : 'Ready, without WebGPU: images will be slow.');

@@ -1,6 +1,16 @@
-// The widget's DOM: prompt form, image, progress bar, status line and the storage notice.
-// Renders what it is told; the wiring lives in main.ts.
+// The widget's DOM: prompt form, image (or a small grid of a request's images), progress bar,
+// status line and the storage notice. Renders what it is told; the wiring lives in main.ts.
 import type { ProgressPhase } from '../embed/protocol.ts';
+import type { ImageOf } from './runner.ts';
+
+/** One image of a result, as the view shows it. */
+export interface ShownImage {
+  png: Blob;
+  caption: string;
+}
+
+/** Grid columns for n images: 2 side by side up to 4 images (2×2), then 3 (up to 3×3). */
+export const gridColumns = (n: number): number => (n <= 4 ? 2 : 3);
 
 const PHASE_LABEL: Record<ProgressPhase, string> = {
   queued: 'Waiting for the previous image',
@@ -32,7 +42,11 @@ export class WidgetView {
   readonly #status: HTMLElement;
   readonly #storage: HTMLElement;
   readonly #storageText: HTMLElement;
-  #imageUrl: string | undefined;
+  readonly #stage: HTMLElement;
+  /** The grid of a request's images (count > 1), made on first use: embed.html has one <img>. */
+  #grid: HTMLElement | undefined;
+  /** Object URLs of what is on screen, revoked when it is replaced. */
+  #urls: string[] = [];
 
   constructor(root: ParentNode = document) {
     const q = <T extends Element>(selector: string) => root.querySelector<T>(selector)!;
@@ -40,6 +54,7 @@ export class WidgetView {
     this.prompt = q('.w-form input[name="prompt"]');
     this.generateButton = q('.w-generate');
     this.cancelButton = q('.w-cancel');
+    this.#stage = q('.w-stage');
     this.#image = q('.w-image');
     this.#caption = q('.w-caption');
     this.#progress = q('.w-progress');
@@ -67,12 +82,13 @@ export class WidgetView {
     this.status(`Generating “${prompt}”…`);
   }
 
-  progress(phase: ProgressPhase, done: number, total: number): void {
+  progress(phase: ProgressPhase, done: number, total: number, of?: ImageOf): void {
     if (total > 0) {
       this.#bar.max = total;
       this.#bar.value = Math.min(done, total);
     }
-    this.#progressText.textContent = [PHASE_LABEL[phase], formatAmount(phase, done, total)].filter(Boolean).join(' · ');
+    const which = of ? `image ${of.image + 1} of ${of.count}` : '';
+    this.#progressText.textContent = [PHASE_LABEL[phase], which, formatAmount(phase, done, total)].filter(Boolean).join(' · ');
     this.#progress.dataset.phase = phase;
   }
 
@@ -82,13 +98,45 @@ export class WidgetView {
     this.#progress.hidden = true;
   }
 
-  image(png: Blob, caption: string): void {
-    if (this.#imageUrl) URL.revokeObjectURL(this.#imageUrl);
-    this.#imageUrl = URL.createObjectURL(png);
-    this.#image.src = this.#imageUrl;
-    this.#image.alt = caption;
-    this.#image.hidden = false;
+  /**
+   * A request's images: one fills the stage as it always has; several go in a small grid (each
+   * with its own caption as alt text and title) under one `caption`.
+   */
+  images(images: readonly ShownImage[], caption: string): void {
+    for (const url of this.#urls) URL.revokeObjectURL(url);
+    this.#urls = images.map((image) => URL.createObjectURL(image.png));
+    if (images.length === 1) {
+      if (this.#grid) this.#grid.hidden = true;
+      this.#image.src = this.#urls[0]!;
+      this.#image.alt = images[0]!.caption;
+      this.#image.hidden = false;
+    } else {
+      this.#image.hidden = true;
+      this.#image.removeAttribute('src');
+      const grid = this.#gridElement();
+      grid.style.setProperty('--w-columns', String(gridColumns(images.length)));
+      grid.replaceChildren(
+        ...images.map((image, i) => {
+          const img = document.createElement('img');
+          img.className = 'w-grid-image';
+          img.src = this.#urls[i]!;
+          img.alt = image.caption;
+          img.title = image.caption;
+          return img;
+        }),
+      );
+      grid.hidden = false;
+    }
     this.#caption.textContent = caption;
+  }
+
+  #gridElement(): HTMLElement {
+    if (!this.#grid) {
+      this.#grid = document.createElement('div');
+      this.#grid.className = 'w-grid';
+      this.#stage.insertBefore(this.#grid, this.#caption);
+    }
+    return this.#grid;
   }
 
   storageNotice(text: string, offerRequest: boolean): void {

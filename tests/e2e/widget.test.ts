@@ -3,6 +3,11 @@
 //    through embed.js, generates with the tiny fixture model and gets a PNG equal to Node's
 //    CPU engine's image for the same seed;
 //  - cancel through the protocol stops a generation and leaves the widget ready;
+//  - count: a request for 2 images gets 2 result messages (seeds s, s + 1, different images, each
+//    equal to a one-image request with its seed) and the widget shows them in a grid; a bad count
+//    is refused with InvalidSettings naming `count`; cancel in the middle of a batch works;
+//  - keep (redraw below a row): the kept rows are the given codes' top rows, and the tokens are
+//    Node's CPU engine's for the same request;
 //  - a host whose origin is not in ?origins= gets no message and starts no work;
 //  - storage: where cross-site frames get partitioned storage, the widget keeps its own copy of
 //    the model in IndexedDB and says so; where Chromium blocks third-party storage (its default
@@ -250,6 +255,158 @@ describe('widget in a cross-site iframe', () => {
       await close();
     }
   });
+
+  it('count: one result message per image (seed s + i, each equal to its one-image request), a grid, typed errors, cancel mid-batch; keep: the kept rows as given', async () => {
+    const { page, watch, close } = await openHost(`${host.origin}/blank.html`);
+    type Embed = typeof import('../../src/embed/host.ts');
+    type Widget = import('../../src/embed/host.ts').EmbeddedWidget;
+    type Shared = { embedModule: Embed; widget: Widget; log: { type: string; id: unknown; index?: number; count?: number; seed?: number; image?: number }[] };
+    const t0 = performance.now();
+    const step = (what: string) => console.log(`widget count/keep: ${what} at ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    try {
+      await page.evaluate(`import('${widgetOrigin}/embed.js').then((m) => { window.embedModule = m; })`);
+      const pngBytes = async (png: Blob) => Array.from(new Uint8Array(await png.arrayBuffer()));
+      await page.evaluate(`window.pngBytes = ${pngBytes.toString()}`);
+      const pair = await unlessProblems(
+        watch,
+        page.evaluate(
+          async ({ model, vq }) => {
+            const w = window as unknown as Shared & { pngBytes: (png: Blob) => Promise<number[]> };
+            // The raw protocol as well as the library's view of it.
+            w.log = [];
+            addEventListener('message', ({ data }) => {
+              if (data?.type === 'simplear:result') w.log.push({ type: data.type, id: data.id, index: data.index, count: data.count, seed: data.seed });
+              else if (data?.type === 'simplear:progress' && data.image !== undefined) w.log.push({ type: data.type, id: data.id, image: data.image, count: data.count });
+            });
+            w.widget = w.embedModule.mount(document.getElementById('slot')!, { model, vq, defaults: { size: 64 }, maxSize: 128, weights: 'f32', decoder: 'f32' });
+            const capabilities = await w.widget.ready;
+            const arrived: number[] = [];
+            const images = await w.widget.generate({ prompt: 'a tree', seed: 11, count: 2 }, { onImage: (image) => arrived.push(image.index) });
+            return {
+              capabilities,
+              arrived,
+              images: await Promise.all(
+                images.map(async ({ png, seed, width, index, count, codes }) => ({ png: await w.pngBytes(png), seed, width, index, count, codes: Array.from(codes) })),
+              ),
+              log: w.log,
+            };
+          },
+          { model: modelUrl, vq: vqUrl },
+        ),
+      );
+      step('model loaded, 2 images');
+      expect(pair.capabilities).toMatchObject({ maxCount: 8, keep: true });
+      expect(pair.arrived).toEqual([0, 1]);
+      expect(pair.images.map(({ seed, width, index, count }) => ({ seed, width, index, count }))).toEqual([
+        { seed: 11, width: SIZE, index: 0, count: 2 },
+        { seed: 12, width: SIZE, index: 1, count: 2 },
+      ]);
+      const results = pair.log.filter((m) => m.type === 'simplear:result');
+      expect(results.map(({ index, count, seed }) => ({ index, count, seed }))).toEqual([
+        { index: 0, count: 2, seed: 11 },
+        { index: 1, count: 2, seed: 12 },
+      ]);
+      // Progress of the generation phases names the image.
+      expect(new Set(pair.log.filter((m) => m.type === 'simplear:progress').map((m) => `${m.image}/${m.count}`))).toEqual(new Set(['0/2', '1/2']));
+      expect(pair.images[0]!.codes).toHaveLength((SIZE / 16) ** 2);
+      expect(pair.images[0]!.codes).not.toEqual(pair.images[1]!.codes);
+      const frame = page.frameLocator('iframe');
+      expect(await frame.locator('.w-grid img').count()).toBe(2);
+      expect(await frame.locator('.w-image').isVisible()).toBe(false);
+      expect(await frame.locator('.w-caption').textContent()).toBe('a tree (seeds 11–12)');
+
+      // Each image is the one-image request with its seed (the count-less call, as before count).
+      const singles = await page.evaluate(async () => {
+        const w = window as unknown as Shared & { pngBytes: (png: Blob) => Promise<number[]> };
+        const out = [];
+        for (const seed of [11, 12]) {
+          const one = await w.widget.generate({ prompt: 'a tree', seed });
+          out.push({ png: await w.pngBytes(one.png), seed: one.seed, index: one.index, count: one.count, codes: Array.from(one.codes), isArray: Array.isArray(one) });
+        }
+        return out;
+      });
+      step('2 one-image requests');
+      expect(await frame.locator('.w-grid').isVisible()).toBe(false);
+      expect(await frame.locator('.w-image').isVisible()).toBe(true);
+      for (const [i, single] of singles.entries()) {
+        expect(single).toMatchObject({ seed: 11 + i, index: 0, count: 1, isArray: false });
+        expect(single.codes).toEqual(pair.images[i]!.codes);
+        const [a, b] = [decodePng(Uint8Array.from(single.png)), decodePng(Uint8Array.from(pair.images[i]!.png))];
+        expect(b.text).toMatchObject({ prompt: 'a tree', seed: String(11 + i) });
+        let maxDiff = 0;
+        for (let k = 0; k < a.data.length; k++) maxDiff = Math.max(maxDiff, Math.abs(a.data[k]! - b.data[k]!));
+        expect(maxDiff).toBeLessThanOrEqual(1);
+      }
+
+      // Typed refusals before any work; cancel in the middle of a batch; then redraw below a row.
+      const rest = await page.evaluate(
+        async ({ keepCodes }) => {
+          const w = window as unknown as Shared;
+          const code = (p: Promise<unknown>) => p.then(() => 'resolved', (e: { name: string; code: string; field?: string }) => `${e.name}:${e.code}:${e.field}`);
+          const badCounts = [];
+          for (const count of [0, 9, 1.5]) badCounts.push(await code(w.widget.generate({ prompt: 'a tree', count })));
+          // A count that is not a number is a malformed request (the raw message; the library's types forbid it).
+          const notNumber = await code(w.widget.generate({ prompt: 'a tree', count: '2' as unknown as number }));
+          const badKeep = await code(w.widget.generate({ prompt: 'a tree', keep: { codes: keepCodes, rows: 4 } }));
+          const shortKeep = await code(w.widget.generate({ prompt: 'a tree', keep: { codes: keepCodes.slice(1), rows: 1 } }));
+
+          const controller = new AbortController();
+          const cancelledImages: number[] = [];
+          const logBefore = w.log.length;
+          let cancelledId: unknown;
+          const cancelled = await code(
+            w.widget.generate(
+              { prompt: 'a tree', seed: 3, count: 3 },
+              {
+                signal: controller.signal,
+                onImage: (image) => cancelledImages.push(image.index),
+                onProgress: ({ phase, image }) => {
+                  if (phase === 'decode' && image === 1) controller.abort();
+                },
+              },
+            ),
+          );
+          cancelledId = w.log.slice(logBefore).find((m) => m.type === 'simplear:progress')?.id;
+          const resultsAfterCancel = w.log.slice(logBefore).filter((m) => m.type === 'simplear:result' && m.id === cancelledId).length;
+
+          const redrawn = await w.widget.generate({ prompt: 'a tree', seed: 99, keep: { codes: Int32Array.from(keepCodes), rows: 2 } });
+          return {
+            badCounts,
+            notNumber,
+            badKeep,
+            shortKeep,
+            cancelled,
+            cancelledImages,
+            resultsAfterCancel,
+            redrawn: { codes: Array.from(redrawn.codes), keptRows: redrawn.keptRows, seed: redrawn.seed },
+          };
+        },
+        { keepCodes: pair.images[0]!.codes },
+      );
+      step('refusals, a cancelled batch, a redraw');
+      expect(rest.badCounts).toEqual(['EmbedError:InvalidSettings:count', 'EmbedError:InvalidSettings:count', 'EmbedError:InvalidSettings:count']);
+      expect(rest.notNumber).toBe('EmbedError:InvalidRequest:undefined');
+      expect(rest.badKeep).toBe('EmbedError:InvalidSettings:keep');
+      expect(rest.shortKeep).toBe('EmbedError:InvalidSettings:keep');
+      expect(rest.cancelled).toBe('EmbedError:Aborted:undefined');
+      expect(rest.cancelledImages).toEqual([]);
+      expect(rest.resultsAfterCancel).toBe(0);
+
+      const side = SIZE / 16;
+      expect(rest.redrawn.keptRows).toBe(2);
+      expect(rest.redrawn.codes.slice(0, 2 * side)).toEqual(pair.images[0]!.codes.slice(0, 2 * side));
+      // Below the kept rows: Node's CPU engine's tokens for the same request (and not seed 11's).
+      const cpu = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 8 });
+      const reference = await cpu.generate({ prompt: 'a tree', seed: 99, size: SIZE, keep: { codes: pair.images[0]!.codes, rows: 2 } });
+      await cpu.dispose();
+      expect(rest.redrawn.codes).toEqual(Array.from(reference.codes));
+      expect(rest.redrawn.codes.slice(2 * side)).not.toEqual(pair.images[0]!.codes.slice(2 * side));
+      watch.assertClean();
+    } finally {
+      await close();
+    }
+    // Model preparation and 8 small images on SwiftShader: minutes on a loaded 2-core machine.
+  }, 600_000);
 
   it('a host whose origin is not allowed gets no message and starts nothing; an allowed one is answered', async () => {
     const probe = (origins: string) => `<!doctype html><title>stranger</title>

@@ -51,6 +51,15 @@ describe('widget query string', () => {
     expect(() => parseWidgetConfig('?theme=pink', BASE)).toThrow(/theme/);
   });
 
+  test('count= is the own prompt box’s images per generation (1 unless given), checked by the engine’s rule', () => {
+    expect(parseWidgetConfig('', BASE).count).toBe(1);
+    expect(parseWidgetConfig('?count=4', BASE).count).toBe(4);
+    for (const bad of ['0', '9', '2.5']) {
+      expect(() => parseWidgetConfig(`?count=${bad}`, BASE)).toThrow(/count: must be a whole number from 1 to 8/);
+    }
+    expect(() => parseWidgetConfig('?count=two', BASE)).toThrow(/count= must be a number/);
+  });
+
   test('repetitionPenalty= is a default only when given (else the model’s own), checked by the engine’s rule', () => {
     expect(parseWidgetConfig('', BASE).defaults.repetitionPenalty).toBeUndefined();
     expect(parseWidgetConfig('?repetitionPenalty=1.3', BASE).defaults.repetitionPenalty).toBe(1.3);
@@ -83,6 +92,25 @@ describe('host messages', () => {
     expect(readHostMessage({ type: 'simplear:generate', id: 1, prompt: 'x', repetitionPenalty: '2' })).toEqual({ malformed: 'repetitionPenalty must be a number', id: 1 });
   });
 
+  test('count is read as a number; keep as {codes, rows} (an array or an Int32Array), extra fields dropped', () => {
+    expect(readHostMessage({ type: 'simplear:generate', id: 'c', prompt: 'fox', count: 4 })).toEqual({ type: 'simplear:generate', id: 'c', prompt: 'fox', count: 4 });
+    expect(readHostMessage({ type: 'simplear:generate', id: 'c', prompt: 'fox', count: '4' })).toEqual({ malformed: 'count must be a number', id: 'c' });
+    // The range is the runner's (InvalidSettings, below): here a number is a number.
+    expect(readHostMessage({ type: 'simplear:generate', id: 'c', prompt: 'fox', count: 99 })).toMatchObject({ count: 99 });
+    const codes = Int32Array.from([1, 2, 3, 4]);
+    expect(readHostMessage({ type: 'simplear:generate', id: 'k', prompt: 'fox', keep: { codes, rows: 1, extra: true } })).toEqual({
+      type: 'simplear:generate',
+      id: 'k',
+      prompt: 'fox',
+      keep: { codes, rows: 1 },
+    });
+    expect(readHostMessage({ type: 'simplear:generate', id: 'k', prompt: 'fox', keep: { codes: [5, 6], rows: 0 } })).toMatchObject({ keep: { codes: [5, 6], rows: 0 } });
+    const malformed = { malformed: 'keep must be {codes: an array (or Int32Array) of visual codes, rows: a number}', id: 'k' };
+    for (const keep of [null, 5, { codes: 'abcd', rows: 1 }, { codes: [1, 2], rows: '1' }, { rows: 1 }, { codes: new Float32Array(4), rows: 1 }]) {
+      expect(readHostMessage({ type: 'simplear:generate', id: 'k', prompt: 'fox', keep })).toEqual(malformed);
+    }
+  });
+
   test('malformed messages of the protocol say what is wrong (answered only when they carry an id)', () => {
     expect(readHostMessage({ type: 'simplear:generate', prompt: 'x' })).toEqual({ malformed: 'id must be a non-empty string or a number' });
     expect(readHostMessage({ type: 'simplear:generate', id: 1 })).toEqual({ malformed: 'prompt must be a string', id: 1 });
@@ -93,6 +121,9 @@ describe('host messages', () => {
   test('failures keep the engine’s code; cancellation is Aborted; anything else is Internal', () => {
     expect(toFailure(new DOMException('Cancelled', 'AbortError'))).toMatchObject({ code: 'Aborted' });
     expect(toFailure(new SimpleARError('PromptTooLong', 'too long'))).toEqual({ code: 'PromptTooLong', message: 'too long' });
+    // The field at fault travels with InvalidSettings, also from an error that crossed the worker.
+    expect(toFailure(new SimpleARError('InvalidSettings', 'count: no', { field: 'count' }))).toEqual({ code: 'InvalidSettings', message: 'count: no', field: 'count' });
+    expect(toFailure(Object.assign(new Error('keep: no'), { code: 'InvalidSettings', details: { field: 'keep' } }))).toEqual({ code: 'InvalidSettings', message: 'keep: no', field: 'keep' });
     expect(toFailure(Object.assign(new Error('no GPU'), { code: 'WebGPUUnavailable' }))).toEqual({ code: 'WebGPUUnavailable', message: 'no GPU' });
     expect(toFailure(new TypeError('boom'))).toEqual({ code: 'Internal', message: 'boom' });
   });
@@ -116,16 +147,77 @@ describe('widget runner', () => {
     expect(started).toBe(0);
     expect(runner.busy).toBe(false);
     await expect(runner.run('e', { prompt: 'fox', repetitionPenalty: 11 }, progress)).rejects.toMatchObject({ code: 'InvalidSettings', message: /repetitionPenalty/ });
+    // count: 1 … 8 whole images, refused naming the field (toFailure carries it to the host).
+    for (const count of [0, 9, 2.5, Number.NaN]) {
+      const error = await runner.run(`count ${count}`, { prompt: 'fox', count }, progress).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'InvalidSettings', message: /count: must be a whole number from 1 to 8/ });
+      expect(toFailure(error).field).toBe('count');
+    }
+    // keep: the engine's resolveKeep rules at the request's size (64 px: a 4×4 latent grid).
+    const sixteen = Array.from({ length: 16 }, (_, i) => i);
+    const keepErrors: [GenerateParams['keep'], RegExp][] = [
+      [{ codes: sixteen, rows: 4 }, /rows must be a whole number from 0 to 3/],
+      [{ codes: sixteen, rows: -1 }, /rows must be a whole number from 0 to 3/],
+      [{ codes: sixteen.slice(0, 15), rows: 1 }, /the tokens are for another size: 15 codes/],
+      [{ codes: [...sixteen.slice(0, 15), 64000], rows: 1 }, /code 15 is 64000/],
+      [{ codes: [...sixteen.slice(0, 15), 1.5], rows: 1 }, /code 15 is 1.5/],
+    ];
+    for (const [i, [keep, message]] of keepErrors.entries()) {
+      const error = await runner.run(`keep ${i}`, { prompt: 'fox', keep }, progress).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'InvalidSettings', message });
+      expect(toFailure(error).field).toBe('keep');
+    }
+    expect(started).toBe(0);
+    expect(runner.busy).toBe(false);
+  });
+
+  test('count N: one engine call, N images in image order with seeds s + i, their codes, and progress that names the image', async () => {
+    const calls: GenerateParams[] = [];
+    const client = {
+      prepareModel: async () => undefined,
+      generateImages: async (params: GenerateParams, { onProgress }: { onProgress: (p: object) => void }) => {
+        calls.push(params);
+        const count = params.count ?? 1;
+        onProgress({ phase: 'decode', done: 1, total: 16, gridSide: 4, image: 1, count });
+        return Array.from({ length: count }, (_, i) => ({
+          settings: resolveSettings({ ...params, seed: params.seed! + i }),
+          codes: Int32Array.from({ length: 1 }, () => 100 + i),
+          width: 16,
+          height: 16,
+          rgba: new Uint8Array(16 * 16 * 4).fill(i * 40),
+          model: 'stub',
+          image: { index: i, count },
+          ...(params.keep ? { keptRows: params.keep.rows } : {}),
+        }));
+      },
+    } as unknown as EngineClient;
+    const runner = new WidgetRunner(client, parseWidgetConfig('?size=16&maxSize=16', BASE), { storageAvailable: true });
+    const progress: unknown[][] = [];
+    const images = await runner.run('a', { prompt: 'fox', seed: 41, count: 3 }, (...args) => progress.push(args));
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toMatchObject({ prompt: 'fox', seed: 41, count: 3 });
+    expect(images.map(({ index, count, seed, codes }) => ({ index, count, seed, codes: [...codes] }))).toEqual([
+      { index: 0, count: 3, seed: 41, codes: [100] },
+      { index: 1, count: 3, seed: 42, codes: [101] },
+      { index: 2, count: 3, seed: 43, codes: [102] },
+    ]);
+    expect(images.every((image) => image.png.type === 'image/png')).toBe(true);
+    expect(progress).toContainEqual(['decode', 1, 16, { image: 1, count: 3 }]);
+    // Left out, count is 1 (whatever ?count= the widget's own box uses): one image, index 0 of 1.
+    const [one, ...rest] = await runner.run('b', { prompt: 'fox', seed: 5 }, () => {});
+    expect(rest).toEqual([]);
+    expect(one).toMatchObject({ index: 0, count: 1, seed: 5 });
+    expect(calls[1]!.count).toBeUndefined();
   });
 
   test('the engine gets "" as the null condition, an absent negative prompt as absent, and the penalty as sent', async () => {
     const sent: GenerateParams[] = [];
     const client = {
       prepareModel: async () => undefined,
-      generate: async (params: GenerateParams) => {
+      generateImages: async (params: GenerateParams) => {
         sent.push(params);
         const settings = resolveSettings({ ...params, seed: params.seed ?? 7 });
-        return { settings, width: 16, height: 16, rgba: new Uint8Array(16 * 16 * 4), model: 'stub' };
+        return [{ settings, codes: new Int32Array(1), width: 16, height: 16, rgba: new Uint8Array(16 * 16 * 4), model: 'stub' }];
       },
     } as unknown as EngineClient;
     const runner = new WidgetRunner(client, parseWidgetConfig('?size=16&maxSize=16', BASE), { storageAvailable: true });
