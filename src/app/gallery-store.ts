@@ -21,6 +21,10 @@ export interface GalleryEntry {
   codes?: Int32Array;
   /** Latent rows kept from an earlier image ("Redraw below"). */
   keptRows?: number;
+  /** Its place in a request for several images (all of one request share `createdAt`). */
+  image?: { index: number; count: number };
+  /** Images drawn together in its pass. */
+  imagesPerPass?: number;
 }
 
 export class GalleryStore {
@@ -36,10 +40,10 @@ export class GalleryStore {
     return full;
   }
 
-  /** Newest first. */
+  /** Newest first; the images of one request in their order (seed, seed + 1, …). */
   async list(): Promise<GalleryEntry[]> {
     const all = await entries<string, GalleryEntry>(this.#store);
-    return all.map(([, e]) => e).sort((a, b) => b.createdAt - a.createdAt);
+    return all.map(([, e]) => e).sort(galleryOrder);
   }
 
   get(id: string): Promise<GalleryEntry | undefined> {
@@ -49,4 +53,9 @@ export class GalleryStore {
   delete(id: string): Promise<void> {
     return del(id, this.#store);
   }
+}
+
+/** Newest first; the images of one request (the same `createdAt`) in image order. */
+export function galleryOrder(a: Pick<GalleryEntry, 'createdAt' | 'image'>, b: Pick<GalleryEntry, 'createdAt' | 'image'>): number {
+  return b.createdAt - a.createdAt || (a.image?.index ?? 0) - (b.image?.index ?? 0);
 }

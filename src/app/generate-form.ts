@@ -1,16 +1,19 @@
 // The prompt and its settings. Reads the fields into checked settings (resolveSettings: the same
 // checks the engine runs), shows each InvalidSettings error next to its field, and fills the
-// fields back from an image's settings for a re-run. Enter in the prompt generates (Shift+Enter
+// fields back from an image's settings for a re-run (the Images count stays: it is how many
+// images a Generate makes, checked by resolveCount, not a setting of one image). Enter in the prompt generates (Shift+Enter
 // for a new line).
 import { SimpleARError } from '../core/base/errors.ts';
-import { DEFAULT_SETTINGS, resolveSettings, type GenerationSettings } from '../core/engine/settings.ts';
+import { DEFAULT_SETTINGS, MAX_IMAGES_PER_REQUEST, resolveSettings, type GenerationSettings } from '../core/engine/settings.ts';
+import { countFromField } from './count-field.ts';
 import { h } from './dom.ts';
 import { negativeFieldText, negativePromptFromField } from './negative-field.ts';
 
-export type SettingsField = 'prompt' | 'negativePrompt' | 'size' | 'cfg' | 'repetitionPenalty' | 'temperature' | 'topK' | 'topP' | 'seed' | 'sjd';
+export type SettingsField = 'prompt' | 'negativePrompt' | 'size' | 'cfg' | 'repetitionPenalty' | 'temperature' | 'topK' | 'topP' | 'seed' | 'sjd' | 'count';
 
 export interface GenerateFormHandlers {
-  onGenerate(settings: GenerationSettings): void;
+  /** `count` images (image i with seed settings.seed + i). */
+  onGenerate(settings: GenerationSettings, count: number): void;
   onCancel(): void;
 }
 
@@ -54,6 +57,7 @@ export class GenerateForm {
       topP: number('topP', { min: 0.01, max: 1, step: 0.01, value: DEFAULT_SETTINGS.topP }),
       seed: h('input', { id: 'setting-seed', name: 'seed', type: 'text', inputmode: 'numeric', autocomplete: 'off', placeholder: 'random', 'aria-describedby': 'seed-hint seed-error' }),
       sjd: h('input', { id: 'setting-sjd', name: 'sjd', type: 'checkbox', 'aria-describedby': 'sjd-hint sjd-error' }),
+      count: number('count', { min: 1, max: MAX_IMAGES_PER_REQUEST, step: 1, value: 1, inputmode: 'numeric', 'aria-describedby': 'count-hint count-error' }),
     };
     this.#fields.negativePrompt.value = negativeFieldText(undefined);
     const error = (name: SettingsField) => {
@@ -92,13 +96,20 @@ export class GenerateForm {
       this.prompt,
       h('p', { id: 'prompt-hint', class: 'hint' }, 'Enter generates, Shift+Enter adds a line, Escape cancels.'),
       error('prompt'),
+      // Beside Generate, not under Advanced: how many images a press makes.
+      h('div', { class: 'field field-count' },
+        h('label', { for: 'setting-count' }, 'Images'),
+        this.#fields.count,
+        h('p', { id: 'count-hint', class: 'hint' }, `1–${MAX_IMAGES_PER_REQUEST} per Generate; image i uses seed + i`),
+        error('count')),
       this.#advanced,
       h('div', { class: 'actions' }, this.#generate, this.#cancel));
     this.element.addEventListener('submit', (e) => {
       e.preventDefault();
       if (!this.#ready || this.#busy) return;
       const settings = this.read();
-      if (settings) handlers.onGenerate(settings);
+      const count = settings && this.readCount(false);
+      if (settings && count) handlers.onGenerate(settings, count);
     });
   }
 
@@ -129,6 +140,17 @@ export class GenerateForm {
     }
   }
 
+  /** The Images field's count (1–8), or null after showing its error. `clear`: clear the other fields' errors first. */
+  readCount(clear = true): number | null {
+    if (clear) this.clearErrors();
+    try {
+      return countFromField(this.#fields.count.value);
+    } catch (e) {
+      if (e instanceof SimpleARError && this.showError(e)) return null;
+      throw e;
+    }
+  }
+
   /** Shows a settings error next to its field; false when the error names no field. */
   showError(e: SimpleARError): boolean {
     const field = (e.code === 'PromptTooLong' ? 'prompt' : e.details.field) as SettingsField | undefined;
@@ -139,7 +161,7 @@ export class GenerateForm {
     box.hidden = false;
     const input = field === 'prompt' ? this.prompt : this.#fields[field as Exclude<SettingsField, 'prompt'>];
     input.setAttribute('aria-invalid', 'true');
-    if (field !== 'prompt') this.#advanced.open = true;
+    if (field !== 'prompt' && field !== 'count') this.#advanced.open = true;
     input.focus();
     return true;
   }

@@ -5,7 +5,7 @@ import { paintTokens, previewPalette, type PreviewMap } from '../core/model/prev
 import { h } from './dom.ts';
 
 /** FSQ channels 0–2 straight to R, G, B: structure without the model's real colours. */
-const ROUGH_MAP: PreviewMap = [96, 0, 0, 0, 0, 0, 128, 0, 96, 0, 0, 0, 0, 128, 0, 0, 96, 0, 0, 0, 128];
+export const ROUGH_MAP: PreviewMap = [96, 0, 0, 0, 0, 0, 128, 0, 96, 0, 0, 0, 0, 128, 0, 0, 96, 0, 0, 0, 128];
 
 export type CanvasState = 'empty' | 'preview' | 'image';
 
@@ -112,6 +112,15 @@ export class PreviewCanvas {
     bitmap.close();
     this.#pixels = undefined;
     this.#setState('image', description, '');
+  }
+
+  /** Nothing on the stage (hidden): the images of a request for several form in the grid instead. */
+  clear(): void {
+    this.canvas.width = 1;
+    this.canvas.height = 1;
+    this.#pixels = undefined;
+    this.#keptRows = 0;
+    this.#setState('empty', 'No image yet', '');
   }
 
   /** Leaves a cancelled or failed preview on screen but marks it as such. */

@@ -21,6 +21,10 @@ export interface ShownImage {
   codes?: Int32Array;
   /** Latent rows it kept from the image it was redrawn from. */
   keptRows?: number;
+  /** Where it sits in a request for several images (the "Images" count). */
+  image?: { index: number; count: number };
+  /** Images drawn together in its pass (absent or 1: drawn on its own). */
+  imagesPerPass?: number;
 }
 
 export interface ResultViewHandlers {
@@ -67,6 +71,9 @@ export class ResultView {
     const rows: [string, string, string][] = [
       ['prompt', 'Prompt', s.prompt],
       ['seed', 'Seed', String(s.seed)],
+      ...(image.image
+        ? [['image', 'Image', `${image.image.index + 1} of ${image.image.count} of one Generate (seed + ${image.image.index}), ${(image.imagesPerPass ?? 1) > 1 ? 'drawn together in one pass' : 'drawn one after another'}`] as [string, string, string]]
+        : []),
       ...(image.keptRows ? [['kept', 'Kept rows', `the top ${image.keptRows} of ${s.size / 16} rows, from an earlier image`] as [string, string, string]] : []),
       ['size', 'Size', `${s.size} × ${s.size}`],
       ['sampling', 'Sampling', `CFG ${s.cfg}, temperature ${s.temperature}, top-k ${s.topK}, top-p ${s.topP}${s.repetitionPenalty !== undefined && s.repetitionPenalty !== 1 ? `, repetition penalty ${s.repetitionPenalty}` : ''}${s.sjd ? `, SJD window ${s.sjd.window}` : ''}`],

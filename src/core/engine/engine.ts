@@ -93,8 +93,10 @@ export class SimpleAREngine implements Engine {
   /** `request.count` images (seed + i each), in one batched pass where the loop has one. */
   generateImages(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerationResult[]> {
     // Validate before queueing: bad input fails at once, before any work.
-    const resolved = resolveSettings({ ...request, seed: request.seed ?? randomSeed() });
-    const count = resolveCount(request.count);
+    // `count` is the request's, not a setting of each image: an image's settings re-run it alone.
+    const { count: requested, ...one } = request;
+    const resolved = resolveSettings({ ...one, seed: request.seed ?? randomSeed() });
+    const count = resolveCount(requested);
     // The result reports the penalty used, the checkpoint's where the request set none.
     const settings = { ...resolved, repetitionPenalty: resolved.repetitionPenalty ?? this.parts.repetitionPenalty ?? 1 };
     const side = latentSide(settings.size);
