@@ -76,6 +76,13 @@ describe('N images per request in one pass', () => {
       expect(codesOf(batch[i]!)).toEqual(codesOf(await e.generate({ ...sampled, seed: sampled.seed + i, sjd: { window: 4 } })));
     }
     await e.dispose();
+    // A one-shot engine (the CLI's) keeps its LM until the request's last image has its tokens.
+    const model = await loadFixtureModel(penalty.checkpoint, 'tiny-cosmos-b', 'f32');
+    const oneShot = await createCpuEngine(ort, model, { maxLatentSide: side, oneShot: true });
+    const again = await oneShot.generateImages({ ...sampled, count: 2, sjd: { window: 4 } });
+    expect(again.map(codesOf)).toEqual(batch.map(codesOf));
+    expect(() => oneShot.generateImages({ ...sampled, count: 1 })).toThrow(/one image only/);
+    await oneShot.dispose();
   });
 
   it('progress names each image: one prefill, then every row of every image', async () => {

@@ -51,6 +51,7 @@ describe('npm run bench -- --cpu-only --quick', () => {
         };
       };
       sjd: { rows: { window: number; acceptedPerRun: number; msPerToken: number }[] };
+      images: { size: number; rows: { count: number; seconds: number; imagesPerMinute: number; imagesPerPass: number }[]; n4OverN1: number };
     };
     const cpu = report.cpu;
     expect(cpu.engine).toMatchObject({ kvCache: CPU_KV_CACHE, activations: 'f32', accuracyLevel: 4 });
@@ -90,6 +91,12 @@ describe('npm run bench -- --cpu-only --quick', () => {
     expect(floors.overBound).toBeCloseTo(floors.msPerStep / cpu.boundMsPerStep, 1);
     expect(floors.restOfStepMs).toBeCloseTo(cpu.engine.msPerStep - floors.msPerStep, 1);
     expect(report.sjd.rows.every((r) => r.acceptedPerRun >= 1 && r.msPerToken > 0)).toBe(true);
+    // d. images per minute: N = 1, 2, 4 each in one pass, the rate from its own time
+    const images = report.images;
+    expect(images.rows.map((r) => [r.count, r.imagesPerPass])).toEqual([[1, 1], [2, 2], [4, 4]]);
+    for (const r of images.rows) expect(Math.abs(r.imagesPerMinute / ((r.count / r.seconds) * 60) - 1)).toBeLessThan(0.02);
+    expect(images.n4OverN1).toBeCloseTo(images.rows[2]!.imagesPerMinute / images.rows[0]!.imagesPerMinute, 1);
+    expect(stdout.text).toContain('N=4 / N=1');
     // the readable table precedes the JSON
     expect(stdout.text).toContain("ours (the engine's) / bound");
     expect(stdout.text).toContain('kernels alone / bound');

@@ -4,7 +4,9 @@
 //     bandwidth bound and PyTorch, with its KV cache's costs, SJD verifications, ORT's profile
 //     and ORT's kernels alone (cpu-step/);
 //  b. browser-webgpu.ts: generation in headless Chromium on WebGPU (bench/gpu.sh: a real GPU);
-//  c. sjd-engine.ts: SJD end to end on the tiny fixture's CPU engine (with a).
+//  c. sjd-engine.ts: SJD end to end on the tiny fixture's CPU engine (with a);
+//  d. images-per-minute.ts: images per minute for N = 1, 2, 4 images per request on the CPU
+//     engine at full size (with a).
 // Prints a readable table (report-table.ts) on stdout followed by one JSON object (last line);
 // progress goes to stderr.
 import { existsSync } from 'node:fs';
@@ -17,21 +19,25 @@ import { benchCpu } from './cpu-step.ts';
 import { FIXTURES } from './inputs.ts';
 import { table } from './report-table.ts';
 import { benchSjdTiny } from './sjd-engine.ts';
+import { benchImagesPerMinute } from './images-per-minute.ts';
 
 /** How the bench is run, for its usage lines. */
 const INVOCATION = 'npm run bench --';
 
 const FLAGS: CommandSpec = {
-  usage: '[--quick] [--cpu-only | --browser-only] [--gpu] [--model <dir> --vq <dir>] [--size <px>] [--json <file>]',
+  usage: '[--quick] [--cpu-only | --browser-only | --images-only] [--gpu] [--model <dir> --vq <dir>] [--size <px>] [--json <file>]',
   description: [
     'Measures a. the Node CPU decode step of SimpleAR-0.5B shapes (q4) against the memory-bandwidth',
-    'bound and PyTorch, and b. generation in headless Chromium on WebGPU (SwiftShader unless --gpu).',
+    'bound and PyTorch, b. generation in headless Chromium on WebGPU (SwiftShader unless --gpu),',
+    'c. SJD on the tiny fixture and d. images per minute for N = 1, 2, 4 images per request on the CPU',
+    'engine at full size (1024², q4; the checkpoint of npm run fixtures:full, written when missing).',
     'Prints a table, then the JSON report as the last line.',
   ].join('\n'),
   options: {
     quick: { type: 'boolean', description: 'CI-sized: 2 layers, context prompt+256, 64 px in the browser' },
     'cpu-only': { type: 'boolean', description: 'only section a' },
     'browser-only': { type: 'boolean', description: 'only section b' },
+    'images-only': { type: 'boolean', description: 'only section d (images per minute, N = 1, 2, 4)' },
     gpu: { type: 'boolean', description: 'Chromium with real-GPU flags (Vulkan) instead of SwiftShader' },
     model: { type: 'string', arg: '<dir>', description: 'original SimpleAR checkpoint folder for b (default: the tiny fixture)' },
     vq: { type: 'string', arg: '<dir>', description: 'folder with the Cosmos decoder.jit for b (default: --model if it has one, else tiny-cosmos)' },
@@ -45,7 +51,8 @@ const FLAGS: CommandSpec = {
 async function measure(values: OptionValues, io: CliIo): Promise<number> {
   const quick = values.quick === true;
   const report: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, cpus: availableParallelism(), quick };
-  if (!values['browser-only']) {
+  const only = values['images-only'] === true;
+  if (!values['browser-only'] && !only) {
     try {
       report.cpu = await benchCpu(quick);
     } catch (e) {
@@ -57,7 +64,14 @@ async function measure(values: OptionValues, io: CliIo): Promise<number> {
       report.sjd = { error: (e as Error).stack ?? String(e) };
     }
   }
-  if (!values['cpu-only']) {
+  if (!values['browser-only']) {
+    try {
+      report.images = await benchImagesPerMinute(quick);
+    } catch (e) {
+      report.images = { error: (e as Error).stack ?? String(e) };
+    }
+  }
+  if (!values['cpu-only'] && !only) {
     const model = resolve((values.model as string | undefined) ?? join(FIXTURES, 'tiny-simplear'));
     const vq = resolve((values.vq as string | undefined) ?? (existsSync(join(model, 'decoder.jit')) ? model : join(FIXTURES, 'tiny-cosmos')));
     const tiny = model.startsWith(FIXTURES);
@@ -81,7 +95,7 @@ async function measure(values: OptionValues, io: CliIo): Promise<number> {
   io.stdout.write(`${JSON.stringify(report)}\n`);
   if (values.json) await writeFile(values.json as string, `${JSON.stringify(report, null, 2)}\n`);
   const failed = (section: unknown) => Boolean((section as { error?: string } | undefined)?.error);
-  return failed(report.cpu) || failed(report.sjd) || failed(report.browser) ? 1 : 0;
+  return failed(report.cpu) || failed(report.sjd) || failed(report.images) || failed(report.browser) ? 1 : 0;
 }
 
 /**

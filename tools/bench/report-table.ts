@@ -3,6 +3,7 @@
 import type { benchBrowser } from './browser-webgpu.ts';
 import type { benchCpu } from './cpu-step.ts';
 import type { benchSjdTiny } from './sjd-engine.ts';
+import type { benchImagesPerMinute } from './images-per-minute.ts';
 
 export function table(report: Record<string, unknown>): string {
   const lines: string[] = [];
@@ -64,6 +65,19 @@ export function table(report: Record<string, unknown>): string {
           `   T=${r.temperature} ${(r.window ? `SJD window ${r.window}` : 'plain').padEnd(27)}${r.acceptedPerRun.toFixed(2)} tokens/run, ` +
           `${r.runs} runs, ${r.msPerToken.toFixed(2)} ms/token`,
       ),
+    );
+  }
+  const images = report.images as Awaited<ReturnType<typeof benchImagesPerMinute>> | { error: string } | undefined;
+  if (images && 'error' in images) lines.push(`d. Images per minute: FAILED: ${images.error}`);
+  else if (images) {
+    lines.push(
+      `d. Images per minute, N images per request in one pass (CPU engine), ${images.model}, ${images.size}²`,
+      ...images.rows.map(
+        (r) =>
+          `   N=${r.count}                            ${r.imagesPerMinute.toFixed(2)} images/min (${r.seconds} s; ${r.msPerStep} ms/step, ` +
+          `${r.tokensPerSecond} tokens/s, decoder ${r.vqSecondsPerImage} s/image, ${r.imagesPerPass} per pass)`,
+      ),
+      `   N=4 / N=1                      ${images.n4OverN1}   (target ≥ 2)`,
     );
   }
   const b = report.browser as Awaited<ReturnType<typeof benchBrowser>> | { error: string } | undefined;

@@ -224,7 +224,9 @@ export class SimpleAREngine implements Engine {
     }
 
     throwIfAborted(signal);
-    if (this.parts.oneShot) await this.releaseLoop();
+    // One-shot: the LM goes once the request's last pass has its tokens.
+    const lastPass = !label || label.index === label.count - 1;
+    if (this.parts.oneShot && lastPass) await this.releaseLoop();
     const results: GenerationResult[] = [];
     for (let i = 0; i < count; i++) {
       report({ phase: 'vq-decode', done: i, total: count }, i);
