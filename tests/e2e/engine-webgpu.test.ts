@@ -3,12 +3,16 @@
 //  - greedy tokens equal the PyTorch reference; sampled tokens equal Node's CPU engine (same seed);
 //  - the decode loop's counters: one run per step, one readback per latent row, no allocations;
 //  - kept rows (redraw below a row): the tokens below them equal Node's CPU engine's;
+//  - N images per request: one pass of 2N rows whose images equal the single generations with
+//    seeds s + i and Node's CPU engine's batch, one LM run per step for all, buffers released;
 //  - cancel rejects with AbortError and 20 cancel/generate cycles leave GPU memory flat.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { loadFixtureInPage, openFixtureEngine, type AppSession, type FixtureApp } from './browser.ts';
 import { goldenGreedy, loadFixtureModel } from '../helpers/fixture-model.ts';
 import { createCpuEngine } from '../../src/core/engine/create-cpu.ts';
+import { WEBGPU_BATCH_MEMORY_BYTES, webgpuBatchMemory } from '../../src/core/engine/create-webgpu.ts';
+import { kvBytesPerStream } from '../../src/core/engine/engine.ts';
 import type { EngineClient } from '../../src/client/engine-client.ts';
 
 declare const simplear: { client: EngineClient };
@@ -120,6 +124,101 @@ describe('WebGPU engine in Chromium', () => {
     }
     await cpuEngine.dispose();
     session.console.assertClean();
+  });
+
+  // Batches use a short negative prompt (one prefill run) and few codes where the reference allows:
+  // SwiftShader takes seconds per LM run on a loaded machine.
+  it('a sampled batch of 3 is one pass of 6 rows: image i is the single generation with seed s + i, and Node’s batch', { timeout: 600_000 }, async () => {
+    const request = { prompt: 'a small house by a lake', negativePrompt: 'blurry', size: 32, seed: 4242, topK: 2000, topP: 0.95, temperature: 0.9 };
+    const r = await session.page.evaluate(async (req) => {
+      const { client } = simplear;
+      const rows: { image?: number; count?: number; done: number }[] = [];
+      const batch = await client.generateImages(
+        { ...req, count: 3 },
+        { onProgress: (p) => p.phase === 'decode' && p.codes && p.codes.length > 0 && rows.push({ image: p.image, count: p.count, done: p.done }) },
+      );
+      const memory = [(await client.gpuMemory())!.liveBytes];
+      const again = await client.generateImages({ ...req, count: 3 });
+      memory.push((await client.gpuMemory())!.liveBytes);
+      const singles = [];
+      for (let i = 0; i < 3; i++) singles.push(await client.generate({ ...req, seed: req.seed + i }));
+      return { batch, again, memory, singles, rows };
+    }, request);
+    const cpuEngine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 8 });
+    const cpu = await cpuEngine.generateImages({ ...request, count: 3 });
+    await cpuEngine.dispose();
+    const codes = r.batch.map((b) => Array.from(b.codes));
+    expect(r.batch.map((b) => b.settings.seed)).toEqual([4242, 4243, 4244]);
+    for (let i = 0; i < 3; i++) {
+      expect(codes[i], `image ${i}`).toEqual(Array.from(r.singles[i]!.codes));
+      expect(codes[i], `image ${i} (Node)`).toEqual(Array.from(cpu[i]!.codes));
+      expect(Array.from(r.again[i]!.codes), `image ${i} again`).toEqual(codes[i]);
+      expect(r.batch[i]!.image).toEqual({ index: i, count: 3 });
+      // Every row of every image, with its index.
+      expect(r.rows.filter((p) => p.image === i).map((p) => p.done), `image ${i}`).toEqual([2, 4]);
+    }
+    expect(r.rows.every((p) => p.count === 3)).toBe(true);
+    expect(new Set(codes.map((c) => c.join(','))).size).toBe(3);
+    console.log(`webgpu batch of 3 stats: ${JSON.stringify(r.batch[0]!.stats)}; single: ${JSON.stringify(r.singles[0]!.stats)}; GPU memory after two batches: ${r.memory.join(', ')}`);
+    // One prefill and one LM run per step for all three images.
+    expect(r.batch[0]!.stats).toMatchObject({ backend: 'webgpu', imagesPerPass: 3, runs: 3, prefillRuns: 1, readbacks: 2, steadyStateAllocations: 0, graphCapture: false });
+    // A step of 6 rows encodes the kernels of a step of 2 (the sampler's one dispatch has a work-group per image).
+    expect(r.batch[0]!.stats.dispatchesPerStep).toBe(r.singles[0]!.stats.dispatchesPerStep);
+    // The first batch's KV cache and buffers went with it: a second one leaves the same.
+    expect(r.memory[1]).toBe(r.memory[0]);
+    session.console.assertClean();
+  });
+
+  it("greedy f32 batches: every image has the reference's tokens, or Node's with a penalty, below kept rows too", { timeout: 600_000 }, async () => {
+    const ref = goldenGreedy('tiny-simplear');
+    const greedy = { prompt: ref.prompt, size: 64, temperature: 0, seed: 1 };
+    const cpuEngine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 8 });
+    const donor = await cpuEngine.generate({ prompt: 'a red cat', size: 64, seed: 7, topK: 2000, temperature: 0.9 });
+    const keep = { codes: Array.from(donor.codes), rows: 2 };
+    const penalised = [
+      { prompt: 'a red cat', negativePrompt: 'blurry', size: 64, seed: 1, temperature: 0, repetitionPenalty: 1.3, count: 2 },
+      { prompt: 'a small house by a lake', negativePrompt: 'blurry', size: 64, seed: 2, topK: 2000, temperature: 0.9, repetitionPenalty: 1.3, keep, count: 2 },
+    ];
+    const r = await session.page.evaluate(
+      async ([greedy, penalised]) => {
+        const { client } = simplear;
+        const four = await client.generateImages({ ...greedy, count: 4 });
+        const withPenalty = [];
+        for (const req of penalised) withPenalty.push(await client.generateImages(req));
+        return { four, withPenalty };
+      },
+      [greedy, penalised] as const,
+    );
+    for (const [i, image] of r.four.entries()) expect(Array.from(image.codes), `image ${i}`).toEqual(ref.greedy.codes);
+    console.log(`webgpu batch of 4 stats: ${JSON.stringify(r.four[0]!.stats)}`);
+    expect(r.four[0]!.stats).toMatchObject({ imagesPerPass: 4, runs: 15, readbacks: 4, steadyStateAllocations: 0 });
+    for (const [k, req] of penalised.entries()) {
+      const cpu = await cpuEngine.generateImages(req);
+      const unpenalised = await cpuEngine.generateImages({ ...req, repetitionPenalty: 1 });
+      for (let i = 0; i < 2; i++) {
+        // The penalty changes these tokens, so equal tokens are evidence.
+        expect(Array.from(cpu[i]!.codes)).not.toEqual(Array.from(unpenalised[i]!.codes));
+        expect(Array.from(r.withPenalty[k]![i]!.codes), `request ${k} image ${i}`).toEqual(Array.from(cpu[i]!.codes));
+      }
+    }
+    expect(r.withPenalty[1]!.map((b) => b.keptRows)).toEqual([2, 2]);
+    expect(r.withPenalty[1]![0]!.stats).toMatchObject({ imagesPerPass: 2, steps: 8, runs: 7, readbacks: 2 });
+    await cpuEngine.dispose();
+    session.console.assertClean();
+  });
+
+  it("the batch budget: each layer's K or V buffer within the device's largest buffer, all of them within 1 GiB", () => {
+    const lm = { numLayers: 24, numKvHeads: 2, headDim: 64 }; // SimpleAR-0.5B
+    const big = { maxBufferSize: 4 * 2 ** 30, maxStorageBufferBindingSize: 2 * 2 ** 30 };
+    expect(webgpuBatchMemory(big, lm, 'f16')).toEqual({ budgetBytes: WEBGPU_BATCH_MEMORY_BYTES, bytesPerValue: 2, limit: 'the WebGPU batch budget' });
+    // At 1024 px, even with the longest prompt (512 tokens), 8 images fit with f16; with f32, 4.
+    const perImage = (bytes: number) => 2 * kvBytesPerStream(lm, 512 + 64 * 64, bytes);
+    expect(Math.floor(WEBGPU_BATCH_MEMORY_BYTES / perImage(2))).toBeGreaterThanOrEqual(8);
+    expect(Math.floor(WEBGPU_BATCH_MEMORY_BYTES / perImage(4))).toBe(4);
+    // A device whose storage bindings stop at 16 MiB: no buffer may be larger, whatever the total.
+    const small = webgpuBatchMemory({ ...big, maxStorageBufferBindingSize: 2 ** 24 }, lm, 'f32');
+    expect(small).toEqual({ budgetBytes: 48 * 2 ** 24, bytesPerValue: 4, limit: "this GPU's largest buffer" });
+    expect(webgpuBatchMemory(big, lm, 'f32', 2 ** 20).budgetBytes).toBe(2 ** 20);
   });
 
   it('cancel stops within a step, rejects with AbortError, and 20 cycles leave GPU memory flat', async () => {

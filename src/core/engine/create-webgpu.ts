@@ -1,5 +1,6 @@
 // An engine on ONNX Runtime Web's native WebGPU EP with the GPU-resident token loop.
-import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine } from './engine.ts';
+import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine, type BatchMemory } from './engine.ts';
+import type { LmSpec } from '../base/model-spec.ts';
 import { lmGraphBytes, type Activations, type EngineModel } from '../runtime/model.ts';
 import { DecoderRunner } from '../runtime/decoder-runner.ts';
 import type { OrtModule } from '../base/ort.ts';
@@ -21,6 +22,36 @@ export interface WebGpuEngineOptions {
    * runs ~6× faster), against one run for a whole prompt chunk without capture.
    */
   graphCapture?: boolean;
+  /** KV cache bytes a batch of N images may take in all (BatchMemory); default WEBGPU_BATCH_MEMORY_BYTES. */
+  batchMemoryBytes?: number;
+}
+
+/**
+ * The KV cache a batch of N images may take on WebGPU, all its streams together: 1 GiB. WebGPU
+ * tells a page nothing of the GPU's free memory, and a batch's cache comes on top of the model
+ * (about 0.5 GB of q4 weights, twice that with graph capture, whose batches run on a second
+ * session) and the decoder; 1 GiB keeps the whole within the ~2 GB an integrated or mobile GPU
+ * commonly lets one tab have, and still holds 8 images at 1024 px with f16 activations (≤ 0.85
+ * GiB at SimpleAR-0.5B's 24 layers × 2 KV heads × 64, even with a 512-token prompt; f32: 4
+ * images). The same figure as the wasm engine's budget.
+ */
+export const WEBGPU_BATCH_MEMORY_BYTES = 2 ** 30;
+
+/**
+ * The batch budget of a device: a batch holds its cache in one buffer per layer and K/V, each
+ * of which must fit the device's largest buffer and storage binding, and all of them `totalBytes`.
+ */
+export function webgpuBatchMemory(
+  limits: Pick<GPUSupportedLimits, 'maxBufferSize' | 'maxStorageBufferBindingSize'>,
+  lm: Pick<LmSpec, 'numLayers'>,
+  activations: Activations,
+  totalBytes = WEBGPU_BATCH_MEMORY_BYTES,
+): BatchMemory {
+  // The engine checks the total of all layers' K and V: one buffer each, equal in size.
+  const perBuffer = lm.numLayers * 2 * Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
+  const bytesPerValue = activations === 'f16' ? 2 : 4;
+  if (perBuffer < totalBytes) return { budgetBytes: perBuffer, bytesPerValue, limit: "this GPU's largest buffer" };
+  return { budgetBytes: totalBytes, bytesPerValue, limit: 'the WebGPU batch budget' };
 }
 
 /** `ort` must be onnxruntime-web/webgpu whose env.webgpu.device is (or will be) `gpu.device`. */
@@ -50,7 +81,7 @@ export async function createWebGpuEngine(
     const session = graphCapture
       ? await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, { graphCapture }), { ...sessionOptions, enableGraphCapture: true })
       : await openPlain();
-    return new WebGpuTokenLoop(ort, gpu.device, session, model.lm, gpu.allocations, { ...loopOptions, graphCapture, openSjdSession: openPlain }).init();
+    return new WebGpuTokenLoop(ort, gpu.device, session, model.lm, gpu.allocations, { ...loopOptions, graphCapture, openUncapturedSession: openPlain }).init();
   };
   // Graph capture when ORT manages it here (its first runs are checked); otherwise, or when it
   // fails, the same loop on a session without it. Only with a quantized head: the plain head's
@@ -85,5 +116,6 @@ export async function createWebGpuEngine(
     maxPromptTokens,
     maxLatentSide,
     repetitionPenalty: model.generation?.repetitionPenalty ?? 1,
+    batchMemory: webgpuBatchMemory(gpu.device.limits, model.lm, activations, options.batchMemoryBytes),
   });
 }

@@ -1,4 +1,5 @@
-// The GPU-resident decode loop (docs/architecture.md#gpu-resident-decode-loop). Allocated once per engine:
+// The GPU-resident decode loop (docs/architecture.md#gpu-resident-decode-loop). Allocated once per
+// engine (webgpu-step-buffers.ts):
 //  - the static KV cache: one GPU buffer per layer and K/V, rows = the two CFG streams
 //    (conditional, negative), bound as both past_* and present_*;
 //  - the step inputs input_ids / seqlens_k / logits_index and the logits output, as GPU tensors;
@@ -7,6 +8,13 @@
 //    streams' lengths.
 // Per step: one session.run and one sampler dispatch; nothing is read back and nothing allocated.
 // The CPU reads the codes once per latent row (progress, preview) and at the end.
+// N images of one request (runPlainBatch) step as 2N rows, image i's pair at rows 2i, 2i + 1: the
+// prompts are prefilled once into the static pair, whose cache rows and logits are then copied
+// into every pair of a set of buffers allocated for that pass (sized for its request, released
+// after it); each step is one run of 2N rows (the weights read once for all images) and one
+// sampler dispatch of N work-groups, each image with its own uniforms and seen codes. A captured
+// session has one shape, the pair's: batches step on the session without capture.
+// A single image is the same pass with N = 1 on the static buffers.
 // Runs return once their work is queued, so the CPU could queue a whole row of steps ahead of the
 // GPU: on a slow adapter (SwiftShader at full size: seconds per step) that made a cancel, or a
 // page reload, wait minutes for queued work. The loop keeps about QUEUED_GPU_MS of runs queued
@@ -19,16 +27,27 @@
 import type { LmSpec } from '../base/model-spec.ts';
 import { prefillSchedule } from '../runtime/lm-runner.ts';
 import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampling/sampler-wgsl.ts';
-import type { InferenceSession, OrtModule, Tensor } from '../base/ort.ts';
+import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
-import { codesWithKept, firstSampledStep, throwIfAborted, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+import {
+  codesWithKept,
+  firstSampledStep,
+  throwIfAborted,
+  type BatchLoopRequest,
+  type BatchLoopResult,
+  type SjdLoopOptions,
+  type TokenLoop,
+  type TokenLoopRequest,
+  type TokenLoopResult,
+} from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
 import { QueueFences } from './webgpu-queue-fences.ts';
-import { GpuResources, inPlaceFetches, storageUsage } from './webgpu-resources.ts';
+import { GpuResources, gpuBufferOf } from './webgpu-resources.ts';
+import { StepBuffers, samplerStateLayout } from './webgpu-step-buffers.ts';
 import { WebGpuSjd } from './webgpu-sjd.ts';
 import { holdOrtBufferRegistrations } from './ort-capture-workaround.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
-import { SeenCodes, seenWords } from '../sampling/repetition.ts';
+import { SeenCodes } from '../sampling/repetition.ts';
 
 /**
  * Longest prefill call. ORT Web's WebGPU attention gives wrong results for calls of 32 tokens
@@ -45,32 +64,33 @@ export interface WebGpuLoopOptions {
   /** Largest number of codes one generation samples. */
   maxSteps: number;
   /**
-   * The session captures its graph (see the header): the loop runs only decode-shaped calls on it,
-   * and speculative decoding, whose window runs have other shapes, uses `openSjdSession()`.
+   * The session captures its graph (see the header): the loop runs only the pair's decode-shaped
+   * calls on it; speculative decoding, whose window runs have other shapes, and batches of 2N rows
+   * use `openUncapturedSession()`.
    */
   graphCapture?: boolean;
-  /** A session without capture for SJD windows (created on the first SJD request). */
-  openSjdSession?: () => Promise<InferenceSession>;
+  /** A session without capture for SJD windows and batches (created on the first such request, then kept). */
+  openUncapturedSession?: () => Promise<InferenceSession>;
+}
+
+/** Where one decode pass steps: the buffers, the session, and whether that session replays a captured graph. */
+interface DecodePass {
+  buffers: StepBuffers;
+  session: InferenceSession;
+  graphCapture: boolean;
 }
 
 export class WebGpuTokenLoop implements TokenLoop {
   /** SJD runs in webgpu-sjd.ts (window runs, logits read back, verified in JS). */
   private sjd: WebGpuSjd | undefined;
-  private sjdSession: InferenceSession | undefined;
+  /** The session without capture of a capturing loop (SJD windows, batches). */
+  private uncaptured: InferenceSession | undefined;
   private sjdSampler: CpuSampler | undefined;
   private readonly gpu: GpuResources;
-  private readonly cache: Record<string, Tensor>;
-  private readonly inputIds: GPUBuffer;
-  private readonly seqlens: GPUBuffer;
-  private readonly logits: GPUBuffer;
-  private readonly scratch: GPUBuffer;
-  private readonly state: GPUBuffer;
-  private readonly staging: GPUBuffer;
+  /** The CFG pair's buffers: every prefill, and every single image's decode. */
+  private readonly pair: StepBuffers;
   private readonly params: GPUBuffer;
-  private readonly decodeFeeds: Record<string, Tensor>;
-  private readonly fetches: Record<string, Tensor>;
   private pipeline!: GPUComputePipeline;
-  private bindGroup!: GPUBindGroup;
 
   constructor(
     private readonly ort: OrtModule,
@@ -81,28 +101,8 @@ export class WebGpuTokenLoop implements TokenLoop {
     private readonly options: WebGpuLoopOptions,
   ) {
     const gpu = (this.gpu = new GpuResources(ort, device));
-    const STORAGE = storageUsage();
-    const V = spec.visualCount;
-    this.cache = gpu.kvCache(spec, 2, options.capacity, options.activations, '');
-    this.inputIds = gpu.buffer(8, STORAGE, 'input_ids');
-    this.seqlens = gpu.buffer(8, STORAGE, 'seqlens_k');
-    const logitsIndex = gpu.buffer(8, STORAGE, 'logits_index');
-    device.queue.writeBuffer(logitsIndex, 0, Int32Array.of(0, 1));
-    this.logits = gpu.buffer(2 * V * 4, STORAGE, 'logits');
-    this.scratch = gpu.buffer(V * 4, STORAGE, 'sampler-scratch');
-    // Step counter, codes, uniforms (sampler-wgsl.ts), then the repetition penalty's seen codes.
-    const stateBytes = (1 + 2 * options.maxSteps) * 4;
-    this.state = gpu.buffer(stateBytes + seenWords(V) * 4, STORAGE, 'sampler-state');
-    this.staging = gpu.buffer(stateBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'codes-readback');
+    this.pair = new StepBuffers(gpu, spec, 1, options.capacity, options.maxSteps, options.activations, '');
     this.params = gpu.buffer(SAMPLER_PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'sampler-params');
-
-    this.decodeFeeds = {
-      input_ids: gpu.tensor(this.inputIds, 'int32', [2, 1]),
-      seqlens_k: gpu.tensor(this.seqlens, 'int32', [2]),
-      logits_index: gpu.tensor(logitsIndex, 'int32', [2, 1]),
-      ...this.cache,
-    };
-    this.fetches = inPlaceFetches(spec, this.cache, gpu.tensor(this.logits, 'float32', [2, 1, V]));
   }
 
   /** Compiles the sampler; shader errors reject here rather than surfacing as silent no-ops. */
@@ -112,69 +112,107 @@ export class WebGpuTokenLoop implements TokenLoop {
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length) throw new Error(`sampler shader: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
     this.pipeline = await this.device.createComputePipelineAsync({ label: 'sampler', layout: 'auto', compute: { module, entryPoint: 'main' } });
-    const bindings = [this.params, this.logits, this.scratch, this.state, this.inputIds, this.seqlens];
-    const entries: GPUBindGroupEntry[] = bindings.map((buffer, binding) => ({ binding, resource: { buffer } }));
-    this.bindGroup = this.device.createBindGroup({ layout: this.pipeline.getBindGroupLayout(0), entries });
+    this.pair.samplerBindGroup(this.device, this.pipeline, this.params);
     return this;
+  }
+
+  /** A session the loop may run any shape on: its own, or (capturing) the one without capture, opened once. */
+  private async anyShapeSession(): Promise<InferenceSession> {
+    if (!this.options.graphCapture) return this.session;
+    if (!this.options.openUncapturedSession) throw new Error('a captured session needs openUncapturedSession for SJD and batches');
+    this.uncaptured ??= await this.options.openUncapturedSession();
+    return this.uncaptured;
   }
 
   /** SJD's buffers are allocated on its first request and kept (on a session without capture). */
   async runSjd(req: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult> {
     if (!this.sjd) {
       const { capacity, activations } = this.options;
-      if (this.options.graphCapture) {
-        if (!this.options.openSjdSession) throw new Error('a captured session needs openSjdSession for SJD');
-        this.sjdSession = await this.options.openSjdSession();
-      }
-      const session = this.sjdSession ?? this.session;
+      const session = await this.anyShapeSession();
       this.sjd = new WebGpuSjd(this.ort, this.device, session, this.spec, this.allocations, { capacity, activations, maxCall: WEBGPU_PREFILL_CHUNK });
     }
     this.sjdSampler ??= new CpuSampler(this.spec.visualCount);
     return this.sjd.run(this.sjdSampler, req, sjd);
   }
 
+  /** One image: the batch of one, on the pair's buffers (and a captured graph where there is one). */
   async runPlain(req: TokenLoopRequest): Promise<TokenLoopResult> {
-    const { device, spec, options } = this;
+    const { uniforms, onRow, ...rest } = req;
+    const batch = await this.runPlainBatch({ ...rest, uniforms: [uniforms], ...(onRow ? { onRow: (_image, codes, count) => onRow(codes, count) } : {}) });
+    return { ...batch, codes: batch.codes[0]! };
+  }
+
+  /**
+   * N images in one pass of 2N rows (see the header). N > 1 allocates the pass's buffers (KV
+   * cache of 2N rows × the request's slots) and releases them when the pass ends, however it ends.
+   */
+  async runPlainBatch(req: BatchLoopRequest): Promise<BatchLoopResult> {
+    const { options } = this;
+    const n = req.uniforms.length;
     if (req.steps > options.maxSteps) throw new Error(`${req.steps} steps > ${options.maxSteps}`);
+    // Kept codes are in the prompts and are not sampled: the cache holds the longer prompt and
+    // one slot per sampled code.
+    const slots = Math.max(req.cond.length, req.uncond.length) + req.steps - firstSampledStep(req);
+    if (slots > options.capacity) throw new Error('KV cache too small for this request');
+    if (n === 1) return this.decode(req, { buffers: this.pair, session: this.session, graphCapture: options.graphCapture ?? false });
+    const session = await this.anyShapeSession();
+    const gpu = new GpuResources(this.ort, this.device);
+    try {
+      const buffers = new StepBuffers(gpu, this.spec, n, slots, req.steps, options.activations, 'batch-');
+      buffers.samplerBindGroup(this.device, this.pipeline, this.params);
+      return await this.decode(req, { buffers, session, graphCapture: false });
+    } finally {
+      // Runs return once queued: the pass's buffers go once the GPU is done with them.
+      await this.device.queue.onSubmittedWorkDone();
+      gpu.destroy();
+    }
+  }
+
+  private async decode(req: BatchLoopRequest, pass: DecodePass): Promise<BatchLoopResult> {
+    const { device, spec } = this;
+    const { buffers } = pass;
+    const n = buffers.images;
     const P = req.cond.length;
     const N = req.uncond.length;
-    // Kept codes are in the prompts (P, N count them) and are not sampled.
     const start = firstSampledStep(req);
-    if (Math.max(P, N) + req.steps - start > options.capacity) throw new Error('KV cache too small for this request');
 
-    // Per generation: the sampler's settings, the step counter and draws, the streams' lengths,
-    // and the conditional prompt's seen codes (the shader adds each code it draws).
-    const drawsOffset = 1 + options.maxSteps;
-    const seenOffset = 1 + 2 * options.maxSteps;
+    // Per generation: the sampler's settings, each image's step counter (starting after the kept
+    // codes, which the row reads copy back with the rest), draws (keyed on the absolute step) and
+    // the conditional prompt's seen codes (the shader adds each code it draws), in one write.
+    const layout = samplerStateLayout(n, req.steps, spec.visualCount);
     device.queue.writeBuffer(
       this.params,
       0,
-      packSamplerParams({ ...req.sampling, vocab: spec.visualCount, visualOffset: spec.visualOffset, drawsOffset, uncondOffset: spec.visualCount, rows: 2, seenOffset }),
+      packSamplerParams({ ...req.sampling, vocab: spec.visualCount, visualOffset: spec.visualOffset, uncondOffset: spec.visualCount, rows: 2, ...layout }),
     );
-    // The step counter starts at the first code to sample, after the kept ones (which the
-    // row reads copy back with the rest); the draws stay keyed on the absolute step.
-    device.queue.writeBuffer(this.state, 0, Uint32Array.of(start));
-    if (start > 0) device.queue.writeBuffer(this.state, 4, Int32Array.from(req.kept!));
-    device.queue.writeBuffer(this.state, drawsOffset * 4, Float32Array.from(req.uniforms.subarray(0, req.steps)));
-    if ((req.sampling.repetitionPenalty ?? 1) !== 1) {
-      device.queue.writeBuffer(this.state, seenOffset * 4, SeenCodes.ofTokens(req.cond, spec.visualOffset, spec.visualCount).words);
+    const state = new Uint32Array(layout.words);
+    const seen = (req.sampling.repetitionPenalty ?? 1) !== 1 ? SeenCodes.ofTokens(req.cond, spec.visualOffset, spec.visualCount).words : undefined;
+    for (const [i, uniforms] of req.uniforms.entries()) {
+      const at = i * layout.strides.codes;
+      state[at] = start;
+      if (req.kept) state.set(req.kept, at + 1);
+      state.set(new Uint32Array(Float32Array.from(uniforms.subarray(0, req.steps)).buffer), layout.drawsOffset + i * layout.strides.draws);
+      if (seen) state.set(seen, layout.seenOffset + i * layout.strides.seen);
     }
+    device.queue.writeBuffer(buffers.state, 0, state);
 
-    const progress = new LoopProgress(req);
+    const codes = Array.from({ length: n }, () => codesWithKept(req));
+    // Rows complete in step for every image: one LoopProgress, whose row reports fan out.
+    const progress = new LoopProgress({ ...req, onRow: (_codes, count) => codes.forEach((c, i) => req.onRow?.(i, c, count)) });
     throwIfAborted(req.signal);
     const prefillRuns = await this.prefill(req.cond, req.uncond, req);
     // prefill() returns once its runs are done on the GPU (its fences drain), so prefillMs is the
     // prefill's own time rather than being counted in the first row's.
+    const longest = Math.max(P, N);
+    if (buffers !== this.pair) buffers.seedFrom(device, this.pair, longest, this.options.activations === 'f16' ? 2 : 4);
     // The sampler bumps each stream's length as it feeds a token: start one below the prompt length.
-    device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(P - 1, N - 1));
+    device.queue.writeBuffer(buffers.seqlens, 0, Int32Array.from({ length: 2 * n }, (_, r) => (r % 2 === 0 ? P : N) - 1));
     let runs = 0;
-    this.sample();
+    this.sample(buffers);
     progress.prefilled();
 
     let readbacks = 0;
     let allocationsAtWarmup = -1;
-    const codes = codesWithKept(req);
-    const longest = Math.max(P, N);
     // Fence i marks the sampling of code start + i + 2 (code start + 1 was sampled after the prefill). A row's
     // readback waits for all queued work, so fences retired after it may count fewer codes than
     // the row reported (progress.step ignores those).
@@ -183,31 +221,32 @@ export class WebGpuTokenLoop implements TokenLoop {
     for (let step = start + 1; step <= req.steps; step++) {
       if (progress.completesRow(step)) {
         readbacks++;
-        await this.readCodes(codes, step);
+        await buffers.readCodes(codes, step, layout);
         if (allocationsAtWarmup < 0) allocationsAtWarmup = this.allocations.count;
-        progress.row(codes, step);
+        progress.row(codes[0]!, step);
       }
       if (step === req.steps) break;
       throwIfAborted(req.signal);
       // Step `step` feeds code step−1 (already in input_ids); the rows then hold len + step − start tokens.
-      const feeds = this.options.graphCapture
-        ? this.decodeFeeds
-        : { ...this.decodeFeeds, total_sequence_length: this.gpu.cpuTensor(Int32Array.of(longest + step - start), []) };
-      await this.session.run(feeds, this.fetches);
+      const feeds = pass.graphCapture
+        ? buffers.decodeFeeds
+        : { ...buffers.decodeFeeds, total_sequence_length: this.gpu.cpuTensor(Int32Array.of(longest + step - start), []) };
+      await pass.session.run(feeds, buffers.fetches);
       runs++;
-      this.sample();
+      this.sample(buffers);
       progress.step(start + (await fences.mark()) + 1);
     }
     await fences.drain();
     const dispatches = this.allocations.dispatches - dispatchesBefore;
-    return progress.result(codes, {
+    const { codes: _first, ...counts } = progress.result(codes[0]!, {
       runs,
       prefillRuns,
       readbacks,
       steadyStateAllocations: this.allocations.count - allocationsAtWarmup,
-      graphCapture: this.options.graphCapture ?? false,
+      graphCapture: pass.graphCapture,
       ...(runs > 0 ? { dispatchesPerStep: dispatches / runs } : {}),
     });
+    return { ...counts, codes };
   }
 
   /**
@@ -215,7 +254,7 @@ export class WebGpuTokenLoop implements TokenLoop {
    * logits end up in the logits buffer, on the GPU. Returns the number of LM runs.
    */
   private async prefill(cond: readonly number[], uncond: readonly number[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
-    const { gpu } = this;
+    const { gpu, pair } = this;
     const fences = new QueueFences(this.device.queue);
     let shown = 0;
     const rowBytes = this.spec.visualCount * 4;
@@ -226,9 +265,9 @@ export class WebGpuTokenLoop implements TokenLoop {
     for (const [i, { feeds: f, final }] of calls.entries()) {
       throwIfAborted(req.signal);
       if (captured) {
-        this.device.queue.writeBuffer(this.inputIds, 0, Int32Array.from(f.input_ids));
-        this.device.queue.writeBuffer(this.seqlens, 0, Int32Array.from(f.seqlens_k));
-        await this.session.run(this.decodeFeeds, this.fetches);
+        this.device.queue.writeBuffer(pair.inputIds, 0, Int32Array.from(f.input_ids));
+        this.device.queue.writeBuffer(pair.seqlens, 0, Int32Array.from(f.seqlens_k));
+        await this.session.run(pair.decodeFeeds, pair.fetches);
       } else {
         await this.session.run(
           {
@@ -236,9 +275,9 @@ export class WebGpuTokenLoop implements TokenLoop {
             seqlens_k: gpu.cpuTensor(f.seqlens_k, [2]),
             total_sequence_length: gpu.cpuTensor(Int32Array.of(f.total_sequence_length), []),
             logits_index: gpu.cpuTensor(f.logits_index, [2, f.rows]),
-            ...this.cache,
+            ...pair.cache,
           },
-          this.fetches,
+          pair.fetches,
         );
       }
       // The shorter prompt ends before the last call, whose run overwrites its logits row: park
@@ -247,7 +286,7 @@ export class WebGpuTokenLoop implements TokenLoop {
       final.forEach((isFinal, row) => {
         if (isFinal && !last) {
           parked = row;
-          gpu.copy(this.logits, row * rowBytes, this.scratch, 0, rowBytes);
+          gpu.copy(pair.logits, row * rowBytes, pair.scratch, 0, rowBytes);
         }
       });
       const finished = await fences.mark();
@@ -256,7 +295,7 @@ export class WebGpuTokenLoop implements TokenLoop {
         req.onPrefillRun?.(finished, calls.length);
       }
     }
-    if (parked >= 0) gpu.copy(this.scratch, 0, this.logits, parked * rowBytes, rowBytes);
+    if (parked >= 0) gpu.copy(pair.scratch, 0, pair.logits, parked * rowBytes, rowBytes);
     await fences.drain();
     req.onPrefillRun?.(calls.length, calls.length);
     return calls.length;
@@ -269,15 +308,15 @@ export class WebGpuTokenLoop implements TokenLoop {
    */
   async warmUpCapture(): Promise<boolean> {
     if (!this.options.graphCapture) return false;
-    const tensors = [...Object.values(this.decodeFeeds), ...Object.values(this.fetches)];
-    const buffers = tensors.map((t) => (t as Tensor & { gpuBuffer: GPUBuffer }).gpuBuffer);
+    const { pair } = this;
+    const buffers = [...Object.values(pair.decodeFeeds), ...Object.values(pair.fetches)].map(gpuBufferOf);
     try {
-      this.device.queue.writeBuffer(this.inputIds, 0, Int32Array.of(0, 0));
-      this.device.queue.writeBuffer(this.seqlens, 0, Int32Array.of(0, 0));
+      this.device.queue.writeBuffer(pair.inputIds, 0, Int32Array.of(0, 0));
+      this.device.queue.writeBuffer(pair.seqlens, 0, Int32Array.of(0, 0));
       const release = holdOrtBufferRegistrations(buffers);
-      await this.session.run(this.decodeFeeds, this.fetches);
+      await this.session.run(pair.decodeFeeds, pair.fetches);
       if (!release()) return false;
-      await this.session.run(this.decodeFeeds, this.fetches);
+      await this.session.run(pair.decodeFeeds, pair.fetches);
       // Runs return once queued: the engine is not ready until this work is done (a page that
       // says "Ready" over minutes of queued warm-up runs on a slow adapter is not).
       await this.device.queue.onSubmittedWorkDone();
@@ -287,29 +326,20 @@ export class WebGpuTokenLoop implements TokenLoop {
     }
   }
 
-  private sample(): void {
+  /** One sampler dispatch: a work-group per image. */
+  private sample(buffers: StepBuffers): void {
     const encoder = this.device.createCommandEncoder({ label: 'sample' });
     const pass = encoder.beginComputePass({ label: 'sample' });
     pass.setPipeline(this.pipeline);
-    pass.setBindGroup(0, this.bindGroup);
-    pass.dispatchWorkgroups(1);
+    pass.setBindGroup(0, buffers.samplerBindGroup(this.device, this.pipeline, this.params));
+    pass.dispatchWorkgroups(buffers.images);
     pass.end();
     this.device.queue.submit([encoder.finish()]);
   }
 
-  /** Copies the step counter and the first `count` codes back; checks the GPU is where we think. */
-  private async readCodes(into: Int32Array, count: number): Promise<void> {
-    const sampled = await this.gpu.readBack(this.state, this.staging, (1 + count) * 4, 'read-codes', (mapped) => {
-      const view = new Uint32Array(mapped);
-      into.set(view.subarray(1, 1 + count));
-      return view[0]!;
-    });
-    if (sampled !== count) throw new Error(`sampler out of step: ${sampled} codes on the GPU, expected ${count}`);
-  }
-
   async dispose(): Promise<void> {
     await this.session.release();
-    await this.sjdSession?.release();
+    await this.uncaptured?.release();
     this.gpu.destroy();
     this.sjd?.destroy();
   }

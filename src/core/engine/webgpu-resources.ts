@@ -33,6 +33,11 @@ export class GpuResources {
     return b;
   }
 
+  /** Queues a write of `data` at the start of `buffer`. */
+  write(buffer: GPUBuffer, data: BufferSource): void {
+    this.device.queue.writeBuffer(buffer, 0, data);
+  }
+
   /** An ORT tensor over a GPU buffer. */
   tensor(buffer: GPUBuffer, dataType: GpuDataType, dims: readonly number[]): Tensor {
     return this.Tensor.fromGpuBuffer(buffer, { dataType, dims });
@@ -76,6 +81,11 @@ export class GpuResources {
   destroy(): void {
     for (const b of this.buffers) b.destroy();
   }
+}
+
+/** The GPU buffer under an ORT tensor made by GpuResources.tensor. */
+export function gpuBufferOf(tensor: Tensor): GPUBuffer {
+  return (tensor as Tensor & { gpuBuffer: GPUBuffer }).gpuBuffer;
 }
 
 /** The fetches of a run that writes `logits` and updates `cache` in place (each present_* is its past_*). */

@@ -1,14 +1,18 @@
 // The sampler of sampler.ts as one WebGPU compute pass: one work-group of SAMPLER_THREADS threads
-// reads the step's conditional and negative logits where ONNX Runtime left them, draws the token
-// with this step's uniform, and writes it straight into the next step's int32 input_ids (and bumps
-// both streams' lengths), so the decode loop never reads logits back. The f32 arithmetic and
-// summation order mirror CpuSampler. The repetition penalty's seen codes (repetition.ts) live in
-// the state buffer as the same bitmask: the host writes the prompt's, the shader adds each drawn
-// code, so they stay on the GPU too.
+// per image reads the step's conditional and negative logits where ONNX Runtime left them, draws
+// the token with this step's uniform, and writes it straight into the next step's int32 input_ids
+// (and bumps both streams' lengths), so the decode loop never reads logits back. The f32
+// arithmetic and summation order mirror CpuSampler. The repetition penalty's seen codes
+// (repetition.ts) live in the state buffer as the same bitmask: the host writes the prompt's, the
+// shader adds each drawn code, so they stay on the GPU too.
+// A batch of N images (2N rows, image i's CFG pair at rows 2i, 2i + 1) is one dispatch of N
+// work-groups: work-group i reads and writes only image i's slices (logits, scratch, step counter
+// and codes, draws, seen codes, input_ids and lengths), at the strides of the params; its
+// arithmetic is the single image's, so each image draws what it would alone.
 import { SAMPLER_THREADS } from './sampler.ts';
 
 /** Byte layout of the params uniform buffer (16-byte aligned). */
-export const SAMPLER_PARAMS_BYTES = 48;
+export const SAMPLER_PARAMS_BYTES = 64;
 
 export interface SamplerParamsData {
   cfg: number;
@@ -18,16 +22,22 @@ export interface SamplerParamsData {
   vocab: number;
   /** Token id of visual code 0 (written to input_ids as code + offset). */
   visualOffset: number;
-  /** Offset (in u32 words) of the draws in the state buffer: 1 + the most steps. */
+  /** Offset (in u32 words) of image 0's draws in the state buffer (after every image's codes). */
   drawsOffset: number;
   /** Element offset of the negative stream's logits in the logits buffer ([2, 1, V] → V). */
   uncondOffset: number;
-  /** Rows of input_ids / seqlens_k to feed (2: both CFG streams get the same token). */
+  /** Rows of input_ids / seqlens_k per image (2: both CFG streams get the same token). */
   rows: number;
   /** 1 or undefined = off. */
   repetitionPenalty?: number;
-  /** Offset (in u32 words) of the seen-codes bitmask in the state buffer; needed with a penalty. */
+  /** Offset (in u32 words) of image 0's seen-codes bitmask in the state buffer; needed with a penalty. */
   seenOffset?: number;
+  /**
+   * Strides between images (work-group i handles image i at i × stride): logits elements (2V),
+   * and in the state buffer, u32 words between step counters (each followed by its codes), draws
+   * and seen-code masks. Unused with one image.
+   */
+  strides?: { logits: number; codes: number; draws: number; seen: number };
 }
 
 export function packSamplerParams(p: SamplerParamsData): ArrayBuffer {
@@ -48,6 +58,10 @@ export function packSamplerParams(p: SamplerParamsData): ArrayBuffer {
   if (penalty !== 1 && p.seenOffset === undefined) throw new Error('a repetition penalty needs the seen codes (seenOffset)');
   f[10] = penalty;
   u[11] = p.seenOffset ?? 0;
+  u[12] = p.strides?.logits ?? 0;
+  u[13] = p.strides?.codes ?? 0;
+  u[14] = p.strides?.draws ?? 0;
+  u[15] = p.strides?.seen ?? 0;
   return buf;
 }
 
@@ -67,15 +81,20 @@ struct Params {
   rows: u32,
   penalty: f32,
   seen_offset: u32,
+  logits_stride: u32,
+  codes_stride: u32,
+  draws_stride: u32,
+  seen_stride: u32,
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> scratch: array<f32>;
-// [0] = step counter, [1..] = generated codes, [draws_offset..] = the per-step uniforms (f32 bits),
-// [seen_offset..] = the conditional stream's seen codes, one bit each (with a penalty only)
+// Per image i: [i·codes_stride] = step counter, [.. + 1 ..] = generated codes,
+// [draws_offset + i·draws_stride ..] = the per-step uniforms (f32 bits),
+// [seen_offset + i·seen_stride ..] = the conditional stream's seen codes, one bit each (with a penalty only)
 @group(0) @binding(3) var<storage, read_write> state: array<u32>;
-// int32 input_ids [rows, 1] and seqlens_k [rows] of the next step: every row gets the same token
+// int32 input_ids [images·rows, 1] and seqlens_k [images·rows] of the next step: an image's rows get the same token
 @group(0) @binding(4) var<storage, read_write> input_ids: array<u32>;
 @group(0) @binding(5) var<storage, read_write> seqlens: array<i32>;
 
@@ -84,6 +103,10 @@ var<workgroup> red_i: array<u32, ${SAMPLER_THREADS}>;
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> shared_u: array<u32, 4>;
 var<workgroup> shared_f: array<f32, 4>;
+// This work-group's image: where its slices start (set first thing in main).
+var<private> logits_base: u32;
+var<private> scratch_base: u32;
+var<private> seen_base: u32;
 
 fn float_key(v: f32) -> u32 {
   let b = bitcast<u32>(v);
@@ -101,9 +124,9 @@ fn kept(w: f32, floor: f32) -> bool { return w >= floor && w > 0.0; }
 // The conditional logit of code i after the repetition penalty (CpuSampler: penalisedLogit; WGSL
 // lets f32 division be 2.5 ULP off, so a near-tie could differ from the CPU, as exp() can).
 fn penalised_cond(i: u32) -> f32 {
-  let c = logits[i];
+  let c = logits[logits_base + i];
   if (params.penalty == 1.0) { return c; }
-  if (((state[params.seen_offset + (i >> 5u)] >> (i & 31u)) & 1u) == 0u) { return c; }
+  if (((state[seen_base + (i >> 5u)] >> (i & 31u)) & 1u) == 0u) { return c; }
   if (c < 0.0) { return c * params.penalty; }
   return c / params.penalty;
 }
@@ -113,7 +136,7 @@ fn mass_above(t: u32, floor: f32) {
   let b = chunk_bounds(t);
   var acc = 0.0;
   for (var i = b.x; i < b.y; i++) {
-    let w = scratch[i];
+    let w = scratch[scratch_base + i];
     if (kept(w, floor)) { acc = acc + w; }
   }
   red_f[t] = acc;
@@ -127,19 +150,24 @@ fn mass_above(t: u32, floor: f32) {
 }
 
 @compute @workgroup_size(${SAMPLER_THREADS})
-fn main(@builtin(local_invocation_index) t: u32) {
+fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
   let V = params.vocab;
-  let step = state[0];
+  let image = wg.x;
+  logits_base = image * params.logits_stride;
+  scratch_base = image * V;
+  seen_base = params.seen_offset + image * params.seen_stride;
+  let counter = image * params.codes_stride;
+  let step = state[counter];
 
   // 1. Penalty, CFG scores (before temperature) and their maximum / first argmax.
   var best = bitcast<f32>(0xff7fffffu); // -FLT_MAX
   var best_i = 0xffffffffu;
   for (var i = t; i < V; i += THREADS) {
     let c = penalised_cond(i);
-    let n = logits[params.uncond_offset + i];
+    let n = logits[logits_base + params.uncond_offset + i];
     var s = n + params.cfg * (c - n);
     if (params.greedy == 0u) { s = s * params.inv_temp; }
-    scratch[i] = s;
+    scratch[scratch_base + i] = s;
     if (s > best) { best = s; best_i = i; }
   }
   red_f[t] = best;
@@ -169,7 +197,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
         atomicStore(&hist[t], 0u);
         workgroupBarrier();
         for (var i = t; i < V; i += THREADS) {
-          let key = float_key(scratch[i]);
+          let key = float_key(scratch[scratch_base + i]);
           if ((key & prefix_mask) == prefix) { atomicAdd(&hist[(key >> shift) & 0xffu], 1u); }
         }
         workgroupBarrier();
@@ -194,10 +222,10 @@ fn main(@builtin(local_invocation_index) t: u32) {
 
     // 3. Unnormalised probabilities of the kept tokens.
     for (var i = t; i < V; i += THREADS) {
-      let s = scratch[i];
+      let s = scratch[scratch_base + i];
       var w = 0.0;
       if (float_key(s) >= k_min) { w = exp(s - max_s); }
-      scratch[i] = w;
+      scratch[scratch_base + i] = w;
     }
     storageBarrier();
     workgroupBarrier();
@@ -223,7 +251,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
     mass_above(t, floor);
     if (t == 0u) {
       let total = shared_f[0];
-      let draw_target = bitcast<f32>(state[params.draws_offset + step]) * total;
+      let draw_target = bitcast<f32>(state[params.draws_offset + image * params.draws_stride + step]) * total;
       var prefix_sum = 0.0;
       var last = 0xffffffffu;
       var found = false;
@@ -233,7 +261,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
         if (next > draw_target) {
           var a = prefix_sum;
           for (var i = cb.x; i < cb.y; i++) {
-            let w = scratch[i];
+            let w = scratch[scratch_base + i];
             if (!kept(w, floor)) { continue; }
             a = a + w;
             last = i;
@@ -244,7 +272,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
           prefix_sum = next;
           if (red_f[j] > 0.0) {
             for (var i = cb.y; i > cb.x; i--) {
-              if (kept(scratch[i - 1u], floor)) { last = i - 1u; break; }
+              if (kept(scratch[scratch_base + i - 1u], floor)) { last = i - 1u; break; }
             }
           }
         }
@@ -257,14 +285,14 @@ fn main(@builtin(local_invocation_index) t: u32) {
 
   // 6. Feed the token to the next step of both streams; the conditional stream has now seen it.
   if (t == 0u) {
-    state[1u + step] = token;
+    state[counter + 1u + step] = token;
     // Every thread read the seen bits in step 1, before the barriers since: the next step sees it.
     if (params.penalty != 1.0) {
-      let w = params.seen_offset + (token >> 5u);
+      let w = seen_base + (token >> 5u);
       state[w] = state[w] | (1u << (token & 31u));
     }
-    state[0] = step + 1u;
-    for (var r = 0u; r < params.rows; r++) {
+    state[counter] = step + 1u;
+    for (var r = image * params.rows; r < (image + 1u) * params.rows; r++) {
       input_ids[r] = token + params.visual_offset;
       seqlens[r] = seqlens[r] + 1;
     }
