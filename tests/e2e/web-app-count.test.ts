@@ -5,7 +5,9 @@
 //    with its seed; a click on a tile makes it the current result (facts, download);
 //  - a count out of range is explained next to the Images field, and nothing runs;
 //  - Escape during a request of several keeps none of its images, and the next request works;
-//  - Redraw below with Images 2 draws two images below the same kept rows.
+//  - Redraw below with Images 2 draws two images below the same kept rows;
+// and on WebGPU (SwiftShader), whose engine may draw them together or one after another: Images 2
+// gives the images of seeds s and s + 1, each the single generation of its seed.
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -111,11 +113,12 @@ const galleryCount = () => page.locator('.gallery-item').count();
 const waitGallery = (n: number) => page.waitForFunction((n) => document.querySelectorAll('.gallery-item').length === n, n, { timeout: 120_000 });
 const generateEnabled = () => page.locator('button.generate:not([disabled])').waitFor({ timeout: 120_000 });
 
-beforeAll(async () => {
-  [browser, app, files] = await Promise.all([launchChromium({ webgpu: false }), serveDist(), startTestServer(FIXTURES)]);
+/** Chromium (with or without WebGPU), the built app and the fixtures; the tiny model downloaded and loaded through the page. */
+async function openPage(webgpu: boolean): Promise<void> {
+  [browser, app, files] = await Promise.all([launchChromium({ webgpu }), serveDist(), startTestServer(FIXTURES)]);
   const query = new URLSearchParams({ model: `${files.url}tiny-simplear/`, vq: `${files.url}tiny-cosmos/`, weights: 'f32', decoder: 'f32' });
   context = await browser.newContext({ acceptDownloads: true, viewport: { width: 360, height: 800 } });
-  watch = new ConsoleWatch(context, [/No available adapters/]);
+  watch = new ConsoleWatch(context, webgpu ? [] : [/No available adapters/]);
   await context.addInitScript(RECORD);
   page = await context.newPage();
   await page.goto(`${app.url}?${query}`);
@@ -123,18 +126,21 @@ beforeAll(async () => {
   await page.locator('#model-plan[data-download-bytes]').waitFor({ timeout: 60_000 });
   await page.locator('.model-action').click();
   // On the CPU the page times a test image first; Generate is ready after it.
-  await page.locator('.engine-notice', { hasText: 'Measured on this device' }).waitFor({ timeout: 120_000 });
+  if (!webgpu) await page.locator('.engine-notice', { hasText: 'Measured on this device' }).waitFor({ timeout: 120_000 });
   await generateEnabled();
   await recorded();
-});
+}
 
-afterAll(async () => {
+async function closePage(): Promise<void> {
   await context?.close();
   await browser?.close();
   await Promise.all([app?.close(), files?.close()]);
-});
+}
 
-describe('web app, several images per Generate', () => {
+describe('web app on the CPU (wasm), several images per Generate', () => {
+  beforeAll(() => openPage(false));
+  afterAll(closePage);
+
   it('Images 3: three tiles form together, three gallery entries with seeds s, s+1, s+2, each the single generation of its seed', async () => {
     const seed = 4_000_000_000;
     expect(await page.locator('#setting-count').inputValue()).toBe('1'); // the default
@@ -254,6 +260,30 @@ describe('web app, several images per Generate', () => {
       expect(image.codes.slice(0, 3)).toEqual(source!.codes.slice(0, 3)); // the kept row, as given
     }
     expect(await page.locator('[data-result="kept"] dd').textContent()).toBe('the top 1 of 3 rows, from an earlier image');
+    watch.assertClean();
+  });
+});
+
+describe('web app on WebGPU, several images per Generate', () => {
+  beforeAll(() => openPage(true));
+  afterAll(closePage);
+
+  // The WebGPU engine draws them together where its loop has a batched path, else one after
+  // another: either way the same images, each the single generation of its seed.
+  it('Images 2: two tiles, two gallery entries with seeds s and s+1, each the single generation of its seed', async () => {
+    const seed = 123;
+    await fillSettings('a boat on a lake', 32, 2, seed);
+    await page.locator('button.generate').click();
+    await page.locator('#status', { hasText: /^Done: 2 images in / }).waitFor({ timeout: 240_000 });
+    await waitGallery(2);
+    const { progress, previewTiles } = await recorded();
+    expect(previewTiles).toEqual([2]);
+    expect(progress.some((l) => /^(Drawing row 1 of 2 · 2 images|Image [12] of 2 · drawing row 1 of 2) · /.test(l))).toBe(true);
+    const stored = await storedImages();
+    expect(stored.map((e) => e.settings.seed)).toEqual([seed, seed + 1]);
+    for (const entry of stored) expect(await singleCodes(entry.settings)).toEqual(entry.codes);
+    expect(await page.locator('[data-result="image"] dd').textContent()).toMatch(/^1 of 2 of one Generate \(seed \+ 0\), drawn (together in one pass|one after another)$/);
+    expect(await page.locator('[data-result="model"] dd').textContent()).toMatch(/ on webgpu$/);
     watch.assertClean();
   });
 });
