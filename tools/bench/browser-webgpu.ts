@@ -1,6 +1,8 @@
 // b. Generation in headless Chromium on WebGPU (SwiftShader without a GPU; bench/gpu.sh runs it
 // on a real GPU): the built app's worker engine loads a checkpoint over HTTP and generates;
-// seconds per phase, ms per step and the loop's stats.
+// seconds per phase, ms per step and the loop's stats; then N = 2 and 4 images per request
+// (generateImages: one GPU pass of 2N rows), with images per minute beside N = 1 and the loop's
+// counters per step for each.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +20,17 @@ export interface BrowserBenchOptions {
   weights: 'q4' | 'q8' | 'f16' | 'f32';
   decoderDtype: 'f16' | 'f32';
   chromium: string;
+  /** Images per request measured after the single image (default 2 and 4). */
+  counts?: number[];
+}
+
+/** One generateImages call of `count` images, as the bench reports it. */
+export interface BrowserBatchRow {
+  count: number;
+  seconds: number;
+  imagesPerMinute: number;
+  msPerStep: number;
+  stats: Record<string, unknown>;
 }
 
 export async function benchBrowser(o: BrowserBenchOptions) {
@@ -77,6 +90,21 @@ export async function benchBrowser(o: BrowserBenchOptions) {
     const r = o.size <= 64 ? await run() : first; // tiny images: a second, warm run (the first compiles shaders)
     const t = r.timings as { prefillMs: number; decodeMs: number; vqMs: number; totalMs: number };
     const stats = r.stats as { runs: number; steps: number };
+    const batches: BrowserBatchRow[] = [{ count: 1, seconds: round(t.totalMs / 1000, 3), imagesPerMinute: round(60_000 / t.totalMs), msPerStep: round(t.decodeMs / Math.max(1, stats.runs)), stats: r.stats as Record<string, unknown> }];
+    for (const count of o.counts ?? [2, 4]) {
+      const started = performance.now();
+      const batch = await page.evaluate(
+        ([size, n]) =>
+          (globalThis as unknown as { simplear: { client: { generateImages(...a: unknown[]): Promise<{ timings: { decodeMs: number }; stats: { runs: number } }[]> } } }).simplear.client
+            .generateImages({ prompt: 'a red fox in a snowy forest', size, seed: 1, count: n })
+            .then((results) => ({ decodeMs: results[0]!.timings.decodeMs, stats: results[0]!.stats })),
+        [o.size, count] as const,
+      );
+      const seconds = (performance.now() - started) / 1000;
+      const row: BrowserBatchRow = { count, seconds: round(seconds, 3), imagesPerMinute: round((count / seconds) * 60), msPerStep: round(batch.decodeMs / Math.max(1, batch.stats.runs)), stats: batch.stats };
+      batches.push(row);
+      log(`  N=${count}: ${row.seconds} s, ${row.imagesPerMinute} images/min, ${row.msPerStep} ms/step, ${JSON.stringify(batch.stats)}`);
+    }
     return {
       chromium: o.chromium,
       mode: o.gpu ? 'gpu' : 'swiftshader',
@@ -88,6 +116,7 @@ export async function benchBrowser(o: BrowserBenchOptions) {
       seconds: { prefill: round(t.prefillMs / 1000, 3), decode: round(t.decodeMs / 1000, 3), vqDecode: round(t.vqMs / 1000, 3), total: round(t.totalMs / 1000, 3) },
       msPerStep: round(t.decodeMs / Math.max(1, stats.runs)),
       stats: r.stats,
+      batches,
       ...(r !== first ? { firstRun: first.timings } : {}),
       consoleProblems: consoleLines.filter((l) => l.startsWith('[error]') || l.startsWith('[warning]')).slice(0, 20),
     };

@@ -88,6 +88,12 @@ export function table(report: Record<string, unknown>): string {
       `   seconds                        prefill ${b.seconds.prefill}, decode ${b.seconds.decode}, VQ decode ${b.seconds.vqDecode}, total ${b.seconds.total}`,
       `   per step                       ${b.msPerStep} ms`,
       `   stats                          ${JSON.stringify(b.stats)}`,
+      ...b.batches.map(
+        (row) =>
+          `   N=${row.count}                            ${row.imagesPerMinute.toFixed(2)} images/min (${row.seconds} s in the page, ${row.msPerStep} ms/step; ` +
+          `dispatches/step ${String(row.stats.dispatchesPerStep ?? 'n/a')}, runs ${String(row.stats.runs)}, readbacks ${String(row.stats.readbacks)}, ` +
+          `graph capture ${String(row.stats.graphCapture)})`,
+      ),
     );
   }
   return `${lines.join('\n')}\n`;
