@@ -266,7 +266,7 @@ describe('WebGPU engine in Chromium', () => {
     session.console.assertClean();
   });
 
-  it('q4 weights: the decode step is a captured graph replayed, with the tokens of Node at the same precision; SJD still works', { timeout: 600_000 }, async () => {
+  it('q4 weights: the decode step is a captured graph replayed, with the tokens of Node at the same precision; SJD and batches still work', { timeout: 600_000 }, async () => {
     // Runs last: it replaces the f32 engine the other tests share. q4 on SwiftShader takes ~3 s a
     // run, and a captured graph takes the prompts one token per run: short prompts, 2×2 codes.
     const info = await loadFixtureInPage(fixture, { backend: 'webgpu', weights: 'q4', graphCapture: true });
@@ -276,6 +276,7 @@ describe('WebGPU engine in Chromium', () => {
       async (greedy) => ({
         plain: await simplear.client.generate(greedy),
         sjd: await simplear.client.generate({ ...greedy, sjd: { window: 3 } }),
+        batch: await simplear.client.generateImages({ ...greedy, count: 2 }),
       }),
       greedy,
     );
@@ -298,6 +299,10 @@ describe('WebGPU engine in Chromium', () => {
     // SJD runs its windows on a session without capture, and stays exact.
     expect(r.sjd.stats.graphCapture).toBe(false);
     expect(Array.from(r.sjd.codes)).toEqual(Array.from(r.plain.codes));
+    // A captured graph has the pair's shape: a batch steps its 4 rows on that session without
+    // capture, one run per step for both images, and stays exact.
+    expect(r.batch[0]!.stats).toMatchObject({ graphCapture: false, imagesPerPass: 2, runs: 3 });
+    for (const image of r.batch) expect(Array.from(image.codes)).toEqual(Array.from(r.plain.codes));
     session.console.assertClean();
   });
 });
