@@ -207,6 +207,37 @@ describe('WebGPU engine in Chromium', () => {
     session.console.assertClean();
   });
 
+  it('a cancelled batch rejects with AbortError within its row, releases its buffers, and leaves the engine ready', async () => {
+    const request = { prompt: 'a tree', negativePrompt: 'blurry', size: 32, seed: 5, count: 2 };
+    const r = await session.page.evaluate(async (req) => {
+      const { client } = simplear;
+      const done = await client.generateImages(req);
+      const before = (await client.gpuMemory())!.liveBytes;
+      const controller = new AbortController();
+      let last = 0;
+      const outcome = await client
+        .generateImages(req, {
+          signal: controller.signal,
+          onProgress: (p) => {
+            if (p.phase !== 'decode') return;
+            last = Math.max(last, p.done);
+            if (p.done >= 2) controller.abort();
+          },
+        })
+        .then(() => 'completed', (e: Error) => e.name);
+      // The client rejects at once; the worker's pass unwinds after: measure once the next one is done.
+      const again = await client.generateImages(req);
+      const after = (await client.gpuMemory())!.liveBytes;
+      return { outcome, last, before, after, same: JSON.stringify(again.map((a) => Array.from(a.codes))) === JSON.stringify(done.map((a) => Array.from(a.codes))) };
+    }, request);
+    expect(r.outcome).toBe('AbortError');
+    // No progress past the row in which the cancel landed (4 codes would be the whole image).
+    expect(r.last).toBe(2);
+    expect(r.after).toBe(r.before);
+    expect(r.same).toBe(true);
+    session.console.assertClean();
+  });
+
   it("the batch budget: each layer's K or V buffer within the device's largest buffer, all of them within 1 GiB", () => {
     const lm = { numLayers: 24, numKvHeads: 2, headDim: 64 }; // SimpleAR-0.5B
     const big = { maxBufferSize: 4 * 2 ** 30, maxStorageBufferBindingSize: 2 * 2 ** 30 };
