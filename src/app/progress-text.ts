@@ -60,8 +60,8 @@ export function describeGeneration(p: GenerationProgress): ProgressReport {
 
 /**
  * The one progress line of a request for several images. The engine runs them together (one
- * pass: every image at the same row) or, where its loop has no batched path (SJD, some
- * backends), one after another; the events say which: a pass for several images reports every
+ * pass: every image at the same row) or, with SJD (whose images cannot step together), one
+ * after another; the events say which: a pass for several images reports every
  * image's first decode event before any token is drawn, while one image at a time means image 0
  * draws tokens before image 1 is heard of. Feed every event, in order, to `update`.
  */

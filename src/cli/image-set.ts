@@ -1,7 +1,7 @@
 // The images of one prompt: image i is the generation with seed s + i. This is the one place
 // where `--count` becomes engine work: one `generateImages` call per contiguous run of the images
 // still to make (a resumed prompt missing images 1 and 3: two calls, seed s+1 and seed s+3, one
-// image each; missing 0..3: one call of 4), which the CPU engine makes in one batched pass.
+// image each; missing 0..3: one call of 4), which the engine makes in one batched pass.
 import { SimpleARError } from '../core/base/errors.ts';
 import { imageSeed, MAX_IMAGES_PER_REQUEST, type GenerationSettings, type KeptRows } from '../core/engine/settings.ts';
 import type { GenerationProgress, GenerationResult } from '../core/engine/types.ts';

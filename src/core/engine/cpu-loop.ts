@@ -7,7 +7,7 @@ import { SeenCodes } from '../sampling/repetition.ts';
 import { runCpuSjd } from './cpu-sjd.ts';
 import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
-import { codesWithKept, firstSampledStep, throwIfAborted, type BatchLoopRequest, type BatchLoopResult, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+import { firstSampledStep, throwIfAborted, type BatchLoopRequest, type BatchLoopResult, type SjdLoopOptions, type TokenLoop, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 export class CpuTokenLoop implements TokenLoop {
   /** The CFG pair's runner, which holds the KV cache: dropped by dispose() so it can be freed
@@ -27,22 +27,14 @@ export class CpuTokenLoop implements TokenLoop {
     this.sampler = new CpuSampler(spec.visualCount);
   }
 
-  async runPlain(req: TokenLoopRequest): Promise<TokenLoopResult> {
-    const { uniforms, onRow, ...rest } = req;
-    const batch = await this.runPlainBatch({ ...rest, uniforms: [uniforms], ...(onRow ? { onRow: (_image, codes, count) => onRow(codes, count) } : {}) });
-    return { ...batch, codes: batch.codes[0]! };
-  }
-
   /**
    * N images in one pass: one prefill of the CFG pair, its cache repeated N times, then 2N rows
    * per step (image i's pair is rows 2i, 2i + 1), so the weights are read once per step for all.
    */
-  async runPlainBatch(req: BatchLoopRequest): Promise<BatchLoopResult> {
+  async runPlain(req: BatchLoopRequest): Promise<BatchLoopResult> {
     const V = this.spec.visualCount;
     const n = req.uniforms.length;
-    const codes = Array.from({ length: n }, () => codesWithKept(req));
-    // Rows complete in step for every image: one LoopProgress, whose row reports fan out.
-    const progress = new LoopProgress({ ...req, onRow: (_codes, count) => codes.forEach((c, i) => req.onRow?.(i, c, count)) });
+    const { progress, codes } = LoopProgress.ofImages(req);
     throwIfAborted(req.signal);
     const runner = this.runner;
     let logits = await runner.prefill([req.cond, req.uncond]);
@@ -74,8 +66,7 @@ export class CpuTokenLoop implements TokenLoop {
       runs++;
     }
     // Every CPU run hands its logits to JS.
-    const { codes: _first, ...counts } = progress.result(codes[0]!, { runs, prefillRuns: 1, readbacks: runs + 1, steadyStateAllocations: 0, graphCapture: false });
-    return { ...counts, codes };
+    return progress.imagesResult(codes, { runs, prefillRuns: 1, readbacks: runs + 1, steadyStateAllocations: 0, graphCapture: false });
   }
 
   runSjd(req: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult> {

@@ -109,13 +109,14 @@ export class SimpleAREngine implements Engine {
       negative: settings.negativePrompt,
       maxTokens: this.parts.maxPromptTokens ?? MAX_PROMPT_TOKENS,
     });
-    const batched = count > 1 && this.batches(settings);
+    // SJD's images accept different numbers of drafts per run: they cannot step together.
+    const batched = count > 1 && !settings.sjd;
     if (batched) this.checkBatchMemory(count, Math.max(prompts.cond.length, prompts.uncond.length) + side * side);
     if (this.spent) throw new SimpleARError('InvalidSettings', 'this engine makes one image only (oneShot; one request of several images counts as one); create another', {});
     if (this.parts.oneShot) this.spent = true;
     const run = this.queue.then(async () => {
       if (batched) return this.run(settings, count, prompts, kept, options);
-      // No batched path (SJD, or a loop without one): the images one after another, each its own pass.
+      // SJD: the images one after another, each its own pass.
       const results: GenerationResult[] = [];
       for (let i = 0; i < count; i++) {
         const [one] = await this.run({ ...settings, seed: imageSeed(settings.seed, i) }, 1, prompts, kept, options, count > 1 ? { index: i, count } : undefined);
@@ -125,11 +126,6 @@ export class SimpleAREngine implements Engine {
     });
     this.queue = run.catch(() => undefined);
     return run;
-  }
-
-  /** Whether several images of these settings can share one pass on this engine's loop. */
-  private batches(settings: GenerationSettings): boolean {
-    return !settings.sjd && this.parts.loop.runPlainBatch !== undefined;
   }
 
   /** Refuses a count whose 2N streams' KV cache (`slots` tokens each) would not fit. */
@@ -215,12 +211,13 @@ export class SimpleAREngine implements Engine {
     };
     const { loop: tokenLoop } = this.parts;
     let loop: BatchLoopResult;
-    if (count > 1) {
-      loop = await tokenLoop.runPlainBatch!({ ...request, uniforms: seeds.map((seed) => stepUniforms(seed, steps)), onRow });
-    } else {
+    if (settings.sjd) {
+      // One image per pass (generateImages runs SJD's images one after another).
       const one = { ...request, uniforms: stepUniforms(settings.seed, steps), onRow: (codes: Int32Array, done: number) => onRow(0, codes, done) };
-      const single = settings.sjd ? await tokenLoop.runSjd(one, { window: settings.sjd.window, uniforms: sjdUniforms(settings.seed) }) : await tokenLoop.runPlain(one);
+      const single = await tokenLoop.runSjd(one, { window: settings.sjd.window, uniforms: sjdUniforms(settings.seed) });
       loop = { ...single, codes: [single.codes] };
+    } else {
+      loop = await tokenLoop.runPlain({ ...request, uniforms: seeds.map((seed) => stepUniforms(seed, steps)), onRow });
     }
 
     throwIfAborted(signal);

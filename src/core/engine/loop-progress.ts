@@ -1,7 +1,7 @@
 // Progress and result of one token-loop run, the same for every backend and strategy: one row
 // report (onRow, with the codes) per completed latent row and at the end, step reports (onStep)
 // between rows that never go backwards, and the prefill and decode times of the result.
-import { firstSampledStep, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
+import { codesWithKept, firstSampledStep, type BatchLoopRequest, type BatchLoopResult, type TokenLoopRequest, type TokenLoopResult } from './token-loop.ts';
 
 /** What a loop counted: the result less the codes and times; acceptedPerRun is 1 unless given. */
 export type LoopCounts = Omit<TokenLoopResult, 'codes' | 'prefillMs' | 'decodeMs' | 'acceptedPerRun'> & { acceptedPerRun?: number };
@@ -49,6 +49,21 @@ export class LoopProgress {
   sampled(codes: Int32Array, count: number): void {
     if (this.completesRow(count)) this.row(codes, count);
     else this.step(count);
+  }
+
+  /**
+   * A pass of several images stepping together (rows complete for all of them at once): one
+   * progress whose row reports go to every image, with each image's codes, which it returns.
+   */
+  static ofImages(req: BatchLoopRequest): { progress: LoopProgress; codes: Int32Array[] } {
+    const codes = Array.from(req.uniforms, () => codesWithKept(req));
+    const progress = new LoopProgress({ ...req, onRow: (_first, count) => codes.forEach((c, i) => req.onRow?.(i, c, count)) });
+    return { progress, codes };
+  }
+
+  /** The result of a pass of several images (ofImages); the decode time ends now. */
+  imagesResult(codes: Int32Array[], counts: LoopCounts): BatchLoopResult {
+    return { ...this.result(codes[0]!, counts), codes };
   }
 
   /** The run's result; the decode time ends now. */

@@ -93,13 +93,8 @@ export interface BatchLoopResult extends Omit<TokenLoopResult, 'codes'> {
 }
 
 export interface TokenLoop {
-  /** One token per LM run. */
-  runPlain(request: TokenLoopRequest): Promise<TokenLoopResult>;
-  /**
-   * Several images in one pass, one token per image per LM run. Absent where the loop has no
-   * batched path: the engine then runs the images one after another.
-   */
-  runPlainBatch?(request: BatchLoopRequest): Promise<BatchLoopResult>;
+  /** One token per image per LM run, for the request's N ≥ 1 images in one pass. */
+  runPlain(request: BatchLoopRequest): Promise<BatchLoopResult>;
   /** Speculative Jacobi decoding (sjd-loop.ts): up to window + 1 tokens per LM run. */
   runSjd(request: TokenLoopRequest, sjd: SjdLoopOptions): Promise<TokenLoopResult>;
   dispose(): Promise<void>;

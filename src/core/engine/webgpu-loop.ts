@@ -8,7 +8,7 @@
 //    streams' lengths.
 // Per step: one session.run and one sampler dispatch; nothing is read back and nothing allocated.
 // The CPU reads the codes once per latent row (progress, preview) and at the end.
-// N images of one request (runPlainBatch) step as 2N rows, image i's pair at rows 2i, 2i + 1: the
+// N images of one request (runPlain) step as 2N rows, image i's pair at rows 2i, 2i + 1: the
 // prompts are prefilled once into the static pair, whose cache rows and logits are then copied
 // into every pair of a set of buffers allocated for that pass (sized for its request, released
 // after it); each step is one run of 2N rows (the weights read once for all images) and one
@@ -30,7 +30,6 @@ import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampli
 import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
 import {
-  codesWithKept,
   firstSampledStep,
   throwIfAborted,
   type BatchLoopRequest,
@@ -135,18 +134,12 @@ export class WebGpuTokenLoop implements TokenLoop {
     return this.sjd.run(this.sjdSampler, req, sjd);
   }
 
-  /** One image: the batch of one, on the pair's buffers (and a captured graph where there is one). */
-  async runPlain(req: TokenLoopRequest): Promise<TokenLoopResult> {
-    const { uniforms, onRow, ...rest } = req;
-    const batch = await this.runPlainBatch({ ...rest, uniforms: [uniforms], ...(onRow ? { onRow: (_image, codes, count) => onRow(codes, count) } : {}) });
-    return { ...batch, codes: batch.codes[0]! };
-  }
-
   /**
-   * N images in one pass of 2N rows (see the header). N > 1 allocates the pass's buffers (KV
-   * cache of 2N rows × the request's slots) and releases them when the pass ends, however it ends.
+   * N images in one pass of 2N rows (see the header). One image steps on the pair's buffers (and
+   * a captured graph where there is one); N > 1 allocates the pass's buffers (KV cache of 2N rows
+   * × the request's slots) and releases them when the pass ends, however it ends.
    */
-  async runPlainBatch(req: BatchLoopRequest): Promise<BatchLoopResult> {
+  async runPlain(req: BatchLoopRequest): Promise<BatchLoopResult> {
     const { options } = this;
     const n = req.uniforms.length;
     if (req.steps > options.maxSteps) throw new Error(`${req.steps} steps > ${options.maxSteps}`);
@@ -196,9 +189,7 @@ export class WebGpuTokenLoop implements TokenLoop {
     }
     device.queue.writeBuffer(buffers.state, 0, state);
 
-    const codes = Array.from({ length: n }, () => codesWithKept(req));
-    // Rows complete in step for every image: one LoopProgress, whose row reports fan out.
-    const progress = new LoopProgress({ ...req, onRow: (_codes, count) => codes.forEach((c, i) => req.onRow?.(i, c, count)) });
+    const { progress, codes } = LoopProgress.ofImages(req);
     throwIfAborted(req.signal);
     const prefillRuns = await this.prefill(req.cond, req.uncond, req);
     // prefill() returns once its runs are done on the GPU (its fences drain), so prefillMs is the
@@ -238,7 +229,7 @@ export class WebGpuTokenLoop implements TokenLoop {
     }
     await fences.drain();
     const dispatches = this.allocations.dispatches - dispatchesBefore;
-    const { codes: _first, ...counts } = progress.result(codes[0]!, {
+    return progress.imagesResult(codes, {
       runs,
       prefillRuns,
       readbacks,
@@ -246,7 +237,6 @@ export class WebGpuTokenLoop implements TokenLoop {
       graphCapture: pass.graphCapture,
       ...(runs > 0 ? { dispatchesPerStep: dispatches / runs } : {}),
     });
-    return { ...counts, codes };
   }
 
   /**
