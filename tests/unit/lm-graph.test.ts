@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import type { LmSpec } from '../../src/core/base/model-spec.ts';
 import { collectLmWeights, type LmWeightFormat } from '../../src/core/convert/lm-weights.ts';
 import { buildLmGraph, type KvCacheMode } from '../../src/core/model/lm-graph.ts';
-import { LmRunner, createKvCache, newEntrySlots, prefillSchedule, resizeKvCache, writeNewEntries } from '../../src/core/runtime/lm-runner.ts';
+import { LmRunner, createKvCache, newEntrySlots, prefillApart, prefillSchedule, resizeKvCache, writeNewEntries } from '../../src/core/runtime/lm-runner.ts';
 import { Qwen2Reference } from '../../src/core/model/reference.ts';
 import { memoryReader, randomCheckpoint } from '../helpers/random-model.ts';
 
@@ -352,6 +352,17 @@ describe("read-only KV cache (kvCache 'read-only': attention in MatMuls, new ent
     expect(newEntrySlots(first!.feeds)).toEqual([0, 0]); // padding included
     expect(rest.map((c) => newEntrySlots(c.feeds))).toEqual([[3, 2], [4, 2]]); // the short row parked at its length
     expect(newEntrySlots({ input_ids: new Int32Array(4), seqlens_k: Int32Array.of(9), total_sequence_length: 10, logits_index: new Int32Array(4), seq: 4, rows: 4 })).toEqual([6]);
+  });
+
+  it('prefillApart: each prompt on its own only where that takes fewer calls than the pair together', () => {
+    const ids = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+    // Together: one chunk of 31, then one call per remaining token of the longer prompt.
+    expect(prefillSchedule([ids(45), ids(40)], 31)).toHaveLength(15);
+    expect(prefillApart([ids(45), ids(40)], 31)).toBe(true); // 2 + 2 calls
+    expect(prefillApart([ids(20), ids(31)], 31)).toBe(false); // 1 call together, 2 apart
+    expect(prefillApart([ids(33), ids(5)], 31)).toBe(false); // 3 together, 3 apart: keep the pair's cache
+    expect(prefillApart([ids(34), ids(5)], 31)).toBe(true); // 4 together, 3 apart
+    expect(prefillApart([ids(100)], 31)).toBe(false); // one prompt is already chunked
   });
 
   it('writeNewEntries and resizeKvCache place slots in both layouts', () => {

@@ -20,12 +20,15 @@
 // page reload, wait minutes for queued work. The loop keeps about QUEUED_GPU_MS of runs queued
 // (webgpu-queue-fences.ts: a queue-done fence per run, no readback), which also tells it when
 // each step finished.
+// Prompts longer than one prefill chunk are prefilled stream by stream when that takes fewer runs
+// (prefillApart): each on a batch-1 cache of its own length, in chunks, then copied into its row
+// of the pair, since a batch of 2 can only take one token per run after its first chunk.
 // With graph capture (the session created with enableGraphCapture and a graph whose
 // total_sequence_length is fixed), every run has the same shapes and buffers: the prompts are fed
 // one token per row and run, like decode steps, and ORT replays the recorded dispatches.
 // Speculative Jacobi decoding is a different loop (webgpu-sjd.ts, runSjd), on buffers of its own.
 import type { LmSpec } from '../base/model-spec.ts';
-import { prefillSchedule } from '../runtime/lm-runner.ts';
+import { prefillApart, prefillSchedule } from '../runtime/lm-runner.ts';
 import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampling/sampler-wgsl.ts';
 import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
@@ -41,7 +44,7 @@ import {
 } from './token-loop.ts';
 import type { AllocationCounter } from './webgpu-device.ts';
 import { QueueFences } from './webgpu-queue-fences.ts';
-import { GpuResources, gpuBufferOf } from './webgpu-resources.ts';
+import { GpuResources, gpuBufferOf, inPlaceFetches, storageUsage } from './webgpu-resources.ts';
 import { StepBuffers, samplerStateLayout } from './webgpu-step-buffers.ts';
 import { WebGpuSjd } from './webgpu-sjd.ts';
 import { holdOrtBufferRegistrations } from './ort-capture-workaround.ts';
@@ -245,11 +248,12 @@ export class WebGpuTokenLoop implements TokenLoop {
    */
   private async prefill(cond: readonly number[], uncond: readonly number[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
     const { gpu, pair } = this;
+    // A captured session only takes decode-shaped calls: one token per row and call.
+    const captured = this.options.graphCapture ?? false;
+    if (!captured && prefillApart([cond, uncond], WEBGPU_PREFILL_CHUNK)) return this.prefillApart([cond, uncond], req);
     const fences = new QueueFences(this.device.queue);
     let shown = 0;
     const rowBytes = this.spec.visualCount * 4;
-    // A captured session only takes decode-shaped calls: one token per row and call.
-    const captured = this.options.graphCapture ?? false;
     const calls = prefillSchedule([cond, uncond], captured ? 1 : WEBGPU_PREFILL_CHUNK);
     let parked = -1;
     for (const [i, { feeds: f, final }] of calls.entries()) {
@@ -289,6 +293,65 @@ export class WebGpuTokenLoop implements TokenLoop {
     await fences.drain();
     req.onPrefillRun?.(calls.length, calls.length);
     return calls.length;
+  }
+
+  /**
+   * Each prompt on its own: chunks on a batch-1 cache as long as the longer prompt (allocated for
+   * this prefill), then its slots and last-token logits copied into its row of the pair. The
+   * queue orders each copy before the next prompt's runs reuse the cache.
+   */
+  private async prefillApart(prompts: readonly (readonly number[])[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
+    const { device, pair, spec, options } = this;
+    const schedules = prompts.map((p) => prefillSchedule([p], WEBGPU_PREFILL_CHUNK));
+    const total = schedules.reduce((n, s) => n + s.length, 0);
+    const slots = Math.max(...prompts.map((p) => p.length));
+    const slotBytes = spec.headDim * (options.activations === 'f16' ? 2 : 4);
+    const rowBytes = spec.visualCount * 4;
+    const gpu = new GpuResources(this.ort, device);
+    const fences = new QueueFences(device.queue);
+    let shown = 0;
+    try {
+      const cache = gpu.kvCache(spec, 1, slots, options.activations, 'prefill-');
+      const logits = gpu.buffer(rowBytes, storageUsage(), 'prefill-logits');
+      const fetches = inPlaceFetches(spec, cache, gpu.tensor(logits, 'float32', [1, 1, spec.visualCount]));
+      for (const [row, calls] of schedules.entries()) {
+        for (const { feeds: f } of calls) {
+          throwIfAborted(req.signal);
+          await this.session.run(
+            {
+              input_ids: gpu.cpuTensor(f.input_ids, [1, f.seq]),
+              seqlens_k: gpu.cpuTensor(f.seqlens_k, [1]),
+              total_sequence_length: gpu.cpuTensor(Int32Array.of(f.total_sequence_length), []),
+              logits_index: gpu.cpuTensor(f.logits_index, [1, f.rows]),
+              ...cache,
+            },
+            fetches,
+          );
+          const finished = await fences.mark();
+          if (finished > shown) {
+            shown = finished;
+            req.onPrefillRun?.(finished, total);
+          }
+        }
+        const length = prompts[row]!.length;
+        const encoder = device.createCommandEncoder({ label: 'prefill-to-pair' });
+        for (const [name, tensor] of Object.entries(cache)) {
+          const dst = gpuBufferOf(pair.cache[name]!);
+          for (let h = 0; h < spec.numKvHeads; h++) {
+            encoder.copyBufferToBuffer(gpuBufferOf(tensor), h * slots * slotBytes, dst, (row * spec.numKvHeads + h) * pair.capacity * slotBytes, length * slotBytes);
+          }
+        }
+        encoder.copyBufferToBuffer(logits, 0, pair.logits, row * rowBytes, rowBytes);
+        device.queue.submit([encoder.finish()]);
+      }
+      await fences.drain();
+    } finally {
+      // Runs return once queued: the prefill's buffers go once the GPU is done with them.
+      await device.queue.onSubmittedWorkDone();
+      gpu.destroy();
+    }
+    req.onPrefillRun?.(total, total);
+    return total;
   }
 
   /**
