@@ -308,6 +308,7 @@ describe('WebGPU engine in Chromium', () => {
         plain: await simplear.client.generate(greedy),
         sjd: await simplear.client.generate({ ...greedy, sjd: { window: 3 } }),
         batch: await simplear.client.generateImages({ ...greedy, count: 2 }),
+        again: await simplear.client.generate(greedy),
       }),
       greedy,
     );
@@ -332,8 +333,12 @@ describe('WebGPU engine in Chromium', () => {
     expect(Array.from(r.sjd.codes)).toEqual(Array.from(r.plain.codes));
     // A captured graph has the pair's shape: a batch steps its 4 rows on that session without
     // capture, one run per step for both images, and stays exact.
-    expect(r.batch[0]!.stats).toMatchObject({ graphCapture: false, imagesPerPass: 2, runs: 3 });
+    // That session, open now, also takes the prefill: both prompts in one chunk.
+    expect(r.batch[0]!.stats).toMatchObject({ graphCapture: false, imagesPerPass: 2, runs: 3, prefillRuns: 1 });
     for (const image of r.batch) expect(Array.from(image.codes)).toEqual(Array.from(r.plain.codes));
+    // The captured replay on the pair's buffers after the other session wrote them in its prefill.
+    expect(r.again.stats).toMatchObject({ graphCapture: true, runs: 3, prefillRuns: 1 });
+    expect(Array.from(r.again.codes)).toEqual(Array.from(r.plain.codes));
     session.console.assertClean();
   });
 });

@@ -25,7 +25,8 @@
 // of the pair, since a batch of 2 can only take one token per run after its first chunk.
 // With graph capture (the session created with enableGraphCapture and a graph whose
 // total_sequence_length is fixed), every run has the same shapes and buffers: the prompts are fed
-// one token per row and run, like decode steps, and ORT replays the recorded dispatches.
+// one token per row and run, like decode steps, and ORT replays the recorded dispatches; once SJD
+// or a batch has opened the session without capture, prefills run on it in chunks.
 // Speculative Jacobi decoding is a different loop (webgpu-sjd.ts, runSjd), on buffers of its own.
 import type { LmSpec } from '../base/model-spec.ts';
 import { prefillApart, prefillSchedule } from '../runtime/lm-runner.ts';
@@ -45,7 +46,7 @@ import {
 import type { AllocationCounter } from './webgpu-device.ts';
 import { QueueFences } from './webgpu-queue-fences.ts';
 import { GpuResources, gpuBufferOf, inPlaceFetches, storageUsage } from './webgpu-resources.ts';
-import { StepBuffers, samplerStateLayout } from './webgpu-step-buffers.ts';
+import { StepBuffers, copyCacheRow, samplerStateLayout } from './webgpu-step-buffers.ts';
 import { WebGpuSjd } from './webgpu-sjd.ts';
 import { holdOrtBufferRegistrations } from './ort-capture-workaround.ts';
 import { CpuSampler } from '../sampling/sampler.ts';
@@ -248,22 +249,24 @@ export class WebGpuTokenLoop implements TokenLoop {
    */
   private async prefill(cond: readonly number[], uncond: readonly number[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
     const { gpu, pair } = this;
-    // A captured session only takes decode-shaped calls: one token per row and call.
-    const captured = this.options.graphCapture ?? false;
-    if (!captured && prefillApart([cond, uncond], WEBGPU_PREFILL_CHUNK)) return this.prefillApart([cond, uncond], req);
+    // A captured session only takes decode-shaped calls, one token per row and call; a session
+    // without capture (the loop's own, or a capturing loop's once SJD or a batch opened it) takes
+    // chunks.
+    const anyShape = this.options.graphCapture ? this.uncaptured : this.session;
+    if (anyShape && prefillApart([cond, uncond], WEBGPU_PREFILL_CHUNK)) return this.prefillApart(anyShape, [cond, uncond], req);
     const fences = new QueueFences(this.device.queue);
     let shown = 0;
     const rowBytes = this.spec.visualCount * 4;
-    const calls = prefillSchedule([cond, uncond], captured ? 1 : WEBGPU_PREFILL_CHUNK);
+    const calls = prefillSchedule([cond, uncond], anyShape ? WEBGPU_PREFILL_CHUNK : 1);
     let parked = -1;
     for (const [i, { feeds: f, final }] of calls.entries()) {
       throwIfAborted(req.signal);
-      if (captured) {
+      if (!anyShape) {
         this.device.queue.writeBuffer(pair.inputIds, 0, Int32Array.from(f.input_ids));
         this.device.queue.writeBuffer(pair.seqlens, 0, Int32Array.from(f.seqlens_k));
         await this.session.run(pair.decodeFeeds, pair.fetches);
       } else {
-        await this.session.run(
+        await anyShape.run(
           {
             input_ids: gpu.cpuTensor(f.input_ids, [2, f.seq]),
             seqlens_k: gpu.cpuTensor(f.seqlens_k, [2]),
@@ -300,12 +303,12 @@ export class WebGpuTokenLoop implements TokenLoop {
    * this prefill), then its slots and last-token logits copied into its row of the pair. The
    * queue orders each copy before the next prompt's runs reuse the cache.
    */
-  private async prefillApart(prompts: readonly (readonly number[])[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
+  private async prefillApart(session: InferenceSession, prompts: readonly (readonly number[])[], req: Pick<TokenLoopRequest, 'signal' | 'onPrefillRun'>): Promise<number> {
     const { device, pair, spec, options } = this;
     const schedules = prompts.map((p) => prefillSchedule([p], WEBGPU_PREFILL_CHUNK));
     const total = schedules.reduce((n, s) => n + s.length, 0);
     const slots = Math.max(...prompts.map((p) => p.length));
-    const slotBytes = spec.headDim * (options.activations === 'f16' ? 2 : 4);
+    const bytesPerValue = options.activations === 'f16' ? 2 : 4;
     const rowBytes = spec.visualCount * 4;
     const gpu = new GpuResources(this.ort, device);
     const fences = new QueueFences(device.queue);
@@ -317,7 +320,7 @@ export class WebGpuTokenLoop implements TokenLoop {
       for (const [row, calls] of schedules.entries()) {
         for (const { feeds: f } of calls) {
           throwIfAborted(req.signal);
-          await this.session.run(
+          await session.run(
             {
               input_ids: gpu.cpuTensor(f.input_ids, [1, f.seq]),
               seqlens_k: gpu.cpuTensor(f.seqlens_k, [1]),
@@ -333,14 +336,8 @@ export class WebGpuTokenLoop implements TokenLoop {
             req.onPrefillRun?.(finished, total);
           }
         }
-        const length = prompts[row]!.length;
         const encoder = device.createCommandEncoder({ label: 'prefill-to-pair' });
-        for (const [name, tensor] of Object.entries(cache)) {
-          const dst = gpuBufferOf(pair.cache[name]!);
-          for (let h = 0; h < spec.numKvHeads; h++) {
-            encoder.copyBufferToBuffer(gpuBufferOf(tensor), h * slots * slotBytes, dst, (row * spec.numKvHeads + h) * pair.capacity * slotBytes, length * slotBytes);
-          }
-        }
+        copyCacheRow(encoder, spec, { cache, capacity: slots }, 0, pair, row, prompts[row]!.length, bytesPerValue);
         encoder.copyBufferToBuffer(logits, 0, pair.logits, row * rowBytes, rowBytes);
         device.queue.submit([encoder.finish()]);
       }

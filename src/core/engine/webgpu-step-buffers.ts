@@ -89,22 +89,10 @@ export class StepBuffers {
   /**
    * Every image starts where the prefilled pair `from` stands: its rows' first `slots` cache slots
    * and its last-token logits, copied into each image's pair, in one submit on the GPU.
-   * Copies go head by head, since the two caches may differ in capacity.
    */
   seedFrom(device: GPUDevice, from: StepBuffers, slots: number, bytesPerValue: number): void {
-    const { numKvHeads: kvH, headDim } = this.spec;
-    const slotBytes = headDim * bytesPerValue;
     const encoder = device.createCommandEncoder({ label: 'seed-batch' });
-    for (const [name, tensor] of Object.entries(from.cache)) {
-      const src = gpuBufferOf(tensor);
-      const dst = gpuBufferOf(this.cache[name]!);
-      for (let row = 0; row < this.rows; row++) {
-        for (let h = 0; h < kvH; h++) {
-          const srcAt = ((row % 2) * kvH + h) * from.capacity * slotBytes;
-          encoder.copyBufferToBuffer(src, srcAt, dst, (row * kvH + h) * this.capacity * slotBytes, slots * slotBytes);
-        }
-      }
-    }
+    for (let row = 0; row < this.rows; row++) copyCacheRow(encoder, this.spec, from, row % 2, this, row, slots, bytesPerValue);
     const pairBytes = 2 * this.spec.visualCount * 4;
     for (let i = 0; i < this.images; i++) encoder.copyBufferToBuffer(from.logits, 0, this.logits, i * pairBytes, pairBytes);
     device.queue.submit([encoder.finish()]);
@@ -126,5 +114,27 @@ export class StepBuffers {
     });
     const off = counters.findIndex((c) => c !== count);
     if (off >= 0) throw new Error(`sampler out of step: ${counters[off]} codes of image ${off} on the GPU, expected ${count}`);
+  }
+}
+
+/** A KV cache on the GPU: per layer and K/V, [rows, kvH, capacity, hd]. */
+export interface GpuKvCache {
+  cache: Record<string, Tensor>;
+  capacity: number;
+}
+
+/**
+ * Records the copy of row `fromRow`'s first `slots` cache slots of `from` into row `toRow` of
+ * `to`, every layer and K/V, head by head (the two caches may differ in capacity).
+ */
+export function copyCacheRow(encoder: GPUCommandEncoder, spec: LmSpec, from: GpuKvCache, fromRow: number, to: GpuKvCache, toRow: number, slots: number, bytesPerValue: number): void {
+  const { numKvHeads: kvH, headDim } = spec;
+  const slotBytes = headDim * bytesPerValue;
+  for (const [name, tensor] of Object.entries(from.cache)) {
+    const src = gpuBufferOf(tensor);
+    const dst = gpuBufferOf(to.cache[name]!);
+    for (let h = 0; h < kvH; h++) {
+      encoder.copyBufferToBuffer(src, (fromRow * kvH + h) * from.capacity * slotBytes, dst, (toRow * kvH + h) * to.capacity * slotBytes, slots * slotBytes);
+    }
   }
 }
