@@ -132,7 +132,7 @@ describe('PWA', () => {
       // Start a generation, click Reload while it runs: the page must not reload under it.
       await page.evaluate(() => {
         (window as unknown as { marker: boolean }).marker = true;
-        void simplear.client.generate({ prompt: 'a tree', size: 128, seed: 5 }).then(() => sessionStorage.setItem('generated', String(Date.now())));
+        void simplear.client.generate({ prompt: 'a tree', size: 64, seed: 5 }).then(() => sessionStorage.setItem('generated', String(Date.now())));
       });
       await page.waitForFunction(() => document.querySelector('.update-prompt') !== null);
       const reloaded = page.waitForEvent('load', { timeout: 240_000 });

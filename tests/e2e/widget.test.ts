@@ -70,7 +70,8 @@ function edit(text: string, from: string, to: string): string {
   return text.replaceAll(from, to);
 }
 
-const SIZE = 64;
+// 48 px = 3 latent rows of 3 codes: room to keep rows and redraw below them, at 9 steps an image.
+const SIZE = 48;
 // SwiftShader has no shader-f16: the tiny model runs in f32 (as in engine-webgpu.test.ts).
 const TINY_OPTIONS = `defaults: { size: ${SIZE} }, maxSize: 128, weights: 'f32', decoder: 'f32'`;
 
@@ -270,7 +271,7 @@ describe('widget in a cross-site iframe', () => {
       const pair = await unlessProblems(
         watch,
         page.evaluate(
-          async ({ model, vq }) => {
+          async ({ model, vq, size }) => {
             const w = window as unknown as Shared & { pngBytes: (png: Blob) => Promise<number[]> };
             // The raw protocol as well as the library's view of it.
             w.log = [];
@@ -278,7 +279,7 @@ describe('widget in a cross-site iframe', () => {
               if (data?.type === 'simplear:result') w.log.push({ type: data.type, id: data.id, index: data.index, count: data.count, seed: data.seed });
               else if (data?.type === 'simplear:progress' && data.image !== undefined) w.log.push({ type: data.type, id: data.id, image: data.image, count: data.count });
             });
-            w.widget = w.embedModule.mount(document.getElementById('slot')!, { model, vq, defaults: { size: 64 }, maxSize: 128, weights: 'f32', decoder: 'f32' });
+            w.widget = w.embedModule.mount(document.getElementById('slot')!, { model, vq, defaults: { size }, maxSize: 128, weights: 'f32', decoder: 'f32' });
             const capabilities = await w.widget.ready;
             const arrived: number[] = [];
             const images = await w.widget.generate({ prompt: 'a tree', seed: 11, count: 2 }, { onImage: (image) => arrived.push(image.index) });
@@ -291,7 +292,7 @@ describe('widget in a cross-site iframe', () => {
               log: w.log,
             };
           },
-          { model: modelUrl, vq: vqUrl },
+          { model: modelUrl, vq: vqUrl, size: SIZE },
         ),
       );
       step('model loaded, 2 images');
