@@ -29,9 +29,9 @@
 // or a batch has opened the session without capture, prefills run on it in chunks.
 // Speculative Jacobi decoding is a different loop (webgpu-sjd.ts, runSjd), on buffers of its own.
 import type { LmSpec } from '../base/model-spec.ts';
-import { prefillApart, prefillSchedule } from '../runtime/lm-runner.ts';
+import { prefillApart, prefillSchedule, type StepFeeds } from '../runtime/lm-runner.ts';
 import { SAMPLER_WGSL, packSamplerParams, SAMPLER_PARAMS_BYTES } from '../sampling/sampler-wgsl.ts';
-import type { InferenceSession, OrtModule } from '../base/ort.ts';
+import type { InferenceSession, OrtModule, Tensor } from '../base/ort.ts';
 import { LoopProgress } from './loop-progress.ts';
 import {
   firstSampledStep,
@@ -254,10 +254,10 @@ export class WebGpuTokenLoop implements TokenLoop {
     // chunks.
     const anyShape = this.options.graphCapture ? this.uncaptured : this.session;
     if (anyShape && prefillApart([cond, uncond], WEBGPU_PREFILL_CHUNK)) return this.prefillApart(anyShape, [cond, uncond], req);
-    const fences = new QueueFences(this.device.queue);
-    let shown = 0;
     const rowBytes = this.spec.visualCount * 4;
     const calls = prefillSchedule([cond, uncond], anyShape ? WEBGPU_PREFILL_CHUNK : 1);
+    const fences = new QueueFences(this.device.queue);
+    const ran = prefillRunReporter(fences, calls.length, req);
     let parked = -1;
     for (const [i, { feeds: f, final }] of calls.entries()) {
       throwIfAborted(req.signal);
@@ -266,16 +266,7 @@ export class WebGpuTokenLoop implements TokenLoop {
         this.device.queue.writeBuffer(pair.seqlens, 0, Int32Array.from(f.seqlens_k));
         await this.session.run(pair.decodeFeeds, pair.fetches);
       } else {
-        await anyShape.run(
-          {
-            input_ids: gpu.cpuTensor(f.input_ids, [2, f.seq]),
-            seqlens_k: gpu.cpuTensor(f.seqlens_k, [2]),
-            total_sequence_length: gpu.cpuTensor(Int32Array.of(f.total_sequence_length), []),
-            logits_index: gpu.cpuTensor(f.logits_index, [2, f.rows]),
-            ...pair.cache,
-          },
-          pair.fetches,
-        );
+        await anyShape.run(this.chunkFeeds(f, 2, pair.cache), pair.fetches);
       }
       // The shorter prompt ends before the last call, whose run overwrites its logits row: park
       // that row in the sampler's scratch (free until sampling) and put it back at the end.
@@ -286,11 +277,7 @@ export class WebGpuTokenLoop implements TokenLoop {
           gpu.copy(pair.logits, row * rowBytes, pair.scratch, 0, rowBytes);
         }
       });
-      const finished = await fences.mark();
-      if (finished > shown) {
-        shown = finished;
-        req.onPrefillRun?.(finished, calls.length);
-      }
+      await ran();
     }
     if (parked >= 0) gpu.copy(pair.scratch, 0, pair.logits, parked * rowBytes, rowBytes);
     await fences.drain();
@@ -312,7 +299,7 @@ export class WebGpuTokenLoop implements TokenLoop {
     const rowBytes = spec.visualCount * 4;
     const gpu = new GpuResources(this.ort, device);
     const fences = new QueueFences(device.queue);
-    let shown = 0;
+    const ran = prefillRunReporter(fences, total, req);
     try {
       const cache = gpu.kvCache(spec, 1, slots, options.activations, 'prefill-');
       const logits = gpu.buffer(rowBytes, storageUsage(), 'prefill-logits');
@@ -320,21 +307,8 @@ export class WebGpuTokenLoop implements TokenLoop {
       for (const [row, calls] of schedules.entries()) {
         for (const { feeds: f } of calls) {
           throwIfAborted(req.signal);
-          await session.run(
-            {
-              input_ids: gpu.cpuTensor(f.input_ids, [1, f.seq]),
-              seqlens_k: gpu.cpuTensor(f.seqlens_k, [1]),
-              total_sequence_length: gpu.cpuTensor(Int32Array.of(f.total_sequence_length), []),
-              logits_index: gpu.cpuTensor(f.logits_index, [1, f.rows]),
-              ...cache,
-            },
-            fetches,
-          );
-          const finished = await fences.mark();
-          if (finished > shown) {
-            shown = finished;
-            req.onPrefillRun?.(finished, total);
-          }
+          await session.run(this.chunkFeeds(f, 1, cache), fetches);
+          await ran();
         }
         const encoder = device.createCommandEncoder({ label: 'prefill-to-pair' });
         copyCacheRow(encoder, spec, { cache, capacity: slots }, 0, pair, row, prompts[row]!.length, bytesPerValue);
@@ -349,6 +323,18 @@ export class WebGpuTokenLoop implements TokenLoop {
     }
     req.onPrefillRun?.(total, total);
     return total;
+  }
+
+  /** One prefill call's feeds, `batch` rows over `cache`; the ids and lengths as CPU tensors (ORT uploads them). */
+  private chunkFeeds(f: StepFeeds, batch: number, cache: Record<string, Tensor>): Record<string, Tensor> {
+    const { gpu } = this;
+    return {
+      input_ids: gpu.cpuTensor(f.input_ids, [batch, f.seq]),
+      seqlens_k: gpu.cpuTensor(f.seqlens_k, [batch]),
+      total_sequence_length: gpu.cpuTensor(Int32Array.of(f.total_sequence_length), []),
+      logits_index: gpu.cpuTensor(f.logits_index, [batch, f.rows]),
+      ...cache,
+    };
   }
 
   /**
@@ -393,4 +379,19 @@ export class WebGpuTokenLoop implements TokenLoop {
     this.gpu.destroy();
     this.sjd?.destroy();
   }
+}
+
+/**
+ * After each queued prefill run: waits on the fences (webgpu-queue-fences.ts) and reports the
+ * runs the GPU has finished out of `total`, never going backwards.
+ */
+function prefillRunReporter(fences: QueueFences, total: number, req: Pick<TokenLoopRequest, 'onPrefillRun'>): () => Promise<void> {
+  let shown = 0;
+  return async () => {
+    const finished = await fences.mark();
+    if (finished > shown) {
+      shown = finished;
+      req.onPrefillRun?.(finished, total);
+    }
+  };
 }
