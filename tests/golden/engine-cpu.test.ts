@@ -37,6 +37,34 @@ describe('engine on the CPU (onnxruntime-node)', () => {
     });
   }
 
+  it('releaseWeights: each part of the model is emptied once its session holds it; the engine still gives the reference tokens and the model makes no second engine', async () => {
+    const ref = goldenGreedy('tiny-simplear');
+    const model = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32');
+    const engine = await createCpuEngine(ort, model, { maxLatentSide: 8, releaseWeights: true });
+    expect(model.lmWeights.size).toBe(0);
+    expect(model.decoderWeights.size).toBe(0);
+    const side = Math.sqrt(ref.greedy.steps);
+    const result = await engine.generate({ prompt: ref.prompt, size: side * 16, temperature: 0, seed: 1 });
+    expect(Array.from(result.codes)).toEqual(ref.greedy.codes);
+    expect(result.rgba.length).toBe(side * 16 * side * 16 * 4);
+    await engine.dispose();
+    await expect(createCpuEngine(ort, model, { maxLatentSide: 8 })).rejects.toMatchObject({ code: 'InvalidSettings', message: expect.stringMatching(/load the model again/) });
+
+    // f16 decoder activations keep the decoder's weights for their f32 rerun; a one-shot engine
+    // lets them go when it opens the decoder, after the tokens.
+    const f16 = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32');
+    const keeps = await createCpuEngine(ort, f16, { maxLatentSide: 8, releaseWeights: true, decoderActivations: 'f16' });
+    expect(f16.lmWeights.size).toBe(0);
+    expect(f16.decoderWeights.size).toBeGreaterThan(0);
+    await keeps.dispose();
+    const once = await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32');
+    const oneShot = await createCpuEngine(ort, once, { maxLatentSide: 8, releaseWeights: true, oneShot: true });
+    expect(once.decoderWeights.size).toBeGreaterThan(0);
+    expect(Array.from((await oneShot.generate({ prompt: ref.prompt, size: side * 16, temperature: 0, seed: 1 })).codes)).toEqual(ref.greedy.codes);
+    expect(once.decoderWeights.size).toBe(0);
+    await oneShot.dispose();
+  });
+
   it('progress moves with every step when asked (progressIntervalMs 0): done counts up one by one, codes once per row', async () => {
     const engine = await createCpuEngine(ort, await loadFixtureModel('tiny-simplear', 'tiny-cosmos', 'f32'), { maxLatentSide: 4 });
     const progress: GenerationProgress[] = [];

@@ -108,7 +108,7 @@ const LABELS: Record<keyof FullFigures, string> = {
   nodeConvertS: 'Node CLI convert (q4), s',
   nodeConvertPeakRssGB: 'Node CLI convert peak RSS, GB',
   browserPrepareS: 'Chromium first visit (download + convert + store), s',
-  browserPeakMemGB: "Chromium's processes, peak RSS summed, GB",
+  browserPeakMemGB: "Chromium's processes, peak PSS summed, GB",
   storageAfterGB: 'storage used after preparing (estimate()), GB',
   storagePeakGB: 'storage used at the peak while preparing, GB',
   reloadReadyS: 'wasm reload-to-ready, s',

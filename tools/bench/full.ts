@@ -8,7 +8,7 @@
 //     folder, removed at the end; --quick: 2 layers);
 //  2. the Node CLI's q4 convert of it (GNU time: wall, peak RSS);
 //  3. tools/bench/reload.ts in a child process (its own CLI: Node CLI load of the bundle, and per
-//     backend prepare / reload / fresh-browser load through the page with Chromium's RSS peak);
+//     backend prepare / reload / fresh-browser load through the page with Chromium's memory peak);
 //  4. a Chromium profile without WebGPU: first visit through the page's client API from a local
 //     server of the original files (phases, storage estimate at the peak and after, the request
 //     log's bytes over the files' bytes), then a 1024² image on wasm (--image-steps decode steps,
@@ -18,7 +18,7 @@
 //     32² image (4 tokens: the prefill, then 3 decode steps) for ms per step and dispatches;
 //  6. the CLI's `generate --size 1024` (GNU time: wall, peak RSS; its own tokens/s and decoder
 //     time).
-// Chromium's processes are sampled from /proc every 250 ms (summed RSS, proc-memory.ts) during 4 and 5.
+// Chromium's processes are sampled from /proc every 250 ms (summed PSS, and RSS beside it: proc-memory.ts) during 4 and 5.
 // Needs `npm run build` first (the page from dist/). Prints a table and a JSON summary last.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -83,8 +83,12 @@ function run(cmd: string[], label: string): Promise<string> {
 
 const cli = (argv: string[]) => [process.execPath, '--import', 'tsx', 'src/cli/main.ts', ...argv];
 
-/** The peak summed RSS of Chromium's processes since the last call, GB. */
-const peakGB = (memory: MemorySampler): number => memory.take().total / 1e9;
+/** The peak summed PSS of Chromium's processes since the last call, GB (their summed RSS's peak goes to the details). */
+function peakGB(memory: MemorySampler): number {
+  const m = memory.take();
+  details.browserPeakRssSumGB = round(Math.max(Number(details.browserPeakRssSumGB ?? 0), m.rssTotal / 1e9));
+  return m.total / 1e9;
+}
 
 // ---- the page ----------------------------------------------------------------------------------
 
@@ -220,7 +224,10 @@ async function wasmPart(appUrl: string, ckpt: string, memory: MemorySampler): Pr
       new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the page's decoder gave no result in ${limitS} s`)), limitS * 1000))),
       ]).finally(() => clearTimeout(timer))) as number;
       figures.decoder1024BrowserS = round(decodeS, 1);
-      log(`wasm: decoder ${figures.decoder1024BrowserS} s`);
+      // A whole generation ends with this decode: its memory counts.
+      const decodeMem = peakGB(memory);
+      figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, decodeMem));
+      log(`wasm: decoder ${figures.decoder1024BrowserS} s, Chromium peak ${round(decodeMem)} GB`);
     } else {
       log('wasm: this build of the page has no client.decode: the decoder in the page is not measured');
     }

@@ -14,7 +14,7 @@
 // then the page is reloaded and the model prepared again, from storage (the server's log must
 // show no request), then (WebGPU; --skip-fresh to skip) the browser is closed and started again
 // on the same profile and the model loaded once more. Each phase reports its wall time, the
-// worker's own breakdown (LoadTimings) and the peak of the summed RSS of Chromium's processes
+// worker's own breakdown (LoadTimings) and the peak of the summed PSS of Chromium's processes
 // (this process's descendants, sampled every 250 ms from /proc: proc-memory.ts). The Node figure (nodeLoadS) is
 // `simplear generate`'s load: open the bundle, read it, create the CPU engine on onnxruntime-node,
 // in a child process of its own.
@@ -104,8 +104,11 @@ interface PhaseResult {
   fromCache: boolean;
   backend: string;
   requests: number;
+  /** Chromium's processes' summed PSS at its peak (proc-memory.ts), GB. */
   peakMemGB: number;
-  /** At the peak, by Chromium process type (renderer, gpu-process, …), GB. */
+  /** Their summed RSS at its own peak (shared pages counted in each process), GB. */
+  peakRssSumGB: number;
+  /** The PSS at its peak, by Chromium process type (renderer, gpu-process, …), GB. */
   peakMemByType: Record<string, number>;
 }
 
@@ -153,9 +156,10 @@ async function benchBackend(backend: 'wasm' | 'webgpu', appUrl: string, files: {
       backend: r.info.backend,
       requests: files.requests.length - before,
       peakMemGB: round(mem.total / 1e9, 2),
+      peakRssSumGB: round(mem.rssTotal / 1e9, 2),
       peakMemByType: mem.byType,
     };
-    console.log(`${backend} ${name}: ${wallS} s, ${out[name]!.requests} requests, peak ${out[name]!.peakMemGB} GB ${JSON.stringify(mem.byType)}, ${JSON.stringify(r.info.timings ?? {})} phases ${JSON.stringify(r.phases)}`);
+    console.log(`${backend} ${name}: ${wallS} s, ${out[name]!.requests} requests, peak ${out[name]!.peakMemGB} GB PSS (RSS summed ${out[name]!.peakRssSumGB}) ${JSON.stringify(mem.byType)}, ${JSON.stringify(r.info.timings ?? {})} phases ${JSON.stringify(r.phases)}`);
   };
   try {
     let page = context.pages()[0] ?? (await context.newPage());

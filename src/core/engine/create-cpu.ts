@@ -2,7 +2,7 @@
 // wasm EP of onnxruntime-web (browsers without WebGPU).
 import { CpuTokenLoop } from './cpu-loop.ts';
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine, type BatchMemory } from './engine.ts';
-import type { Activations, EngineModel } from '../runtime/model.ts';
+import { checkWeightsHeld, releaseWeights, type Activations, type EngineModel, type WeightRelease } from '../runtime/model.ts';
 import { cpuLmGraphChoices, createLmSession } from '../runtime/cpu-lm-session.ts';
 import { DecoderRunner } from '../runtime/decoder-runner.ts';
 import type { ModelFiles } from '../runtime/model-files.ts';
@@ -10,7 +10,7 @@ import type { InferenceSession, OrtModule } from '../base/ort.ts';
 import type { NamedTensor } from '../base/model-spec.ts';
 import type { KvCacheMode } from '../model/lm-graph.ts';
 
-export interface CpuEngineOptions {
+export interface CpuEngineOptions extends WeightRelease {
   backend?: 'cpu' | 'wasm';
   maxPromptTokens?: number;
   maxLatentSide?: number;
@@ -23,7 +23,7 @@ export interface CpuEngineOptions {
   /** VQ decoder activations. Default f32; f16 checks them and reruns in f32 on an overflow. */
   decoderActivations?: Activations;
   /** Largest decoder activation (bytes) before it decodes in bands of rows; 0 = whole.
-   * Default CPU_DECODER_BAND_BYTES. */
+   * Default CPU_DECODER_BAND_BYTES (onnxruntime-node), WASM_DECODER_BAND_BYTES (the wasm EP). */
   decoderBandBytes?: number;
   /**
    * One image only (the CLI): the LM's session is released before the decoder's is opened, so
@@ -93,6 +93,15 @@ function isQuantized(lmWeights: ReadonlyMap<string, NamedTensor>): boolean {
  */
 export const CPU_DECODER_BAND_BYTES = 0;
 
+/**
+ * The same budget on the wasm EP (the page without WebGPU): bands of 32 MiB. Its heap never gives
+ * memory back, so a whole 1024² decode would leave it gigabytes larger for the rest of the page's
+ * life; and in bands it is faster there too (onnxruntime-web's wasm EP in Node, one thread,
+ * full-width decoder: 512² whole 50.8 s, in 32 MiB bands 27.9 s; 1024² in bands 92 s with the
+ * heap at 444 MB, whole ≈ 1 GB more).
+ */
+export const WASM_DECODER_BAND_BYTES = 32 * 2 ** 20;
+
 export async function createCpuEngine(ort: OrtModule, model: EngineModel, options: CpuEngineOptions = {}): Promise<SimpleAREngine> {
   const backend = options.backend ?? 'cpu';
   const maxPromptTokens = options.maxPromptTokens ?? MAX_PROMPT_TOKENS;
@@ -107,17 +116,23 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
   const activations = options.activations ?? 'f32';
   const accuracyLevel = options.accuracyLevel ?? cpuAccuracyLevel(model.lmWeights, backend);
   const kvCache = options.kvCache ?? CPU_KV_CACHE;
+  checkWeightsHeld(model);
   const lm = await createLmSession(ort, model, activations, capacity, { accuracyLevel, kvCache, ...cpuLmGraphChoices(backend) }, sessionOptions, options.files);
+  if (options.releaseWeights) releaseWeights(model.lmWeights);
   // The closure holds the decoder's part of the model only: the LM weights can go once the LM's
   // session has them.
   const { decoder: decoderSpec, decoderWeights } = model;
-  const openDecoder = () =>
-    DecoderRunner.create(ort, decoderSpec, decoderWeights, {
+  const bandBytes = options.decoderBandBytes ?? (backend === 'wasm' ? WASM_DECODER_BAND_BYTES : CPU_DECODER_BAND_BYTES);
+  const openDecoder = async () => {
+    const runner = await DecoderRunner.create(ort, decoderSpec, decoderWeights, {
       activations: options.decoderActivations === 'f16' ? 'float16' : 'float32',
       session: sessionOptions,
       ...(options.files ? { files: options.files } : {}),
-      ...((options.decoderBandBytes ?? CPU_DECODER_BAND_BYTES) > 0 ? { maxActivationBytes: options.decoderBandBytes ?? CPU_DECODER_BAND_BYTES, maxSide: maxLatentSide } : {}),
+      ...(bandBytes > 0 ? { maxActivationBytes: bandBytes, maxSide: maxLatentSide } : {}),
     });
+    if (options.releaseWeights && !runner.holdsWeights) releaseWeights(decoderWeights);
+    return runner;
+  };
   const decoder = options.oneShot ? openDecoder : await openDecoder();
   // `capacity` is the most the cache may grow to: it holds only what the generation has reached
   // (attention reads all of it, and the wasm EP copies it in every run). An in-place cache (an

@@ -1,13 +1,13 @@
 // An engine on ONNX Runtime Web's native WebGPU EP with the GPU-resident token loop.
 import { MAX_LATENT_SIDE, MAX_PROMPT_TOKENS, SimpleAREngine, type BatchMemory } from './engine.ts';
 import type { LmSpec } from '../base/model-spec.ts';
-import { lmGraphBytes, type Activations, type EngineModel } from '../runtime/model.ts';
+import { checkWeightsHeld, lmGraphBytes, releaseWeights, type Activations, type EngineModel, type WeightRelease } from '../runtime/model.ts';
 import { DecoderRunner } from '../runtime/decoder-runner.ts';
 import type { OrtModule } from '../base/ort.ts';
 import type { EngineDevice } from './webgpu-device.ts';
 import { WebGpuTokenLoop } from './webgpu-loop.ts';
 
-export interface WebGpuEngineOptions {
+export interface WebGpuEngineOptions extends WeightRelease {
   /** f16 where the adapter has shader-f16, else f32. */
   activations?: Activations;
   maxPromptTokens?: number;
@@ -61,6 +61,7 @@ export async function createWebGpuEngine(
   model: EngineModel,
   options: WebGpuEngineOptions = {},
 ): Promise<SimpleAREngine> {
+  checkWeightsHeld(model);
   const activations = options.activations ?? (gpu.shaderF16 ? 'f16' : 'f32');
   const maxPromptTokens = options.maxPromptTokens ?? MAX_PROMPT_TOKENS;
   const maxLatentSide = options.maxLatentSide ?? MAX_LATENT_SIDE;
@@ -81,7 +82,9 @@ export async function createWebGpuEngine(
     const session = graphCapture
       ? await ort.InferenceSession.create(lmGraphBytes(model, activations, capacity, { graphCapture }), { ...sessionOptions, enableGraphCapture: true })
       : await openPlain();
-    return new WebGpuTokenLoop(ort, gpu.device, session, model.lm, gpu.allocations, { ...loopOptions, graphCapture, openUncapturedSession: openPlain }).init();
+    // Only a capturing loop opens a second session (for SJD and batches), so only it keeps the
+    // model's weights in memory for that; otherwise they can go once the sessions have them.
+    return new WebGpuTokenLoop(ort, gpu.device, session, model.lm, gpu.allocations, { ...loopOptions, graphCapture, ...(graphCapture ? { openUncapturedSession: openPlain } : {}) }).init();
   };
   // Graph capture when ORT manages it here (its first runs are checked); otherwise, or when it
   // fails, the same loop on a session without it. Only with a quantized head: the plain head's
@@ -95,6 +98,7 @@ export async function createWebGpuEngine(
     }
   }
   loop ??= await openLoop(false);
+  if (options.releaseWeights && !loop.captured) releaseWeights(model.lmWeights);
   // f16 decodes check their activations and rerun in f32 when they overflow; a largest size whose
   // activations exceed one GPU buffer decodes in bands of rows (decoder-runner.ts).
   const decoder = await DecoderRunner.create(ort, model.decoder, model.decoderWeights, {
@@ -103,6 +107,7 @@ export async function createWebGpuEngine(
     maxActivationBytes: Math.min(gpu.device.limits.maxStorageBufferBindingSize, gpu.device.limits.maxBufferSize),
     maxSide: maxLatentSide,
   });
+  if (options.releaseWeights && !decoder.holdsWeights) releaseWeights(model.decoderWeights);
   // Session creation queues the weight uploads: ready means they are on the GPU.
   await gpu.device.queue.onSubmittedWorkDone();
   return new SimpleAREngine({

@@ -119,6 +119,11 @@ export class WebGpuTokenLoop implements TokenLoop {
     return this;
   }
 
+  /** Whether its session replays a captured graph (and so opens a second one for SJD and batches). */
+  get captured(): boolean {
+    return this.options.graphCapture === true;
+  }
+
   /** A session the loop may run any shape on: its own, or (capturing) the one without capture, opened once. */
   private async anyShapeSession(): Promise<InferenceSession> {
     if (!this.options.graphCapture) return this.session;

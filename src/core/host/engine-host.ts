@@ -133,7 +133,8 @@ export class EngineHost implements EngineApi {
     await this.#engine?.dispose();
     this.#engine = undefined;
     this.#loadedModelId = undefined;
-    const sizes = { maxLatentSide: options.maxLatentSide };
+    // The model was read for this engine alone: each part's weights go once its session holds them.
+    const sizes = { maxLatentSide: options.maxLatentSide, releaseWeights: true };
     const capture = options.graphCapture === undefined ? {} : { graphCapture: options.graphCapture };
     let activations: 'f16' | 'f32' = 'f32';
     const parts: Pick<LoadTimings, 'sessions' | 'runsMs'> = { sessions: [], runsMs: 0 };

@@ -140,6 +140,11 @@ export class DecoderRunner {
     return new DecoderRunner(ort, open, pipeline, spec, keep, options.session, activations, bandBytes, external);
   }
 
+  /** Whether it keeps the weights it was made from (for the f32 rerun of an f16 decode). */
+  get holdsWeights(): boolean {
+    return this.weights !== undefined;
+  }
+
   /** Decodes an h×w grid of codes (row-major, each 0..codebookSize-1) to an image of 16h×16w. */
   async decode(codes: ArrayLike<number>, h: number, w: number): Promise<DecodedImage> {
     if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1 || codes.length !== h * w) {

@@ -1,5 +1,6 @@
 // Everything an engine needs from a model, whatever it was loaded from (a converted bundle, or
 // the original checkpoints converted in memory): specs, tokenizer and the converted weights.
+import { SimpleARError } from '../base/errors.ts';
 import type { LmSpec, NamedTensor } from '../base/model-spec.ts';
 import type { TextTokenizer } from '../formats/tokenizer.ts';
 import type { GenerationSettings } from '../formats/model-config.ts';
@@ -24,6 +25,27 @@ export interface EngineModel {
 }
 
 export type Activations = 'f32' | 'f16';
+
+/**
+ * Engine option `releaseWeights`: the model was loaded for this one engine, which may empty its
+ * weight maps as soon as its sessions hold their own copy (the wasm heap, GPU buffers), so the
+ * bytes can be collected before the next session is built rather than live beside all of them.
+ */
+export interface WeightRelease {
+  releaseWeights?: boolean;
+}
+
+/** Empties one part's weights (WeightRelease); the model can make no other engine afterwards. */
+export function releaseWeights(weights: ReadonlyMap<string, NamedTensor>): void {
+  if (weights instanceof Map) weights.clear();
+}
+
+/** Throws when a part's weights were released by an engine made from this model before. */
+export function checkWeightsHeld(model: EngineModel): void {
+  if (model.lmWeights.size === 0 || model.decoderWeights.size === 0) {
+    throw new SimpleARError('InvalidSettings', `the weights of ${model.name} were released by the engine made from it: load the model again to make another engine`);
+  }
+}
 
 /**
  * accuracyLevel: MatMulNBits' (model/lm-graph.ts LmGraphOptions; 0 computes with the activations as they
