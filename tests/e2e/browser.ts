@@ -175,21 +175,22 @@ export async function openFixtureEngine(backend: 'webgpu' | 'wasm', options: Fix
 
 /**
  * Loads fixture checkpoints (original formats, read by the worker from the fixture server) into
- * the page's engine: f32 weights and decoder (SwiftShader has no shader-f16), latents up to 8×8.
+ * the page's engine: f32 weights and decoder (SwiftShader has no shader-f16), latents up to 8×8
+ * (`maxLatentSide` otherwise).
  * `backend` unset = the worker's choice (WebGPU when there is an adapter, else wasm).
  */
 export function loadFixtureInPage(
   fixture: FixtureApp,
-  options: { lm?: string; vq?: string; backend?: 'webgpu' | 'wasm'; weights?: 'f32' | 'q4'; graphCapture?: boolean } = {},
+  options: { lm?: string; vq?: string; backend?: 'webgpu' | 'wasm'; weights?: 'f32' | 'q4'; graphCapture?: boolean; maxLatentSide?: number } = {},
 ): Promise<LoadedModelInfo> {
   const model = new URL(`${options.lm ?? 'tiny-simplear'}/`, fixture.files.url).href;
   const vq = new URL(`${options.vq ?? 'tiny-cosmos'}/`, fixture.files.url).href;
   return fixture.session.page.evaluate(
-    ([model, vq, backend, weights, graphCapture]) =>
+    ([model, vq, backend, weights, graphCapture, maxLatentSide]) =>
       (globalThis as unknown as { simplear: { client: EngineClient } }).simplear.client.loadModel(
         { kind: 'original', model, vq },
-        { weights, decoderDtype: 'f32', maxLatentSide: 8, ...(backend ? { backend } : {}), ...(graphCapture === undefined ? {} : { graphCapture }) },
+        { weights, decoderDtype: 'f32', maxLatentSide, ...(backend ? { backend } : {}), ...(graphCapture === undefined ? {} : { graphCapture }) },
       ),
-    [model, vq, options.backend, options.weights ?? 'f32', options.graphCapture] as const,
+    [model, vq, options.backend, options.weights ?? 'f32', options.graphCapture, options.maxLatentSide ?? 8] as const,
   );
 }

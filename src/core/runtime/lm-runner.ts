@@ -4,6 +4,7 @@
 // contract.
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import type { LmSpec } from '../base/model-spec.ts';
+import { EventTurns } from '../base/event-turns.ts';
 import { newKey, newValue, pastKey, pastValue, presentKey, presentValue, type KvCacheMode } from '../model/lm-graph.ts';
 
 /** The `Tensor` constructor of whichever onnxruntime package is in use (node or web). */
@@ -282,6 +283,8 @@ export class LmRunner {
   private readonly kvCache: KvCacheMode;
   /** Growths so far (reallocations with a copy). */
   growths = 0;
+  /** The event loop's turns between runs, so that a cancel can arrive (base/event-turns.ts). */
+  private readonly turns = new EventTurns();
   constructor(
     private readonly ort: { Tensor: TensorCtor },
     private readonly session: InferenceSession,
@@ -312,6 +315,7 @@ export class LmRunner {
 
   /** Logits [B * R * visualCount] of one graph call. */
   async run(f: StepFeeds): Promise<Float32Array> {
+    await this.turns.give();
     const { Tensor } = this.ort;
     const B = this.cache.batch;
     if (f.input_ids.length !== B * f.seq) throw new Error(`feeds for batch ${f.input_ids.length / f.seq}, runner has ${B}`);
