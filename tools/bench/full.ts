@@ -83,11 +83,16 @@ function run(cmd: string[], label: string): Promise<string> {
 
 const cli = (argv: string[]) => [process.execPath, '--import', 'tsx', 'src/cli/main.ts', ...argv];
 
-/** The peak summed PSS of Chromium's processes since the last call, GB (their summed RSS's peak goes to the details). */
+/**
+ * The peak summed PSS of Chromium's processes since the last call, GB, also folded into the
+ * run's peak (browserPeakMemGB); their summed RSS's peak goes to the details.
+ */
 function peakGB(memory: MemorySampler): number {
   const m = memory.take();
+  const gb = m.total / 1e9;
+  figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, gb));
   details.browserPeakRssSumGB = round(Math.max(Number(details.browserPeakRssSumGB ?? 0), m.rssTotal / 1e9));
-  return m.total / 1e9;
+  return gb;
 }
 
 // ---- the page ----------------------------------------------------------------------------------
@@ -205,7 +210,6 @@ async function wasmPart(appUrl: string, ckpt: string, memory: MemorySampler): Pr
 
     const genMem = peakGB(memory);
     details.wasmGenerationPeakMemGB = round(genMem);
-    figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, prepareMem, genMem));
     log(`wasm: Chromium peak during generation ${round(genMem)} GB`);
 
     // The page's decoder alone, where the client has it (older builds do not).
@@ -226,7 +230,6 @@ async function wasmPart(appUrl: string, ckpt: string, memory: MemorySampler): Pr
       figures.decoder1024BrowserS = round(decodeS, 1);
       // A whole generation ends with this decode: its memory counts.
       const decodeMem = peakGB(memory);
-      figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, decodeMem));
       log(`wasm: decoder ${figures.decoder1024BrowserS} s, Chromium peak ${round(decodeMem)} GB`);
     } else {
       log('wasm: this build of the page has no client.decode: the decoder in the page is not measured');
@@ -259,7 +262,7 @@ async function webgpuPart(appUrl: string, bundle: string, memory: MemorySampler)
     if (!gen.timings || !gen.stats || gen.stats.runs < 1) throw new Error(`webgpu generation: ${JSON.stringify(gen)}`);
     figures.webgpuMsPerStep = round(gen.timings.decodeMs / gen.stats.runs, 0);
     figures.webgpuDispatchesPerStep = gen.stats.dispatchesPerStep ?? null;
-    figures.browserPeakMemGB = round(Math.max(figures.browserPeakMemGB ?? 0, peakGB(memory)));
+    peakGB(memory);
     details.webgpuGeneration = { timings: gen.timings, stats: gen.stats };
     log(`webgpu: prefill ${round(gen.timings.prefillMs / 1000, 1)} s, ${gen.stats.runs} steps in ${round(gen.timings.decodeMs / 1000, 1)} s: ${figures.webgpuMsPerStep} ms/step, graph capture ${gen.stats.graphCapture}, dispatches/step ${figures.webgpuDispatchesPerStep ?? 'not reported'}`);
   } finally {

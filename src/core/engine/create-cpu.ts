@@ -113,26 +113,24 @@ export async function createCpuEngine(ort: OrtModule, model: EngineModel, option
     logSeverityLevel: 3,
     ...options.sessionOptions,
   };
+  checkWeightsHeld(model);
   const activations = options.activations ?? 'f32';
   const accuracyLevel = options.accuracyLevel ?? cpuAccuracyLevel(model.lmWeights, backend);
   const kvCache = options.kvCache ?? CPU_KV_CACHE;
-  checkWeightsHeld(model);
   const lm = await createLmSession(ort, model, activations, capacity, { accuracyLevel, kvCache, ...cpuLmGraphChoices(backend) }, sessionOptions, options.files);
   if (options.releaseWeights) releaseWeights(model.lmWeights);
   // The closure holds the decoder's part of the model only: the LM weights can go once the LM's
   // session has them.
   const { decoder: decoderSpec, decoderWeights } = model;
   const bandBytes = options.decoderBandBytes ?? (backend === 'wasm' ? WASM_DECODER_BAND_BYTES : CPU_DECODER_BAND_BYTES);
-  const openDecoder = async () => {
-    const runner = await DecoderRunner.create(ort, decoderSpec, decoderWeights, {
+  const openDecoder = () =>
+    DecoderRunner.create(ort, decoderSpec, decoderWeights, {
       activations: options.decoderActivations === 'f16' ? 'float16' : 'float32',
       session: sessionOptions,
       ...(options.files ? { files: options.files } : {}),
       ...(bandBytes > 0 ? { maxActivationBytes: bandBytes, maxSide: maxLatentSide } : {}),
+      ...(options.releaseWeights ? { releaseWeights: true } : {}),
     });
-    if (options.releaseWeights && !runner.holdsWeights) releaseWeights(decoderWeights);
-    return runner;
-  };
   const decoder = options.oneShot ? openDecoder : await openDecoder();
   // `capacity` is the most the cache may grow to: it holds only what the generation has reached
   // (attention reads all of it, and the wasm EP copies it in every run). An in-place cache (an

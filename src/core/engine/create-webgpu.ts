@@ -106,8 +106,8 @@ export async function createWebGpuEngine(
     session: { executionProviders: [webgpu], graphOptimizationLevel: 'all', logSeverityLevel: 3 },
     maxActivationBytes: Math.min(gpu.device.limits.maxStorageBufferBindingSize, gpu.device.limits.maxBufferSize),
     maxSide: maxLatentSide,
+    ...(options.releaseWeights ? { releaseWeights: true } : {}),
   });
-  if (options.releaseWeights && !decoder.holdsWeights) releaseWeights(model.decoderWeights);
   // Session creation queues the weight uploads: ready means they are on the GPU.
   await gpu.device.queue.onSubmittedWorkDone();
   return new SimpleAREngine({

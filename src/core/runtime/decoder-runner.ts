@@ -37,6 +37,7 @@ import type { CosmosDecoderSpec } from '../model/decoder-spec.ts';
 import type { ExternalDataFile } from '../base/onnx-builder.ts';
 import type { NamedTensor } from '../base/model-spec.ts';
 import { createSessionFromFiles, type ModelFiles } from './model-files.ts';
+import { releaseWeights } from './model.ts';
 
 /** Why and how a decode was redone: the f16 activations overflowed, f32 gave the image. */
 export interface DecoderFallback {
@@ -67,6 +68,11 @@ export interface DecoderRunnerOptions {
   maxSide?: number;
   /** Open the sessions from files (model-files.ts: onnxruntime-node maps their weights). */
   files?: ModelFiles;
+  /**
+   * Empty `weights` once the sessions hold them (runtime/model.ts WeightRelease), unless they are
+   * kept for the f32 rerun of an f16 decode.
+   */
+  releaseWeights?: boolean;
 }
 
 /**
@@ -137,12 +143,8 @@ export class DecoderRunner {
     const external = options.files ? EXTERNAL_DATA_BYTES : undefined;
     const pipeline = await openPipeline(open, ort, spec, weights, activations, bandBytes, options.session, activations === 'float16', external);
     const keep = activations === 'float16' && (options.fallback ?? true) ? weights : undefined;
+    if (options.releaseWeights && !keep) releaseWeights(weights);
     return new DecoderRunner(ort, open, pipeline, spec, keep, options.session, activations, bandBytes, external);
-  }
-
-  /** Whether it keeps the weights it was made from (for the f32 rerun of an f16 decode). */
-  get holdsWeights(): boolean {
-    return this.weights !== undefined;
   }
 
   /** Decodes an h×w grid of codes (row-major, each 0..codebookSize-1) to an image of 16h×16w. */
